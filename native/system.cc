@@ -1,0 +1,145 @@
+// Calls about the host rather than a file's bytes: filesystem facts for the
+// retention-volume rules, aligned memory for O_DIRECT, and systemd's notify socket.
+#include "system.h"
+
+#include <sys/socket.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "errors.h"
+#include "io_call.h"
+
+namespace mtagent {
+namespace {
+
+struct FsType {
+  uint64_t magic;
+  const char* name;
+};
+
+// Magic numbers from linux/magic.h (and the filesystems' own headers).
+constexpr FsType kFsTypes[] = {
+    {0xEF53, "ext4"},          {0x58465342, "xfs"},       {0x9123683E, "btrfs"},   {0x01021994, "tmpfs"},
+    {0x858458F6, "ramfs"},     {0x4D44, "vfat"},          {0x2011BAB0, "exfat"},   {0x5346544E, "ntfs"},
+    {0x6969, "nfs"},           {0xFF534D42, "cifs"},      {0xFE534D42, "smb2"},    {0x794C7630, "overlay"},
+    {0x2FC12FC1, "zfs"},       {0xF2F52010, "f2fs"},      {0x65735546, "fuse"},    {0x9660, "iso9660"},
+    {0x73717368, "squashfs"},  {0x9FA0, "proc"},          {0x62656572, "sysfs"},   {0x27E0EB, "cgroup"},
+    {0x63677270, "cgroup2"},   {0x3434, "nilfs"},         {0x24051905, "ubifs"},   {0xCA451A4E, "bcachefs"},
+};
+
+const char* FsName(uint64_t magic) {
+  for (const FsType& t : kFsTypes) {
+    if (t.magic == magic) return t.name;
+  }
+  return "unknown";
+}
+
+// statfs(path) -> { type, magic, blockSize, capacityBytes, freeBytes, availableBytes, readOnly }
+Napi::Value Statfs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowType(env, "path must be a string");
+  std::string path = info[0].As<Napi::String>();
+  auto st = std::make_shared<struct statfs>();
+  auto call = new IoCall(
+      env, "mtagent.statfs",
+      [path, st](SysError& err) {
+        if (statfs(path.c_str(), st.get()) != 0) err.set(errno, "statfs", path);
+      },
+      [st](Napi::Env env) {
+        uint64_t magic = static_cast<uint64_t>(static_cast<uint32_t>(st->f_type));
+        uint64_t bsize = static_cast<uint64_t>(st->f_frsize ? st->f_frsize : st->f_bsize);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("type", Napi::String::New(env, FsName(magic)));
+        o.Set("magic", Napi::Number::New(env, static_cast<double>(magic)));
+        o.Set("blockSize", Napi::Number::New(env, static_cast<double>(bsize)));
+        o.Set("capacityBytes", Napi::Number::New(env, static_cast<double>(bsize * st->f_blocks)));
+        o.Set("freeBytes", Napi::Number::New(env, static_cast<double>(bsize * st->f_bfree)));
+        o.Set("availableBytes", Napi::Number::New(env, static_cast<double>(bsize * st->f_bavail)));
+        o.Set("readOnly", Napi::Boolean::New(env, (st->f_flags & ST_RDONLY) != 0));
+        return o;
+      });
+  return call->Start();
+}
+
+// alignedBuffer(size) -> zero-filled Buffer whose memory starts on a 4096-byte boundary
+Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) ThrowType(env, "size must be a number");
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d > 0) || d > 4294967296.0 || d != static_cast<double>(static_cast<uint64_t>(d))) {
+    ThrowRange(env, "size must be an integer from 1 to 4294967296");
+  }
+  size_t size = static_cast<size_t>(d);
+  void* mem = nullptr;
+  int rc = posix_memalign(&mem, kDirectAlignment, size);
+  if (rc != 0) {
+    SysError e;
+    e.set(rc, "posix_memalign");
+    throw MakeSysError(env, e);
+  }
+  std::memset(mem, 0, size);
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(size));
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(mem), size, [size](Napi::Env env, uint8_t* data) {
+    std::free(data);
+    Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(size));
+  });
+}
+
+// sdNotify(state) -> true if sent, false when not run by systemd ($NOTIFY_SOCKET unset)
+Napi::Value SdNotify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowType(env, "state must be a string");
+  std::string state = info[0].As<Napi::String>();
+  const char* socketPath = std::getenv("NOTIFY_SOCKET");
+  if (socketPath == nullptr || socketPath[0] == '\0') return Napi::Boolean::New(env, false);
+  std::string path = socketPath;
+  struct sockaddr_un addr;
+  std::memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  if (path[0] != '/' && path[0] != '@') {
+    SysError e;
+    e.set(EAFNOSUPPORT, "connect", path, "NOTIFY_SOCKET must be a path or an @abstract name");
+    throw MakeSysError(env, e);
+  }
+  if (path.size() >= sizeof(addr.sun_path)) {
+    SysError e;
+    e.set(ENAMETOOLONG, "connect", path);
+    throw MakeSysError(env, e);
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
+  socklen_t len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size());
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    SysError e;
+    e.set(errno, "socket");
+    throw MakeSysError(env, e);
+  }
+  ssize_t n = sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<struct sockaddr*>(&addr), len);
+  int sendErrno = errno;
+  close(fd);
+  if (n < 0) {
+    SysError e;
+    e.set(sendErrno, "sendto", path);
+    throw MakeSysError(env, e);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+}  // namespace
+
+void InitSystem(Napi::Env env, Napi::Object exports) {
+  exports.Set("statfs", Napi::Function::New(env, Statfs, "statfs"));
+  exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
+}
+
+}  // namespace mtagent

@@ -1,0 +1,125 @@
+import { fstat } from 'node:fs';
+import { promisify } from 'node:util';
+import { MtagentError, isSystemError } from '../errors';
+import { binding } from './binding';
+
+const fstatAsync = promisify(fstat);
+
+export interface OpenBlockFileOptions {
+  /** Create the file if it does not exist (mode 0600 unless `mode` says otherwise). */
+  create?: boolean;
+  /** Ask for O_DIRECT; filesystems that refuse it (tmpfs) fall back, and `direct` tells which you got. */
+  direct?: boolean;
+  readOnly?: boolean;
+  mode?: number;
+  /** A regular file found empty is extended (sparse) to this size. */
+  size?: number;
+}
+
+/**
+ * A file or block device open for positional I/O through the addon. Every
+ * call runs off the JavaScript thread; several may be in flight. `close()`
+ * waits for them, so no thread ever uses a descriptor after it is closed.
+ */
+export class BlockFile {
+  readonly path: string;
+  readonly fd: number;
+  /** Whether O_DIRECT is in force: buffers, lengths and offsets must then be 4096-aligned. */
+  readonly direct: boolean;
+  readonly blockDevice: boolean;
+  /** Size at open: the device's size, or the file's length. */
+  readonly sizeAtOpen: number;
+
+  private inFlight = 0;
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+
+  private constructor(path: string, fd: number, direct: boolean, blockDevice: boolean, size: number) {
+    this.path = path;
+    this.fd = fd;
+    this.direct = direct;
+    this.blockDevice = blockDevice;
+    this.sizeAtOpen = size;
+  }
+
+  static async open(path: string, options: OpenBlockFileOptions = {}): Promise<BlockFile> {
+    const r = await binding.open(path, options);
+    return new BlockFile(path, r.fd, r.direct, r.blockDevice, r.size);
+  }
+
+  /** Writes all buffers back to back at `offset`; resolves with the byte count. */
+  writev(buffers: readonly Buffer[], offset: number): Promise<number> {
+    return this.track(() => binding.pwritev(this.fd, buffers, offset));
+  }
+
+  write(buffer: Buffer, offset: number): Promise<number> {
+    return this.track(() => binding.pwritev(this.fd, [buffer], offset));
+  }
+
+  /** Fills `buffer` from `offset`; fewer bytes only at the end of the file. */
+  read(buffer: Buffer, offset: number): Promise<number> {
+    return this.track(() => binding.pread(this.fd, buffer, offset));
+  }
+
+  datasync(): Promise<void> {
+    return this.track(() => binding.fdatasync(this.fd));
+  }
+
+  sync(): Promise<void> {
+    return this.track(() => binding.fsync(this.fd));
+  }
+
+  /** Reserves blocks so later writes in the range cannot fail for space. */
+  allocate(offset: number, length: number): Promise<void> {
+    return this.track(() => binding.fallocate(this.fd, offset, length));
+  }
+
+  /** Frees the blocks of the range; reads there return zeros, the size stays. */
+  punchHole(offset: number, length: number): Promise<void> {
+    return this.track(() => binding.punchHole(this.fd, offset, length));
+  }
+
+  /** The current size: BLKGETSIZE64 for a device, the length for a file. */
+  size(): Promise<number> {
+    if (this.blockDevice) return this.track(() => binding.blockDeviceSize(this.fd));
+    return this.track(async () => (await fstatAsync(this.fd)).size);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    await binding.close(this.fd).catch((err: unknown) => {
+      throw this.withPath(err);
+    });
+  }
+
+  private async track<T>(op: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new MtagentError('ERR_FILE_CLOSED', `${this.path} is closed`);
+    this.inFlight++;
+    try {
+      return await op();
+    } catch (err) {
+      throw this.withPath(err);
+    } finally {
+      this.inFlight--;
+      if (this.inFlight === 0 && this.idleWaiters.length > 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+  }
+
+  private withPath(err: unknown): unknown {
+    if (isSystemError(err) && err.path === undefined) {
+      err.path = this.path;
+      err.message = `${err.message} '${this.path}'`;
+    }
+    return err;
+  }
+}

@@ -1,0 +1,44 @@
+// The typed face of the native addon: nothing else in src/ touches the binding.
+import { binding, type RawStatfs } from './binding';
+
+export { BlockFile, type OpenBlockFileOptions } from './block-file';
+
+/** O_DIRECT alignment for memory, lengths and offsets. */
+export const DIRECT_ALIGNMENT: number = binding.directAlignment;
+
+export function alignUp(n: number, alignment: number = DIRECT_ALIGNMENT): number {
+  return Math.ceil(n / alignment) * alignment;
+}
+
+/** Zero-filled memory starting on a 4096-byte boundary, for O_DIRECT. */
+export function alignedBuffer(size: number): Buffer {
+  return binding.alignedBuffer(size);
+}
+
+/** CRC-32C (Castagnoli). Pass a previous result as `seed` to continue over more bytes. */
+export function crc32c(data: Uint8Array, seed = 0): number {
+  return binding.crc32c(data, seed);
+}
+
+/** The table-driven path, always available; the tests hold it equal to the hardware path. */
+export function crc32cSoftware(data: Uint8Array, seed = 0): number {
+  return binding.crc32cSoftware(data, seed);
+}
+
+/** The SSE4.2 path, or undefined on a CPU without it. */
+export const crc32cHardware: ((data: Uint8Array, seed?: number) => number) | undefined = binding.crc32cHardware;
+
+/** Which path `crc32c` uses on this machine: chosen once, when the addon loads. */
+export const crc32cImplementation: 'sse4.2' | 'software' = binding.crc32cImplementation;
+
+export type FilesystemStats = RawStatfs;
+
+/** Filesystem type (by magic number), capacity, free space and the read-only flag for `path`. */
+export function statfs(path: string): Promise<FilesystemStats> {
+  return binding.statfs(path);
+}
+
+/** One datagram to systemd's $NOTIFY_SOCKET; false when not started by systemd. */
+export function sdNotify(state: string): boolean {
+  return binding.sdNotify(state);
+}

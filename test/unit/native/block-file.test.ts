@@ -1,0 +1,273 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BlockFile, alignedBuffer, statfs } from '../../../src/native';
+import { binding } from '../../../src/native/binding';
+import { useTempDir } from '../../helpers/temp-dir';
+
+const MiB = 1024 * 1024;
+const tempDir = useTempDir();
+
+function filled(size: number, byte: number): Buffer {
+  const b = alignedBuffer(size);
+  b.fill(byte);
+  return b;
+}
+
+describe('BlockFile', () => {
+  it('round-trips with O_DIRECT on a filesystem that supports it', async () => {
+    const dir = tempDir();
+    const fsType = (await statfs(dir)).type;
+    const f = await BlockFile.open(join(dir, 'direct.bin'), { create: true, direct: true });
+    try {
+      if (['ext4', 'xfs', 'btrfs'].includes(fsType)) expect(f.direct).toBe(true);
+      const a = alignedBuffer(64 * 1024);
+      randomBytes(a.length).copy(a);
+      const b = filled(4096, 0x5a);
+      expect(await f.writev([a, b], 8192)).toBe(a.length + 4096);
+      await f.datasync();
+      const back = alignedBuffer(a.length + 4096);
+      expect(await f.read(back, 8192)).toBe(back.length);
+      expect(back.subarray(0, a.length).equals(a)).toBe(true);
+      expect(back.subarray(a.length).equals(b)).toBe(true);
+    } finally {
+      await f.close();
+    }
+    const onDisk = readFileSync(join(dir, 'direct.bin'));
+    expect(onDisk.length).toBe(8192 + 64 * 1024 + 4096);
+    expect(onDisk.subarray(0, 8192).every((x) => x === 0)).toBe(true);
+  });
+
+  it('round-trips without O_DIRECT, at any offset and length', async () => {
+    const dir = tempDir();
+    const f = await BlockFile.open(join(dir, 'plain.bin'), { create: true });
+    try {
+      expect(f.direct).toBe(false);
+      const data = randomBytes(1000);
+      await f.write(data, 13);
+      await f.datasync();
+      const back = Buffer.alloc(1000);
+      expect(await f.read(back, 13)).toBe(1000);
+      expect(back.equals(data)).toBe(true);
+      // Reading past the end returns only what is there.
+      const tail = Buffer.alloc(100);
+      expect(await f.read(tail, 963)).toBe(50);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('falls back from O_DIRECT where the kernel refuses it (a character device) and says so', async () => {
+    const f = await BlockFile.open('/dev/null', { direct: true });
+    try {
+      expect(f.direct).toBe(false);
+      await expect(f.write(Buffer.from('unaligned is fine without O_DIRECT'), 3)).resolves.toBe(34);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('reports truthfully whether tmpfs took O_DIRECT (Linux 6.6 and later do)', async () => {
+    const path = join('/dev/shm', `mtagent-test-${process.pid}-${Date.now()}`);
+    const f = await BlockFile.open(path, { create: true, direct: true });
+    try {
+      const unaligned = f.write(Buffer.from('unaligned'), 3);
+      if (f.direct) await expect(unaligned).rejects.toMatchObject({ code: 'ERR_DIRECT_IO_ALIGNMENT' });
+      else await expect(unaligned).resolves.toBe(9);
+    } finally {
+      await f.close();
+      rmSync(path);
+    }
+  });
+
+  it('refuses unaligned buffers, lengths and offsets under O_DIRECT and leaves the file untouched', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'strict.bin');
+    const f = await BlockFile.open(path, { create: true, direct: true });
+    try {
+      expect(f.direct).toBe(true);
+      await f.write(filled(8192, 0x11), 0);
+      await f.datasync();
+      const unalignedMemory = Buffer.alloc(4096, 0x22); // heap memory: not 4096-aligned in practice
+      const shortLength = filled(4096, 0x22).subarray(0, 512);
+      const misalignedView = filled(8192, 0x22).subarray(1, 4097);
+      for (const [buffers, offset] of [
+        [[shortLength], 0],
+        [[misalignedView], 0],
+        [[filled(4096, 0x22)], 512],
+        [[filled(4096, 0x22), shortLength], 0],
+      ] as Array<[Buffer[], number]>) {
+        await expect(f.writev(buffers, offset)).rejects.toMatchObject({
+          code: 'ERR_DIRECT_IO_ALIGNMENT',
+          syscall: 'pwritev',
+          path,
+        });
+      }
+      if (Number(BigInt(unalignedMemory.byteOffset) % 4096n) !== 0) {
+        await expect(f.write(unalignedMemory, 0)).rejects.toMatchObject({ code: 'ERR_DIRECT_IO_ALIGNMENT' });
+      }
+      await expect(f.read(Buffer.alloc(100), 0)).rejects.toMatchObject({ code: 'ERR_DIRECT_IO_ALIGNMENT' });
+    } finally {
+      await f.close();
+    }
+    expect(readFileSync(path).equals(Buffer.alloc(8192, 0x11))).toBe(true);
+  });
+
+  it('surfaces ENOSPC with its code, syscall and path (/dev/full)', async () => {
+    const f = await BlockFile.open('/dev/full', { direct: true });
+    try {
+      const err = await f.write(filled(4096, 1), 0).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(err).toMatchObject({ code: 'ENOSPC', syscall: 'pwritev', path: '/dev/full', errno: -28 });
+      expect((err as Error).message).toMatch(/^ENOSPC: No space left on device, pwritev/);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('reports a missing file as ENOENT naming the path', async () => {
+    const path = join(tempDir(), 'nope', 'missing.bin');
+    await expect(BlockFile.open(path)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open', path });
+  });
+
+  it('creates a sparse file of the given size, and never truncates an existing one', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'disk.img');
+    const f = await BlockFile.open(path, { create: true, size: 1024 * MiB });
+    expect(f.sizeAtOpen).toBe(1024 * MiB);
+    expect(await f.size()).toBe(1024 * MiB);
+    await f.close();
+    expect(statSync(path).size).toBe(1024 * MiB);
+    expect(statSync(path).blocks).toBe(0);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    writeFileSync(join(dir, 'small.img'), Buffer.alloc(4096, 1));
+    const g = await BlockFile.open(join(dir, 'small.img'), { size: 1024 * MiB });
+    expect(g.sizeAtOpen).toBe(4096);
+    await g.close();
+  });
+
+  it('frees blocks when a hole is punched, and allocates them with fallocate', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'holes.bin');
+    const f = await BlockFile.open(path, { create: true, direct: true });
+    try {
+      await f.write(filled(4 * MiB, 0x77), 0);
+      await f.datasync();
+      const before = statSync(path).blocks;
+      expect(before).toBeGreaterThanOrEqual((4 * MiB) / 512);
+      await f.punchHole(MiB, 2 * MiB);
+      const after = statSync(path).blocks;
+      expect(before - after).toBeGreaterThanOrEqual((2 * MiB) / 512);
+      expect(statSync(path).size).toBe(4 * MiB);
+      const back = alignedBuffer(4 * MiB);
+      await f.read(back, 0);
+      expect(back.subarray(0, MiB).every((x) => x === 0x77)).toBe(true);
+      expect(back.subarray(MiB, 3 * MiB).every((x) => x === 0)).toBe(true);
+      expect(back.subarray(3 * MiB).every((x) => x === 0x77)).toBe(true);
+
+      await f.allocate(8 * MiB, 4 * MiB);
+      expect(statSync(path).size).toBe(12 * MiB);
+      expect(statSync(path).blocks - after).toBeGreaterThanOrEqual((4 * MiB) / 512);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('lands many concurrent writes where they should', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'concurrent.bin');
+    const f = await BlockFile.open(path, { create: true, direct: true });
+    const block = 64 * 1024;
+    const count = 128;
+    try {
+      const writes: Array<Promise<number>> = [];
+      // Scattered order, all in flight at once.
+      for (let k = 0; k < count; k++) {
+        const i = (k * 37) % count;
+        writes.push(f.write(filled(block, i + 1), i * block));
+      }
+      expect(await Promise.all(writes)).toEqual(new Array(count).fill(block));
+      await f.datasync();
+    } finally {
+      await f.close();
+    }
+    const data = readFileSync(path);
+    expect(data.length).toBe(block * count);
+    for (let i = 0; i < count; i++) {
+      const slice = data.subarray(i * block, (i + 1) * block);
+      expect(slice.every((x) => x === i + 1)).toBe(true);
+    }
+  });
+
+  it('writes more buffers than IOV_MAX in one call', async () => {
+    const dir = tempDir();
+    const f = await BlockFile.open(join(dir, 'many.bin'), { create: true, direct: true });
+    try {
+      const buffers = Array.from({ length: 1500 }, (_, i) => filled(4096, i % 251));
+      expect(await f.writev(buffers, 0)).toBe(1500 * 4096);
+      const back = alignedBuffer(4096);
+      await f.read(back, 1499 * 4096);
+      expect(back.every((x) => x === 1499 % 251)).toBe(true);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('waits for in-flight calls before closing, and refuses calls after', async () => {
+    const dir = tempDir();
+    const f = await BlockFile.open(join(dir, 'close.bin'), { create: true, direct: true });
+    const pending = Array.from({ length: 16 }, (_, i) => f.write(filled(MiB, i), i * MiB));
+    const closing = f.close();
+    await expect(Promise.all(pending)).resolves.toHaveLength(16);
+    await closing;
+    expect(f.isClosed).toBe(true);
+    await expect(f.datasync()).rejects.toMatchObject({ code: 'ERR_FILE_CLOSED' });
+    expect(statSync(join(dir, 'close.bin')).size).toBe(16 * MiB);
+  });
+
+  it('says ENOTBLK when asked for a block size of a regular file', async () => {
+    const f = await BlockFile.open(join(tempDir(), 'f.bin'), { create: true });
+    try {
+      await expect(binding.blockDeviceSize(f.fd)).rejects.toMatchObject({ code: 'ENOTBLK' });
+    } finally {
+      await f.close();
+    }
+  });
+
+  // A sandbox may forbid opening the host's disks; the test runs wherever one opens.
+  const readableBlockDevice = readdirSync('/sys/block')
+    .filter((name) => !name.startsWith('loop') && !name.startsWith('ram'))
+    .map((name) => ({ name, dev: `/dev/${name}` }))
+    .find(({ dev }) => {
+      try {
+        closeSync(openSync(dev, 'r'));
+        return true;
+      } catch {
+        return false;
+      }
+    });
+
+  it.runIf(readableBlockDevice !== undefined)('reads a real block device size with BLKGETSIZE64', async () => {
+    const { name, dev } = readableBlockDevice as { name: string; dev: string };
+    const sectors = Number(readFileSync(`/sys/block/${name}/size`, 'utf8').trim());
+    const f = await BlockFile.open(dev, { readOnly: true });
+    try {
+      expect(f.blockDevice).toBe(true);
+      expect(await f.size()).toBe(sectors * 512);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('refuses bad arguments on the calling thread', async () => {
+    const f = await BlockFile.open(join(tempDir(), 'args.bin'), { create: true });
+    try {
+      await expect(f.write(Buffer.alloc(1), -1)).rejects.toThrow(RangeError);
+      await expect(f.writev(['x'] as unknown as Buffer[], 0)).rejects.toThrow(TypeError);
+      await expect(f.allocate(0, 0)).rejects.toThrow(/length must be greater than 0/);
+    } finally {
+      await f.close();
+    }
+  });
+});
