@@ -321,6 +321,31 @@ Napi::Value BlockDeviceSize(const Napi::CallbackInfo& info) {
   return call->Start();
 }
 
+// seekData(fd, offset) / seekHole(fd, offset) -> the next data (or hole)
+// offset at or after `offset`, or -1 when there is no more data. Lets a copy
+// skip the holes of a sparse image instead of reading zeros.
+Napi::Value SeekWithWhence(const Napi::CallbackInfo& info, int whence, const char* name) {
+  int fd = ArgFd(info, 0);
+  uint64_t offset = ArgU64(info, 1, "offset");
+  auto result = std::make_shared<int64_t>(-1);
+  auto call = new IoCall(
+      info.Env(), name,
+      [fd, offset, whence, result](SysError& err) {
+        off_t r = lseek(fd, static_cast<off_t>(offset), whence);
+        if (r < 0) {
+          if (errno == ENXIO) return;  // past the last data
+          err.set(errno, "lseek");
+          return;
+        }
+        *result = static_cast<int64_t>(r);
+      },
+      [result](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*result)); });
+  return call->Start();
+}
+
+Napi::Value SeekData(const Napi::CallbackInfo& info) { return SeekWithWhence(info, SEEK_DATA, "mtagent.seekData"); }
+Napi::Value SeekHole(const Napi::CallbackInfo& info) { return SeekWithWhence(info, SEEK_HOLE, "mtagent.seekHole"); }
+
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
@@ -333,6 +358,8 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
   exports.Set("punchHole", Napi::Function::New(env, PunchHole, "punchHole"));
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize, "blockDeviceSize"));
+  exports.Set("seekData", Napi::Function::New(env, SeekData, "seekData"));
+  exports.Set("seekHole", Napi::Function::New(env, SeekHole, "seekHole"));
   exports.Set("directAlignment", Napi::Number::New(env, static_cast<double>(kDirectAlignment)));
 }
 

@@ -2,6 +2,7 @@
 // retention-volume rules, aligned memory for O_DIRECT, and systemd's notify socket.
 #include "system.h"
 
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -134,12 +135,29 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// flock(fd) -> true when this descriptor now holds the exclusive lock, false
+// when another holds it. Never waits. The kernel drops it when the holder dies.
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0);
+  int rc;
+  do {
+    rc = flock(fd, LOCK_EX | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc == 0) return Napi::Boolean::New(env, true);
+  if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+  SysError e;
+  e.set(errno, "flock");
+  throw MakeSysError(env, e);
+}
+
 }  // namespace
 
 void InitSystem(Napi::Env env, Napi::Object exports) {
   exports.Set("statfs", Napi::Function::New(env, Statfs, "statfs"));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
+  exports.Set("flock", Napi::Function::New(env, Flock, "flock"));
 }
 
 }  // namespace mtagent

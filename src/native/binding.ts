@@ -37,6 +37,9 @@ export interface NativeBinding {
   fallocate(fd: number, offset: number, length: number): Promise<void>;
   punchHole(fd: number, offset: number, length: number): Promise<void>;
   blockDeviceSize(fd: number): Promise<number>;
+  seekData(fd: number, offset: number): Promise<number>;
+  seekHole(fd: number, offset: number): Promise<number>;
+  flock(fd: number): boolean;
   statfs(path: string): Promise<RawStatfs>;
   alignedBuffer(size: number): Buffer;
   sdNotify(state: string): boolean;

@@ -79,6 +79,25 @@ export class BlockFile {
     return this.track(() => binding.punchHole(this.fd, offset, length));
   }
 
+  /** The next offset at or after `offset` that holds data, or -1 past the last data (SEEK_DATA). */
+  seekData(offset: number): Promise<number> {
+    return this.track(() => binding.seekData(this.fd, offset));
+  }
+
+  /** The next hole at or after `offset` (SEEK_HOLE); the end of the file counts as one. */
+  seekHole(offset: number): Promise<number> {
+    return this.track(() => binding.seekHole(this.fd, offset));
+  }
+
+  /**
+   * Takes the exclusive advisory lock (flock) on this descriptor without
+   * waiting: false if another open file description holds it.
+   */
+  tryLock(): boolean {
+    if (this.closed) throw new MtagentError('ERR_FILE_CLOSED', `${this.path} is closed`);
+    return binding.flock(this.fd);
+  }
+
   /** The current size: BLKGETSIZE64 for a device, the length for a file. */
   size(): Promise<number> {
     if (this.blockDevice) return this.track(() => binding.blockDeviceSize(this.fd));

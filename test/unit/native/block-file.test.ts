@@ -271,3 +271,39 @@ describe('BlockFile', () => {
     }
   });
 });
+
+describe('BlockFile extras', () => {
+  it('finds data and holes in a sparse file (SEEK_DATA / SEEK_HOLE)', async () => {
+    const path = join(tempDir(), 'sparse.img');
+    const f = await BlockFile.open(path, { create: true, size: 64 * MiB });
+    try {
+      await f.write(Buffer.alloc(MiB, 1), 16 * MiB);
+      await f.write(Buffer.alloc(MiB, 2), 40 * MiB);
+      await f.datasync();
+      expect(await f.seekData(0)).toBe(16 * MiB);
+      expect(await f.seekHole(16 * MiB)).toBe(17 * MiB);
+      expect(await f.seekData(17 * MiB)).toBe(40 * MiB);
+      expect(await f.seekHole(40 * MiB)).toBe(41 * MiB);
+      expect(await f.seekData(41 * MiB)).toBe(-1);
+      expect(await f.seekHole(41 * MiB)).toBe(41 * MiB); // already in a hole
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('holds an exclusive lock that a second open of the same file cannot take', async () => {
+    const path = join(tempDir(), '.lock');
+    const a = await BlockFile.open(path, { create: true });
+    const b = await BlockFile.open(path, {});
+    try {
+      expect(a.tryLock()).toBe(true);
+      expect(a.tryLock()).toBe(true); // the holder may ask again
+      expect(b.tryLock()).toBe(false);
+      await a.close();
+      expect(b.tryLock()).toBe(true);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
