@@ -1,0 +1,413 @@
+// A log of batches in numbered, preallocated segment files. Each batch is one
+// O_DIRECT pwritev followed by fdatasync, so a batch is the unit of
+// durability: the reader accepts whole batches and stops at the first one
+// that is torn. See docs/journal-format.md.
+import { openSync, closeSync, fsyncSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BlockFile, alignedBuffer } from '../native';
+import { JournalCorruptError } from './errors';
+import {
+  BATCH_ALIGNMENT,
+  RECORD_HEADER_BYTES,
+  RecordKind,
+  decodeRecord,
+  encodeRecord,
+  recordSize,
+  type DecodedRecord,
+  type RecordFields,
+} from './record';
+
+export interface PendingRecord {
+  fields: Omit<RecordFields, 'count'>;
+  payload?: Uint8Array;
+}
+
+export interface LogBatch {
+  segment: number;
+  /** Where the batch starts in its segment file. */
+  fileOffset: number;
+  batchNo: number;
+  bytes: number;
+  /** The batch's bytes; records' payloadStart positions index into it. */
+  buffer: Buffer;
+  records: DecodedRecord[];
+}
+
+export interface LogPosition {
+  segment: number;
+  fileOffset: number;
+}
+
+export interface ScanSummary {
+  /** Where the next batch goes. */
+  end: LogPosition;
+  nextBatchNo: number;
+  batches: number;
+  /** Set when the log ended in a batch that was never completed (normal after a crash). */
+  tornTail: { segment: number; fileOffset: number; reason: string } | null;
+}
+
+export function alignBatch(n: number): number {
+  return Math.ceil(n / BATCH_ALIGNMENT) * BATCH_ALIGNMENT;
+}
+
+export function batchBytesFor(records: readonly PendingRecord[]): number {
+  let size = RECORD_HEADER_BYTES;
+  for (const r of records) size += recordSize(r.payload?.length ?? 0);
+  return alignBatch(size);
+}
+
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const SEGMENT_NAME = /^(\d{8,})\.(log|undo)$/;
+
+export function segmentFileName(segment: number, extension: string): string {
+  return `${String(segment).padStart(8, '0')}.${extension}`;
+}
+
+/** Numbered segment files of one log, oldest first. */
+export function listSegments(dir: string, extension: string): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: number[] = [];
+  for (const name of names) {
+    const m = SEGMENT_NAME.exec(name);
+    if (m && m[2] === extension) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Reads the batch at `fileOffset`, or says why there is none there. */
+export async function readBatchAt(
+  file: BlockFile,
+  segment: number,
+  fileOffset: number,
+  fileBytes: number,
+): Promise<{ ok: true; batch: LogBatch } | { ok: false; headerValid: boolean; at: number; reason: string; batchNo?: number }> {
+  if (fileOffset + RECORD_HEADER_BYTES > fileBytes) return { ok: false, headerValid: false, at: fileOffset, reason: 'end of file' };
+  const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
+  await file.read(head, fileOffset);
+  const h = decodeRecord(head, 0, segment);
+  if (!h.ok) return { ok: false, headerValid: false, at: fileOffset, reason: `no batch header (${h.reason})` };
+  if (h.record.kind !== RecordKind.Batch) return { ok: false, headerValid: false, at: fileOffset, reason: 'record outside a batch' };
+  const bytes = h.record.offset;
+  const batchNo = h.record.seq;
+  if (bytes < BATCH_ALIGNMENT || bytes % BATCH_ALIGNMENT !== 0) {
+    return { ok: false, headerValid: true, at: fileOffset, reason: `bad batch length ${bytes}`, batchNo };
+  }
+  if (fileOffset + bytes > fileBytes) {
+    return { ok: false, headerValid: true, at: fileOffset, reason: 'batch runs past the end of the file', batchNo };
+  }
+  const buffer = Buffer.allocUnsafe(bytes);
+  const got = await file.read(buffer, fileOffset);
+  if (got < bytes) return { ok: false, headerValid: true, at: fileOffset, reason: 'short read', batchNo };
+  const records: DecodedRecord[] = [];
+  let pos = RECORD_HEADER_BYTES;
+  for (let i = 0; i < h.record.count; i++) {
+    const r = decodeRecord(buffer, pos, segment);
+    if (!r.ok) {
+      return { ok: false, headerValid: true, at: fileOffset + pos, reason: `record ${i} of batch ${batchNo}: ${r.reason}`, batchNo };
+    }
+    if (r.record.kind === RecordKind.Batch) {
+      return { ok: false, headerValid: true, at: fileOffset + pos, reason: `batch header inside batch ${batchNo}`, batchNo };
+    }
+    records.push(r.record);
+    pos += r.record.size;
+    if (pos > bytes) return { ok: false, headerValid: true, at: fileOffset + pos, reason: 'records overrun the batch', batchNo };
+  }
+  return { ok: true, batch: { segment, fileOffset, batchNo, bytes, buffer, records } };
+}
+
+/** Looks for any intact batch numbered `minBatchNo` or later at or after `from`. */
+async function findLaterBatch(
+  dir: string,
+  extension: string,
+  segments: readonly number[],
+  fromIndex: number,
+  fromOffset: number,
+  minBatchNo: number,
+): Promise<(LogPosition & { batchNo: number; bytes: number }) | null> {
+  const chunkBytes = 4 * 1024 * 1024;
+  for (let i = fromIndex; i < segments.length; i++) {
+    const segment = segments[i] as number;
+    const path = join(dir, segmentFileName(segment, extension));
+    const file = await BlockFile.open(path, { readOnly: true });
+    try {
+      const size = file.sizeAtOpen;
+      let pos = i === fromIndex ? alignBatch(fromOffset) : 0;
+      const chunk = Buffer.allocUnsafe(chunkBytes);
+      while (pos < size) {
+        const got = await file.read(chunk, pos);
+        for (let p = 0; p + RECORD_HEADER_BYTES <= got; p += BATCH_ALIGNMENT) {
+          const r = decodeRecord(chunk.subarray(0, got), p, segment);
+          if (r.ok && r.record.kind === RecordKind.Batch && r.record.seq >= minBatchNo) {
+            return { segment, fileOffset: pos + p, batchNo: r.record.seq, bytes: r.record.offset };
+          }
+        }
+        pos += chunkBytes;
+      }
+    } finally {
+      await file.close();
+    }
+  }
+  return null;
+}
+
+/**
+ * Reads every intact batch in order and finds where the log ends. A bad batch
+ * with nothing intact after it is a torn tail: it was never acknowledged, and
+ * the writer continues there. A bad batch with intact later batches is
+ * corruption of acknowledged data: JournalCorruptError, never skipped.
+ */
+export async function scanLog(
+  dir: string,
+  extension: string,
+  onBatch: (batch: LogBatch) => void | Promise<void>,
+): Promise<ScanSummary> {
+  const segments = listSegments(dir, extension);
+  let expected: number | null = null;
+  let batches = 0;
+  let end: LogPosition = { segment: segments[0] ?? 1, fileOffset: 0 };
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i] as number;
+    const path = join(dir, segmentFileName(segment, extension));
+    const file = await BlockFile.open(path, { readOnly: true });
+    let stop = null as { headerValid: boolean; at: number; reason: string } | null;
+    let pos = 0;
+    try {
+      const size = file.sizeAtOpen;
+      for (;;) {
+        const r = await readBatchAt(file, segment, pos, size);
+        if (!r.ok) {
+          stop = r;
+          break;
+        }
+        if (expected !== null && r.batch.batchNo !== expected) {
+          if (r.batch.batchNo > expected) {
+            throw new JournalCorruptError(path, pos, `batch ${r.batch.batchNo} follows batch ${expected - 1}: batches are missing`);
+          }
+          stop = { headerValid: false, at: pos, reason: `stale batch ${r.batch.batchNo}` };
+          break;
+        }
+        await onBatch(r.batch);
+        batches++;
+        expected = r.batch.batchNo + 1;
+        pos += r.batch.bytes;
+        end = { segment, fileOffset: pos };
+      }
+    } finally {
+      await file.close();
+    }
+    if (stop === null) throw new Error('unreachable: scan loop ended without a stop');
+    if (pos === 0 && expected === null && !stop.headerValid) {
+      // Nothing written in this segment and nothing before it: an empty log so far.
+      end = { segment, fileOffset: 0 };
+    }
+    const nextMin = expected ?? 0;
+    const later = await findLaterBatch(dir, extension, segments, i, stop.headerValid ? stop.at + 1 : pos + 1, nextMin);
+    if (stop.headerValid) {
+      if (later !== null) {
+        throw new JournalCorruptError(path, stop.at, `${stop.reason}, yet later batches are intact`);
+      }
+      return { end: { segment, fileOffset: pos }, nextBatchNo: nextMin || 1, batches, tornTail: { segment, fileOffset: stop.at, reason: stop.reason } };
+    }
+    if (later === null) {
+      return { end: expected === null ? end : { segment, fileOffset: pos }, nextBatchNo: nextMin || 1, batches, tornTail: null };
+    }
+    // The data goes on in a later segment. That is a normal roll only if it is
+    // the very next batch, at the start of the next segment, and it would not
+    // have fitted in this one (the writer rolls only then).
+    const segmentSize = statSync(path).size;
+    const normalRoll =
+      expected !== null &&
+      later.batchNo === expected &&
+      later.fileOffset === 0 &&
+      later.segment === segments[i + 1] &&
+      pos + later.bytes > segmentSize;
+    if (!normalRoll) {
+      throw new JournalCorruptError(path, pos, `${stop.reason}, yet later batches are intact`);
+    }
+  }
+  return { end, nextBatchNo: expected ?? 1, batches, tornTail: null };
+}
+
+export interface SegmentLogOptions {
+  dir: string;
+  extension: 'log' | 'undo';
+  /** Size of every segment file, a multiple of 4096. */
+  segmentBytes: number;
+}
+
+/**
+ * The writing end of a log. One batch at a time: the caller awaits each
+ * append before the next (the ingest log's group commit does this).
+ */
+export class SegmentLogWriter {
+  readonly dir: string;
+  readonly extension: 'log' | 'undo';
+  readonly segmentBytes: number;
+  private file: BlockFile | null = null;
+  private segment: number;
+  private position: number;
+  private nextBatchNo: number;
+  private spares: string[] = [];
+  private buffer: Buffer | null = null;
+  private busy = false;
+
+  private constructor(options: SegmentLogOptions, end: LogPosition, nextBatchNo: number) {
+    this.dir = options.dir;
+    this.extension = options.extension;
+    this.segmentBytes = options.segmentBytes;
+    this.segment = end.segment;
+    this.position = end.fileOffset;
+    this.nextBatchNo = nextBatchNo;
+  }
+
+  /** Opens the writer where a scan found the end of the log. */
+  static async open(options: SegmentLogOptions, scan: ScanSummary): Promise<SegmentLogWriter> {
+    if (options.segmentBytes % BATCH_ALIGNMENT !== 0) throw new RangeError('segmentBytes must be a multiple of 4096');
+    await mkdir(options.dir, { recursive: true });
+    const w = new SegmentLogWriter(options, scan.end, scan.nextBatchNo);
+    // Segments after the end hold nothing valid (made just before a crash): keep them as spares.
+    for (const n of listSegments(options.dir, options.extension)) {
+      if (n > scan.end.segment) w.addSpare(join(options.dir, segmentFileName(n, options.extension)));
+    }
+    for (const name of readdirSync(options.dir)) if (name.startsWith('spare-')) w.spares.push(join(options.dir, name));
+    return w;
+  }
+
+  get currentSegment(): number {
+    return this.segment;
+  }
+
+  get currentPosition(): number {
+    return this.position;
+  }
+
+  /** The batch number the next append gets. */
+  get batchNo(): number {
+    return this.nextBatchNo;
+  }
+
+  /** Largest batch that fits in one segment. */
+  get maxBatchBytes(): number {
+    return this.segmentBytes;
+  }
+
+  /** Whether `bytes` more would start a new segment. */
+  wouldRoll(bytes: number): boolean {
+    return this.file === null ? this.position === 0 || this.position + bytes > this.segmentBytes : this.position + bytes > this.segmentBytes;
+  }
+
+  /**
+   * Writes records as one batch and makes it durable. `segmentHeader` is put
+   * first when the batch opens a new segment (the undo log's SegmentStart).
+   */
+  async append(records: readonly PendingRecord[], segmentHeader?: () => PendingRecord): Promise<LogBatch> {
+    if (this.busy) throw new Error('SegmentLogWriter.append is not re-entrant');
+    this.busy = true;
+    try {
+      let all = records;
+      let bytes = batchBytesFor(all);
+      const startsSegment = this.file === null ? this.position === 0 || this.position + bytes > this.segmentBytes : this.position + bytes > this.segmentBytes;
+      if (startsSegment && segmentHeader) {
+        all = [segmentHeader(), ...records];
+        bytes = batchBytesFor(all);
+      }
+      if (bytes > this.segmentBytes) throw new RangeError(`batch of ${bytes} bytes exceeds the segment size ${this.segmentBytes}`);
+      await this.ensureSegment(bytes);
+      const buf = this.batchBuffer(bytes);
+      let pos = RECORD_HEADER_BYTES;
+      for (const r of all) pos = encodeRecord(buf, pos, this.segment, { ...r.fields, count: 0 }, r.payload);
+      buf.fill(0, pos, bytes);
+      const batchNo = this.nextBatchNo;
+      encodeRecord(buf, 0, this.segment, { kind: RecordKind.Batch, flags: 0, pairId: '', seq: batchNo, time: 0, offset: bytes, count: all.length });
+      const file = this.file as BlockFile;
+      const fileOffset = this.position;
+      await file.write(bytes === buf.length ? buf : buf.subarray(0, bytes), fileOffset);
+      await file.datasync();
+      this.position += bytes;
+      this.nextBatchNo++;
+      const decoded: DecodedRecord[] = [];
+      let p = RECORD_HEADER_BYTES;
+      for (let i = 0; i < all.length; i++) {
+        const r = decodeRecord(buf, p, this.segment);
+        if (!r.ok) throw new Error(`batch just written does not decode: ${r.reason}`);
+        decoded.push(r.record);
+        p += r.record.size;
+      }
+      // The caller may keep the batch (the applier reads payloads from it): hand over a copy-free view and take a new buffer next time.
+      const out = buf.subarray(0, bytes);
+      this.buffer = null;
+      return { segment: this.segment, fileOffset, batchNo, bytes, buffer: out, records: decoded };
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** A released segment is renamed to a spare and reused for a later segment, already allocated. */
+  addSpare(path: string): void {
+    const spare = join(this.dir, `spare-${Date.now()}-${this.spares.length}-${Math.random().toString(36).slice(2, 8)}.${this.extension}`);
+    renameSync(path, spare);
+    this.spares.push(spare);
+  }
+
+  async close(): Promise<void> {
+    const f = this.file;
+    this.file = null;
+    if (f) await f.close();
+  }
+
+  private batchBuffer(bytes: number): Buffer {
+    if (this.buffer === null || this.buffer.length < bytes) this.buffer = alignedBuffer(Math.max(bytes, 1024 * 1024));
+    return this.buffer;
+  }
+
+  private async ensureSegment(bytes: number): Promise<void> {
+    if (this.file !== null && this.position + bytes <= this.segmentBytes) return;
+    if (this.file === null && this.position > 0 && this.position + bytes <= this.segmentBytes) {
+      this.file = await BlockFile.open(this.segmentPath(this.segment), { direct: true });
+      return;
+    }
+    if (this.file !== null) {
+      await this.file.close();
+      this.file = null;
+      this.segment++;
+    } else if (this.position > 0) {
+      this.segment++;
+    }
+    this.position = 0;
+    const path = this.segmentPath(this.segment);
+    const spare = this.spares.shift();
+    if (spare !== undefined) {
+      renameSync(spare, path);
+    }
+    const f = await BlockFile.open(path, { create: true, direct: true });
+    try {
+      if (spare === undefined || statSync(path).size < this.segmentBytes) await f.allocate(0, this.segmentBytes);
+    } catch (err) {
+      await f.close();
+      rmSync(path, { force: true });
+      throw err;
+    }
+    fsyncDir(this.dir);
+    this.file = f;
+  }
+
+  private segmentPath(segment: number): string {
+    return join(this.dir, segmentFileName(segment, this.extension));
+  }
+}
