@@ -249,6 +249,11 @@ export interface SegmentLogOptions {
   extension: 'log' | 'undo';
   /** Size of every segment file, a multiple of 4096. */
   segmentBytes: number;
+  /**
+   * Called before a new segment file is allocated (not when a spare is
+   * reused): makes room or throws. Its error fails the append.
+   */
+  beforeAllocate?: (bytes: number) => Promise<void>;
 }
 
 /**
@@ -266,8 +271,10 @@ export class SegmentLogWriter {
   private spares: string[] = [];
   private buffer: Buffer | null = null;
   private busy = false;
+  private readonly beforeAllocate: ((bytes: number) => Promise<void>) | undefined;
 
   private constructor(options: SegmentLogOptions, end: LogPosition, nextBatchNo: number) {
+    this.beforeAllocate = options.beforeAllocate;
     this.dir = options.dir;
     this.extension = options.extension;
     this.segmentBytes = options.segmentBytes;
@@ -391,6 +398,7 @@ export class SegmentLogWriter {
     }
     this.position = 0;
     const path = this.segmentPath(this.segment);
+    if (this.spares.length === 0) await this.beforeAllocate?.(this.segmentBytes);
     const spare = this.spares.shift();
     if (spare !== undefined) {
       renameSync(spare, path);

@@ -1,0 +1,287 @@
+// Applies durable items to the targets, in seq order, one cycle at a time.
+// Its input is the ingest log from `cursor` on: recent batches come from
+// memory (bounded), older ones are read back from the log. A pair whose
+// target fails is paused alone: it remembers where to resume, and the rest
+// go on.
+import { BlockFile } from '../native';
+import { comparePositions, type IngestLog } from '../journal/ingest-log';
+import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
+import { readBatchAt, type LogBatch, type LogPosition } from '../journal/segment-log';
+import type { ItemPoint, UndoLog } from '../journal/undo-log';
+import { applyItems, type ApplyResult } from './pair-applier';
+import type { TargetDisk } from './target';
+
+export interface ApplierPair {
+  pairId: string;
+  appliedSeq: number;
+  /** The item at appliedSeq (seq 0, time 0 before any). */
+  appliedPoint: ItemPoint;
+  undo: UndoLog;
+  target: TargetDisk | null;
+  /** Applying stops for a pair that is paused; its items stay in the log. */
+  paused: boolean;
+  /** Where a paused pair resumes reading the log; null when nothing of it was skipped. */
+  resumeFrom: LogPosition | null;
+  /** Set by the owner when a paused pair may try again. */
+  wantsResume: boolean;
+}
+
+export interface ApplierOptions {
+  ingest: IngestLog;
+  pairs: Map<string, ApplierPair>;
+  /** Items applied per pair and cycle, in write bytes. */
+  cycleBytes: number;
+  /** Batches kept in memory for the applier; beyond it they are read back from the log. */
+  memoryBudgetBytes: number;
+  onApplied: (pair: ApplierPair, result: ApplyResult) => void;
+  onPaused: (pair: ApplierPair, err: unknown) => void;
+  onResumed: (pair: ApplierPair) => void;
+  /** Errors of the loop itself (reading the log): the owner reports them. */
+  onError: (err: unknown) => void;
+}
+
+interface CycleBatch {
+  batch: LogBatch;
+}
+
+export class Applier {
+  private readonly options: ApplierOptions;
+  private cursor: LogPosition;
+  private durableEnd: LogPosition;
+  private memory: LogBatch[] = [];
+  private memoryBytes = 0;
+  /** While set, batches from the cursor up to here are read from the log. */
+  private diskUntil: LogPosition | null;
+  private running = false;
+  private stopped = false;
+  private wake: (() => void) | null = null;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(options: ApplierOptions, start: LogPosition, durableEnd: LogPosition) {
+    this.options = options;
+    this.cursor = start;
+    this.durableEnd = durableEnd;
+    this.diskUntil = comparePositions(start, durableEnd) < 0 ? durableEnd : null;
+  }
+
+  /**
+   * A batch just made durable. What is left to apply is [cursor, diskUntil)
+   * in the log, then the batches in memory up to the durable end; when memory
+   * would overflow it is dropped and the log is read instead.
+   */
+  enqueue(batch: LogBatch): void {
+    const end = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
+    if (this.memoryBytes + batch.bytes > this.options.memoryBudgetBytes) {
+      this.memory = [];
+      this.memoryBytes = 0;
+      this.diskUntil = end;
+    } else {
+      this.memory.push(batch);
+      this.memoryBytes += batch.bytes;
+    }
+    this.durableEnd = end;
+    this.poke();
+  }
+
+  poke(): void {
+    if (this.wake) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
+    if (!this.running && !this.stopped) {
+      this.running = true;
+      void this.loop();
+    }
+  }
+
+  /** Where the ingest log may be recycled up to: nobody needs anything before it. */
+  releasePosition(): LogPosition {
+    let pos = this.cursor;
+    for (const p of this.options.pairs.values()) {
+      if (p.resumeFrom && comparePositions(p.resumeFrom, pos) < 0) pos = p.resumeFrom;
+    }
+    return pos;
+  }
+
+  /** Resolves when nothing is left to apply for the active pairs. */
+  async idle(): Promise<void> {
+    if (!this.running) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.poke();
+    await this.idle();
+  }
+
+  get pending(): boolean {
+    return comparePositions(this.cursor, this.durableEnd) < 0 || this.memory.length > 0;
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.stopped) {
+        await this.resumePairs();
+        const cycle = await this.nextCycle();
+        if (cycle.length === 0) break;
+        await this.applyCycle(cycle);
+        this.options.ingest.release(this.releasePosition());
+      }
+    } catch (err) {
+      this.options.onError(err);
+    } finally {
+      this.running = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+      if (!this.stopped && (this.pending || [...this.options.pairs.values()].some((p) => p.wantsResume))) {
+        // Something arrived while finishing: go round again.
+        setImmediate(() => this.poke());
+      }
+    }
+  }
+
+  /** Up to cycleBytes of batches from the cursor on, from memory or from the log. */
+  private async nextCycle(): Promise<CycleBatch[]> {
+    const out: CycleBatch[] = [];
+    let bytes = 0;
+    while (bytes < this.options.cycleBytes) {
+      let batch: LogBatch | null = null;
+      if (this.diskUntil !== null) {
+        batch = await this.readFromLog(this.cursor, this.diskUntil);
+        if (batch === null) {
+          this.diskUntil = null;
+          continue;
+        }
+      } else {
+        batch = this.memory.shift() ?? null;
+        if (batch) this.memoryBytes -= batch.bytes;
+      }
+      if (batch === null) break;
+      out.push({ batch });
+      bytes += batch.bytes;
+      this.cursor = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
+    }
+    return out;
+  }
+
+  /** The batch at `from` (or at the start of the next segment), or null on reaching `until`. */
+  private async readFromLog(from: LogPosition, until: LogPosition): Promise<LogBatch | null> {
+    let pos = from;
+    for (let attempts = 0; attempts < 2; attempts++) {
+      if (comparePositions(pos, until) >= 0) return null;
+      const path = this.options.ingest.segmentPath(pos.segment);
+      const file = await BlockFile.open(path, { readOnly: true });
+      try {
+        const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen);
+        if (r.ok) return r.batch;
+      } finally {
+        await file.close();
+      }
+      pos = { segment: pos.segment + 1, fileOffset: 0 };
+      this.cursor = pos;
+    }
+    throw new Error(`the ingest log has no batch at ${from.segment}:${from.fileOffset} though it should (durable end ${until.segment}:${until.fileOffset})`);
+  }
+
+  private async applyCycle(cycle: readonly CycleBatch[]): Promise<void> {
+    const perPair = new Map<string, { items: StreamItem[]; firstBatch: LogPosition }>();
+    for (const { batch } of cycle) {
+      for (const r of batch.records) {
+        if (!isItemRecord(r)) continue;
+        const pair = this.options.pairs.get(r.pairId);
+        if (!pair || r.seq <= pair.appliedSeq) continue;
+        if (pair.paused) {
+          pair.resumeFrom ??= { segment: batch.segment, fileOffset: batch.fileOffset };
+          continue;
+        }
+        let entry = perPair.get(r.pairId);
+        if (!entry) {
+          entry = { items: [], firstBatch: { segment: batch.segment, fileOffset: batch.fileOffset } };
+          perPair.set(r.pairId, entry);
+        }
+        entry.items.push(recordItem(r, batch.buffer));
+      }
+    }
+    await Promise.all(
+      [...perPair].map(async ([pairId, { items, firstBatch }]) => {
+        const pair = this.options.pairs.get(pairId) as ApplierPair;
+        const ok = await this.applyToPair(pair, items);
+        if (!ok) pair.resumeFrom ??= firstBatch;
+      }),
+    );
+  }
+
+  /** Applies items in chunks; false when the pair had to be paused. */
+  private async applyToPair(pair: ApplierPair, items: readonly StreamItem[]): Promise<boolean> {
+    if (pair.target === null) {
+      this.pause(pair, new Error('target not open'));
+      return false;
+    }
+    let start = 0;
+    while (start < items.length) {
+      let end = start;
+      let bytes = 0;
+      while (end < items.length && (end === start || bytes < this.options.cycleBytes)) {
+        const it = items[end] as StreamItem;
+        if (it.seq > pair.appliedSeq) bytes += it.kind === 'write' ? it.data.length : 0;
+        end++;
+      }
+      const chunk = items.slice(start, end).filter((i) => i.seq > pair.appliedSeq);
+      start = end;
+      if (chunk.length === 0) continue;
+      try {
+        if (!pair.target.stillAttached()) throw new Error(`target ${pair.target.path} was moved or detached`);
+        const result = await applyItems(pair.pairId, chunk, pair.target, pair.undo, pair.appliedPoint);
+        pair.appliedSeq = result.appliedSeq;
+        pair.appliedPoint = { seq: result.appliedSeq, time: result.appliedTime };
+        this.options.onApplied(pair, result);
+      } catch (err) {
+        this.pause(pair, err);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private pause(pair: ApplierPair, err: unknown): void {
+    pair.paused = true;
+    pair.wantsResume = false;
+    this.options.onPaused(pair, err);
+  }
+
+  /** Catches paused pairs that may resume up with the cursor, reading the log. */
+  private async resumePairs(): Promise<void> {
+    for (const pair of this.options.pairs.values()) {
+      if (!pair.wantsResume) continue;
+      pair.wantsResume = false;
+      pair.paused = false;
+      let pos = pair.resumeFrom;
+      let ok = true;
+      while (ok && pos !== null && comparePositions(pos, this.cursor) < 0) {
+        const batch = await this.readFromLogFor(pos);
+        if (batch === null) break;
+        const items = batch.records.filter((r) => isItemRecord(r) && r.pairId === pair.pairId && r.seq > pair.appliedSeq).map((r) => recordItem(r, batch.buffer));
+        if (items.length > 0) ok = await this.applyToPair(pair, items);
+        if (ok) pos = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
+      }
+      if (ok) {
+        pair.resumeFrom = null;
+        this.options.onResumed(pair);
+      } else {
+        pair.resumeFrom = pos;
+      }
+    }
+  }
+
+  private async readFromLogFor(pos: LogPosition): Promise<LogBatch | null> {
+    const saved = this.cursor;
+    try {
+      return await this.readFromLog(pos, saved);
+    } finally {
+      this.cursor = saved;
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// A target disk: a block device, or a regular file holding a disk image
+// (created sparse when a size is configured and the file is absent).
+import { statSync, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
+import { MtagentError, isSystemError } from '../errors';
+import { BlockFile } from '../native';
+import type { Extent } from './overlay';
+
+export class TargetError extends MtagentError {
+  readonly path: string;
+  constructor(code: 'target-unavailable' | 'size-mismatch' | 'target-invalid', path: string, message: string, cause?: unknown) {
+    super(code, message, { cause });
+    this.name = 'TargetError';
+    this.path = path;
+  }
+}
+
+export interface TargetSpec {
+  path: string;
+  /** For an image file: its size, used to create it when absent and checked when present. */
+  sizeBytes?: number | null;
+}
+
+/** Several positional writes at once: the extents are disjoint, so order does not matter. */
+const MAX_IN_FLIGHT = 8;
+
+export async function runLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+export class TargetDisk {
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly blockDevice: boolean;
+  /** True when this open created the image: its content is all zeros, not the source's. */
+  readonly created: boolean;
+  private readonly file: BlockFile;
+  private readonly identity: { dev: number; ino: number };
+
+  private constructor(path: string, file: BlockFile, size: number, created: boolean, identity: { dev: number; ino: number }) {
+    this.path = path;
+    this.file = file;
+    this.sizeBytes = size;
+    this.blockDevice = file.blockDevice;
+    this.created = created;
+    this.identity = identity;
+  }
+
+  static async open(spec: TargetSpec): Promise<TargetDisk> {
+    let st: Stats | undefined;
+    try {
+      st = statSync(spec.path);
+    } catch (err) {
+      if (!isSystemError(err) || err.code !== 'ENOENT') throw unavailable(spec.path, err);
+    }
+    let created = false;
+    if (st === undefined) {
+      if (!spec.sizeBytes) {
+        throw new TargetError('target-unavailable', spec.path, `target ${spec.path} does not exist; attach the disk, or give sizeBytes to create an image file`);
+      }
+      try {
+        statSync(dirname(spec.path));
+      } catch (err) {
+        throw unavailable(spec.path, err);
+      }
+      created = true;
+    } else if (!st.isBlockDevice() && !st.isFile()) {
+      throw new TargetError('target-invalid', spec.path, `target ${spec.path} is neither a block device nor a regular file`);
+    }
+    let file: BlockFile;
+    try {
+      file = await BlockFile.open(spec.path, { create: created, size: spec.sizeBytes ?? undefined });
+    } catch (err) {
+      throw unavailable(spec.path, err);
+    }
+    const size = file.sizeAtOpen;
+    if (!file.blockDevice && spec.sizeBytes && size !== spec.sizeBytes) {
+      await file.close();
+      throw new TargetError('size-mismatch', spec.path, `target ${spec.path} is ${size} bytes but sizeBytes is ${spec.sizeBytes}; it is never truncated or grown`);
+    }
+    const fst = statSync(spec.path);
+    return new TargetDisk(spec.path, file, size, created, { dev: fst.dev, ino: fst.ino });
+  }
+
+  /**
+   * Whether the path still names the file this handle has open. A moved or
+   * detached disk keeps the descriptor valid, so the path is what tells.
+   */
+  stillAttached(): boolean {
+    try {
+      const st = statSync(this.path);
+      return st.dev === this.identity.dev && st.ino === this.identity.ino;
+    } catch {
+      return false;
+    }
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    const got = await this.io(() => this.file.read(buf, offset));
+    if (got < length) buf.fill(0, got);
+    return buf;
+  }
+
+  async readInto(buf: Buffer, offset: number): Promise<number> {
+    return this.io(() => this.file.read(buf, offset));
+  }
+
+  async writeExtents(extents: readonly Extent[]): Promise<void> {
+    await runLimited(extents, MAX_IN_FLIGHT, (e) => this.io(() => this.file.write(e.data, e.offset)));
+  }
+
+  async flush(): Promise<void> {
+    await this.io(() => this.file.datasync());
+  }
+
+  seekData(offset: number): Promise<number> {
+    return this.io(() => this.file.seekData(offset));
+  }
+
+  seekHole(offset: number): Promise<number> {
+    return this.io(() => this.file.seekHole(offset));
+  }
+
+  async close(): Promise<void> {
+    await this.file.close();
+  }
+
+  private async io<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      throw unavailable(this.path, err);
+    }
+  }
+}
+
+function unavailable(path: string, err: unknown): TargetError {
+  const why = err instanceof Error ? err.message : String(err);
+  return new TargetError('target-unavailable', path, `target ${path} is unavailable: ${why}`, err);
+}

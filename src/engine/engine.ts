@@ -1,0 +1,844 @@
+// The replication engine: everything between a validated stream item and a
+// recoverable point, with no network. It owns the retention volume (lock,
+// ingest log, undo logs, space), the catalog, the targets and the applier.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Applier, type ApplierPair } from '../apply/applier';
+import type { ApplyResult } from '../apply/pair-applier';
+import { TargetDisk, TargetError } from '../apply/target';
+import { MtagentError } from '../errors';
+import { IngestLog, comparePositions } from '../journal/ingest-log';
+import { isItemRecord, itemRecord, decodeTagPayload, type StreamItem } from '../journal/items';
+import { RecordKind, type DecodedRecord } from '../journal/record';
+import type { LogBatch, LogPosition, PendingRecord } from '../journal/segment-log';
+import { UndoLog, type ItemPoint } from '../journal/undo-log';
+import { silentLogger, type Logger } from '../log';
+import { RetentionLock } from '../retention/lock';
+import { measureSpace, type SpaceAccount } from '../retention/space';
+import { rollBack } from '../recovery/rollback';
+import { Catalog } from '../store/catalog';
+import { EngineError } from './errors';
+
+export const MAX_WRITE_BYTES = 4 * 1024 * 1024;
+export const MAX_TAG_NAME = 128;
+
+export interface EnginePairConfig {
+  id: string;
+  target: string;
+  /** For an image file: created sparse at this size when the pair is new and the file absent. */
+  sizeBytes?: number | null;
+  group?: string | null;
+}
+
+export interface EnginePolicy {
+  retentionSeconds: number;
+  rpoThresholdSeconds: number;
+}
+
+export interface EngineOptions {
+  agentId: string;
+  configPath?: string | null;
+  retentionDir: string;
+  dataDir: string;
+  pairs: readonly EnginePairConfig[];
+  policy: EnginePolicy;
+  /** Cap on the retention volume's use; null: its free space less the reserve. */
+  maxBytes?: number | null;
+  reserveBytes?: number;
+  ingestSegmentBytes?: number;
+  undoSegmentBytes?: number;
+  maxBatchBytes?: number;
+  cycleBytes?: number;
+  applierMemoryBytes?: number;
+  targetRetryMs?: number;
+  pruneIntervalMs?: number;
+  /** How long appends wait for space (back-pressure) before `retention-full`. */
+  spaceWaitMs?: number;
+  logger?: Logger;
+  /** Wall clock in µs (tests move it). */
+  now?: () => number;
+}
+
+export type PairStateName = 'unprotected' | 'resyncing' | 'protected' | 'target-unavailable' | 'failed-over' | 'error';
+
+interface PairRuntime extends ApplierPair {
+  config: EnginePairConfig | null;
+  diskBytes: number | null;
+  sectorBytes: number | null;
+  opened: boolean;
+  lastSeq: number;
+  lastTime: number;
+  durableSeq: number;
+  durableTime: number | null;
+  needsResync: boolean;
+  inResync: boolean;
+  failover: 'rolling-back' | 'failed-over' | null;
+  failoverSeq: number | null;
+  lastError: string | null;
+  /** The oldest state the undo log can roll back to. */
+  oldest: ItemPoint;
+  pins: number;
+  ingestBytes: number;
+  rate: { since: number; bytes: number; perSecond: number };
+}
+
+export interface PairStatus {
+  pair: string;
+  group: string | null;
+  state: PairStateName;
+  configured: boolean;
+  target: string | null;
+  diskBytes: number | null;
+  durableSeq: number;
+  appliedSeq: number;
+  oldestSeq: number;
+  oldestTime: number | null;
+  latestTime: number | null;
+  rpoSeconds: number | null;
+  rpoHealth: 'ok' | 'warning' | 'critical' | null;
+  journalBytes: number;
+  ingestBytesPerSecond: number;
+  needsResync: boolean;
+  lastError: string | null;
+}
+
+/** What the recovery code needs of a pair; the engine keeps it consistent while pinned. */
+export interface PairHistory {
+  pairId: string;
+  diskBytes: number;
+  target: TargetDisk | null;
+  /** The state the target holds: the applied seq, or the failover point. */
+  targetSeq: number;
+  oldest: ItemPoint;
+  undo: UndoLog;
+}
+
+const DEFAULTS = {
+  reserveBytes: 256 * 1024 * 1024,
+  ingestSegmentBytes: 64 * 1024 * 1024,
+  undoSegmentBytes: 32 * 1024 * 1024,
+  maxBatchBytes: 16 * 1024 * 1024,
+  cycleBytes: 8 * 1024 * 1024,
+  applierMemoryBytes: 64 * 1024 * 1024,
+  targetRetryMs: 2000,
+  pruneIntervalMs: 10_000,
+  spaceWaitMs: 30_000,
+};
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export class Engine {
+  readonly options: EngineOptions;
+  readonly log: Logger;
+  readonly catalog: Catalog;
+  private readonly lock: RetentionLock;
+  private readonly pairs = new Map<string, PairRuntime>();
+  private ingest!: IngestLog;
+  private applier!: Applier;
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private fatal: unknown = null;
+  private readonly appliedWaiters = new Set<{ pairId: string; seq: number; resolve: () => void }>();
+  private readonly now: () => number;
+
+  private constructor(options: EngineOptions, lock: RetentionLock, catalog: Catalog) {
+    this.options = options;
+    this.log = options.logger ?? silentLogger();
+    this.lock = lock;
+    this.catalog = catalog;
+    this.now = options.now ?? (() => Date.now() * 1000);
+  }
+
+  private opt<K extends keyof typeof DEFAULTS>(key: K): number {
+    return (this.options[key] as number | undefined) ?? DEFAULTS[key];
+  }
+
+  /** Opens the retention volume, recovers after any crash, and starts applying. */
+  static async open(options: EngineOptions): Promise<Engine> {
+    mkdirSync(join(options.retentionDir, 'ingest'), { recursive: true });
+    mkdirSync(join(options.retentionDir, 'pairs'), { recursive: true });
+    const lock = await RetentionLock.acquire(options.retentionDir, { agentId: options.agentId, configPath: options.configPath ?? null });
+    let catalog: Catalog | null = null;
+    try {
+      catalog = Catalog.open(join(options.dataDir, 'catalog.db'));
+      const engine = new Engine(options, lock, catalog);
+      await engine.recover();
+      return engine;
+    } catch (err) {
+      catalog?.close();
+      await lock.release();
+      throw err;
+    }
+  }
+
+  // ---- start-up and recovery -------------------------------------------
+
+  private async recover(): Promise<void> {
+    const configured = new Map(this.options.pairs.map((p) => [p.id, p]));
+    const known = new Set([...configured.keys(), ...this.catalog.pairs().map((p) => p.pairId)]);
+    for (const pairId of known) await this.openPairHistory(pairId, configured.get(pairId) ?? null);
+
+    // The ingest log's tail: what is durable but not yet applied.
+    const firstUnapplied = new Map<string, { position: LogPosition; seq: number }>();
+    const { log, scan } = await IngestLog.open(
+      {
+        dir: join(this.options.retentionDir, 'ingest'),
+        segmentBytes: this.opt('ingestSegmentBytes'),
+        maxBatchBytes: this.opt('maxBatchBytes'),
+        beforeAllocate: (bytes) => this.makeRoom(bytes, true),
+        onBatch: (batch) => this.onDurable(batch),
+      },
+      (batch) => {
+        for (const r of batch.records) {
+          if (!isItemRecord(r)) continue;
+          let pair = this.pairs.get(r.pairId);
+          if (pair === undefined) pair = this.addRuntime(r.pairId, null, this.catalog.ensurePair(r.pairId), null, { seq: 0, time: 0 });
+          const catalogApplied = this.catalog.pair(r.pairId)?.appliedSeq ?? 0;
+          if (r.seq > catalogApplied && !firstUnapplied.has(r.pairId)) {
+            firstUnapplied.set(r.pairId, { position: { segment: batch.segment, fileOffset: batch.fileOffset }, seq: r.seq });
+          }
+          this.noteDurable(pair, r);
+        }
+      },
+    );
+    this.ingest = log;
+    if (scan.tornTail) this.log.warn({ tornTail: scan.tornTail }, 'ingest log ended in a torn batch (never acknowledged); continuing before it');
+
+    for (const pair of this.pairs.values()) {
+      const first = firstUnapplied.get(pair.pairId);
+      // Everything before the first unapplied item in the log was applied: it is either
+      // at or below the catalog's checkpoint, or its segment was recycled, which
+      // happens only after it was applied.
+      pair.appliedSeq = first ? first.seq - 1 : pair.durableSeq;
+      pair.lastSeq = pair.durableSeq;
+      pair.lastTime = pair.durableTime ?? 0;
+      pair.appliedPoint = this.pointAtOrBefore(pair, pair.appliedSeq);
+      if (pair.config && pair.failover === null) await this.attachTarget(pair);
+    }
+    // The applier starts at the earliest item an active pair still needs; a
+    // paused pair keeps its own place and catches up when it resumes.
+    let cursor: LogPosition = scan.end;
+    for (const pair of this.pairs.values()) {
+      const first = firstUnapplied.get(pair.pairId);
+      if (!first) continue;
+      if (pair.paused) pair.resumeFrom = first.position;
+      else if (comparePositions(first.position, cursor) < 0) cursor = first.position;
+    }
+    this.applier = new Applier(
+      {
+        ingest: this.ingest,
+        pairs: this.pairs as Map<string, ApplierPair>,
+        cycleBytes: this.opt('cycleBytes'),
+        memoryBudgetBytes: this.opt('applierMemoryBytes'),
+        onApplied: (p, r) => this.onApplied(p as PairRuntime, r),
+        onPaused: (p, err) => this.onPaused(p as PairRuntime, err),
+        onResumed: (p) => this.onResumed(p as PairRuntime),
+        onError: (err) => this.onFatal(err),
+      },
+      cursor,
+      scan.end,
+    );
+    // A failover interrupted by a crash is finished before anything else.
+    for (const pair of this.pairs.values()) {
+      if (pair.failover === 'rolling-back' && pair.failoverSeq !== null) {
+        this.log.warn({ pair: pair.pairId, seq: pair.failoverSeq }, 'finishing a failover interrupted by a restart');
+        await this.attachTarget(pair, true);
+        await this.rollTargetBack(pair, pair.failoverSeq);
+      }
+    }
+    this.applier.poke();
+    this.timers.push(setInterval(() => this.retryPausedPairs(), this.opt('targetRetryMs')).unref());
+    this.timers.push(setInterval(() => void this.pruneByTime().catch((err: unknown) => this.log.error({ err }, 'pruning failed')), this.opt('pruneIntervalMs')).unref());
+    this.log.info(
+      { pairs: [...this.pairs.keys()], ingestEnd: scan.end, batchesScanned: scan.batches },
+      'engine recovered',
+    );
+  }
+
+  /** The applied item's seq and time, as far as the logs know it (time 0 when not known). */
+  private pointAtOrBefore(pair: PairRuntime, seq: number): ItemPoint {
+    const last = pair.undo.lastItem;
+    if (last && last.seq === seq) return last;
+    if (pair.durableSeq === seq && pair.durableTime !== null) return { seq, time: pair.durableTime };
+    return { seq, time: last && last.seq <= seq ? last.time : pair.oldest.time };
+  }
+
+  /** Reads a pair's undo log and brings its catalog rows in line with it. */
+  private async openPairHistory(pairId: string, config: EnginePairConfig | null): Promise<void> {
+    const row = this.catalog.ensurePair(pairId);
+    const tags: Array<{ seq: number; time: number; kind: 'app' | 'crash'; name: string; group: string | null }> = [];
+    const markers: Array<{ kind: 'start' | 'end'; seq: number; time: number }> = [];
+    const undo = await UndoLog.open(
+      this.options.retentionDir,
+      pairId,
+      this.opt('undoSegmentBytes'),
+      (r: DecodedRecord, batch: LogBatch) => {
+        if (r.kind === RecordKind.Tag) {
+          const t = decodeTagPayload(batch.buffer.subarray(r.payloadStart, r.payloadStart + r.payloadLength));
+          tags.push({ seq: r.seq, time: r.time, kind: t.kind, name: t.name, group: t.group });
+        } else if (r.kind === RecordKind.ResyncStart) markers.push({ kind: 'start', seq: r.seq, time: r.time });
+        else if (r.kind === RecordKind.ResyncEnd) markers.push({ kind: 'end', seq: r.seq, time: r.time });
+      },
+      (bytes) => this.makeRoom(bytes, false),
+    );
+    const segments = undo.segments();
+    this.catalog.transaction(() => {
+      const onDisk = new Set(segments.map((s) => s.segment));
+      for (const s of this.catalog.segments(pairId)) if (!onDisk.has(s.segment)) this.catalog.deleteSegment(pairId, s.segment);
+      for (const s of segments) this.catalog.upsertSegment({ pairId, ...s });
+      for (const t of tags) this.catalog.addTag({ pairId, ...t });
+      for (const m of markers) {
+        if (m.kind === 'start') this.catalog.startResync(pairId, m.seq, m.time);
+        else this.catalog.endResync(pairId, m.seq, m.time);
+      }
+    });
+    const first = segments[0];
+    const oldest: ItemPoint = first ? { seq: first.prevSeq, time: first.prevTime ?? 0 } : { seq: undo.maxSeq, time: undo.lastItem?.time ?? 0 };
+    this.addRuntime(pairId, config, row, undo, oldest);
+  }
+
+  private addRuntime(pairId: string, config: EnginePairConfig | null, row: ReturnType<Catalog['ensurePair']>, undo: UndoLog | null, oldest: ItemPoint): PairRuntime {
+    const last = undo?.lastItem ?? null;
+    const windows = this.catalog.resyncWindows(pairId);
+    const pair: PairRuntime = {
+      pairId,
+      config,
+      appliedSeq: row.appliedSeq,
+      appliedPoint: { seq: 0, time: 0 },
+      undo: undo as UndoLog,
+      target: null,
+      paused: config === null,
+      resumeFrom: null,
+      wantsResume: false,
+      diskBytes: row.diskBytes,
+      sectorBytes: row.sectorBytes,
+      opened: false,
+      lastSeq: 0,
+      lastTime: 0,
+      durableSeq: Math.max(row.durableSeq, last?.seq ?? 0),
+      durableTime: last?.time ?? null,
+      needsResync: row.needsResync,
+      inResync: windows.length > 0 && (windows[windows.length - 1] as { endSeq: number | null }).endSeq === null,
+      failover: row.failover,
+      failoverSeq: row.failoverSeq,
+      lastError: config === null ? 'not in the configuration: retention kept until `mtagent pair purge`' : null,
+      oldest,
+      pins: 0,
+      ingestBytes: 0,
+      rate: { since: Date.now(), bytes: 0, perSecond: 0 },
+    };
+    if (pair.failover !== null) pair.paused = true;
+    this.pairs.set(pairId, pair);
+    return pair;
+  }
+
+  /** Opens (or creates) the pair's target; on failure the pair waits paused. */
+  private async attachTarget(pair: PairRuntime, mustSucceed = false): Promise<boolean> {
+    if (pair.config === null) return false;
+    const fresh = pair.durableSeq === 0;
+    try {
+      const t = await TargetDisk.open({ path: pair.config.target, sizeBytes: fresh ? pair.config.sizeBytes ?? null : null });
+      if (pair.config.sizeBytes && !t.blockDevice && t.sizeBytes !== pair.config.sizeBytes) {
+        await t.close();
+        throw new TargetError('size-mismatch', pair.config.target, `target ${pair.config.target} is ${t.sizeBytes} bytes but sizeBytes is ${pair.config.sizeBytes}`);
+      }
+      if (pair.diskBytes !== null && t.sizeBytes !== pair.diskBytes) {
+        await t.close();
+        throw new TargetError('size-mismatch', pair.config.target, `target ${pair.config.target} is ${t.sizeBytes} bytes; the pair's disk is ${pair.diskBytes}`);
+      }
+      pair.target = t;
+      if (pair.failover === null) {
+        pair.paused = false;
+        pair.lastError = null;
+      }
+      return true;
+    } catch (err) {
+      pair.target = null;
+      pair.paused = true;
+      pair.lastError = err instanceof Error ? err.message : String(err);
+      this.log.warn({ pair: pair.pairId, err: pair.lastError }, 'target unavailable; items are journaled until it returns');
+      if (mustSucceed) throw err;
+      return false;
+    }
+  }
+
+  // ---- the ingest path ----------------------------------------------------
+
+  /** Configured pair ids. */
+  pairIds(): string[] {
+    return [...this.pairs.values()].filter((p) => p.config !== null).map((p) => p.pairId);
+  }
+
+  /**
+   * A process server opens a pair: checks it, makes everything accepted for
+   * it durable, and tells where to continue.
+   */
+  async openPair(pairId: string, diskBytes: number, sectorBytes: number): Promise<{ durableSeq: number; needsResync: boolean }> {
+    this.assertUsable();
+    const pair = this.pairs.get(pairId);
+    if (!pair || pair.config === null) throw new EngineError('unknown-pair', `pair ${pairId} is not configured on this agent`, pairId);
+    if (pair.failover !== null) throw new EngineError('failed-over', `pair ${pairId} is failed over; commit it (mtagent commit ${pairId}) before replicating again`, pairId);
+    if (sectorBytes !== 512 && sectorBytes !== 4096) throw new EngineError('bad-request', `sectorBytes must be 512 or 4096, not ${sectorBytes}`, pairId);
+    if (!Number.isSafeInteger(diskBytes) || diskBytes <= 0 || diskBytes % sectorBytes !== 0) {
+      throw new EngineError('bad-request', `diskBytes must be a positive multiple of sectorBytes, not ${diskBytes}`, pairId);
+    }
+    const known = pair.target?.sizeBytes ?? pair.diskBytes ?? (pair.config.sizeBytes || null);
+    if (known !== null && known !== diskBytes) {
+      throw new EngineError('size-mismatch', `pair ${pairId}: the source disk is ${diskBytes} bytes but the target is ${known}`, pairId);
+    }
+    await this.ingest.drain();
+    pair.diskBytes = diskBytes;
+    pair.sectorBytes = sectorBytes;
+    pair.opened = true;
+    pair.lastSeq = pair.durableSeq;
+    pair.lastTime = pair.durableTime ?? 0;
+    this.catalog.updatePair(pairId, { diskBytes, sectorBytes, durableSeq: pair.durableSeq });
+    return { durableSeq: pair.durableSeq, needsResync: pair.needsResync };
+  }
+
+  /**
+   * Accepts items of one pair, in order, and resolves with the pair's durable
+   * seq once they are durable. If an item is refused, the items before it are
+   * still made durable, then the refusal is thrown (EngineError with its seq).
+   */
+  async append(pairId: string, items: readonly StreamItem[]): Promise<number> {
+    this.assertUsable();
+    const pair = this.pairs.get(pairId);
+    if (!pair || pair.config === null) throw new EngineError('unknown-pair', `pair ${pairId} is not configured on this agent`, pairId);
+    if (pair.failover !== null) throw new EngineError('failed-over', `pair ${pairId} is failed over`, pairId);
+    if (!pair.opened || pair.diskBytes === null || pair.sectorBytes === null) {
+      throw new EngineError('not-open', `pair ${pairId} was not opened`, pairId);
+    }
+    const records: PendingRecord[] = [];
+    let refusal: EngineError | null = null;
+    for (const item of items) {
+      refusal = this.validate(pair, item);
+      if (refusal) break;
+      const time = Math.max(item.time, pair.lastTime);
+      pair.lastSeq = item.seq;
+      pair.lastTime = time;
+      records.push(itemRecord(pairId, time === item.time ? item : { ...item, time }));
+    }
+    if (records.length > 0) {
+      try {
+        await this.ingest.append(records);
+      } catch (err) {
+        // Nothing of the failed batch is durable: the client resends from durableSeq.
+        pair.lastSeq = pair.durableSeq;
+        pair.lastTime = pair.durableTime ?? 0;
+        if (err instanceof MtagentError && err.code === 'retention-full') {
+          throw new EngineError('retention-full', err.message, pairId, (records[0] as PendingRecord).fields.seq);
+        }
+        throw err;
+      }
+    }
+    if (refusal) throw refusal;
+    return pair.durableSeq;
+  }
+
+  private validate(pair: PairRuntime, item: StreamItem): EngineError | null {
+    const id = pair.pairId;
+    if (!Number.isSafeInteger(item.seq) || item.seq !== pair.lastSeq + 1) {
+      return new EngineError('seq-gap', `pair ${id}: expected seq ${pair.lastSeq + 1}, got ${item.seq}`, id, item.seq);
+    }
+    if (!Number.isSafeInteger(item.time) || item.time < 0) return new EngineError('bad-record', `pair ${id} seq ${item.seq}: bad time`, id, item.seq);
+    if (item.kind === 'write') {
+      const sector = pair.sectorBytes as number;
+      const len = item.data.length;
+      if (len === 0 || len > MAX_WRITE_BYTES) return new EngineError('bad-record', `pair ${id} seq ${item.seq}: length ${len} is not in 1..${MAX_WRITE_BYTES}`, id, item.seq);
+      if (item.offset % sector !== 0 || len % sector !== 0) {
+        return new EngineError('bad-record', `pair ${id} seq ${item.seq}: offset ${item.offset} and length ${len} must be multiples of ${sector}`, id, item.seq);
+      }
+      if (item.offset + len > (pair.diskBytes as number)) {
+        return new EngineError('bad-record', `pair ${id} seq ${item.seq}: ${item.offset}+${len} is past the end of the ${pair.diskBytes}-byte disk`, id, item.seq);
+      }
+    } else if (item.kind === 'tag') {
+      if (item.name.length === 0 || item.name.length > MAX_TAG_NAME) {
+        return new EngineError('bad-record', `pair ${id} seq ${item.seq}: tag name must be 1..${MAX_TAG_NAME} characters`, id, item.seq);
+      }
+    }
+    return null;
+  }
+
+  private noteDurable(pair: PairRuntime, r: DecodedRecord): void {
+    if (r.seq > pair.durableSeq) {
+      pair.durableSeq = r.seq;
+      pair.durableTime = r.time;
+    }
+    if (r.kind === RecordKind.ResyncStart) pair.inResync = true;
+    else if (r.kind === RecordKind.ResyncEnd) {
+      pair.inResync = false;
+      pair.needsResync = false;
+    }
+    if (r.kind === RecordKind.Write) {
+      pair.ingestBytes += r.payloadLength;
+      pair.rate.bytes += r.payloadLength;
+    }
+  }
+
+  private onDurable(batch: LogBatch): void {
+    for (const r of batch.records) {
+      if (!isItemRecord(r)) continue;
+      const pair = this.pairs.get(r.pairId);
+      if (pair) this.noteDurable(pair, r);
+    }
+    this.applier.enqueue(batch);
+  }
+
+  // ---- the apply path -----------------------------------------------------
+
+  private onApplied(pair: PairRuntime, result: ApplyResult): void {
+    const seg = pair.undo.segments();
+    this.catalog.transaction(() => {
+      this.catalog.updatePair(pair.pairId, { appliedSeq: result.appliedSeq, durableSeq: pair.durableSeq });
+      // Segments this step touched: the active one, and the one before if it just rolled.
+      for (const s of seg.slice(-2)) this.catalog.upsertSegment({ pairId: pair.pairId, ...s });
+      for (const m of result.markers) {
+        if (m.kind === 'tag') this.catalog.addTag({ pairId: pair.pairId, seq: m.seq, time: m.time, kind: m.tagKind, name: m.name, group: m.group });
+        else if (m.kind === 'resync-start') this.catalog.startResync(pair.pairId, m.seq, m.time);
+        else if (m.kind === 'resync-end') {
+          this.catalog.endResync(pair.pairId, m.seq, m.time);
+          this.catalog.updatePair(pair.pairId, { needsResync: false });
+        }
+      }
+    });
+    for (const w of this.appliedWaiters) {
+      if (w.pairId === pair.pairId && pair.appliedSeq >= w.seq) {
+        this.appliedWaiters.delete(w);
+        w.resolve();
+      }
+    }
+  }
+
+  private onPaused(pair: PairRuntime, err: unknown): void {
+    pair.lastError = err instanceof Error ? err.message : String(err);
+    const targetGone = pair.target !== null && !pair.target.stillAttached();
+    this.log.warn({ pair: pair.pairId, appliedSeq: pair.appliedSeq, err: pair.lastError }, 'applying paused for this pair; ingest goes on');
+    if (targetGone && pair.target) {
+      const t = pair.target;
+      pair.target = null;
+      void t.close().catch(() => undefined);
+    }
+  }
+
+  private onResumed(pair: PairRuntime): void {
+    pair.lastError = null;
+    this.log.info({ pair: pair.pairId, appliedSeq: pair.appliedSeq }, 'applying resumed');
+  }
+
+  private onFatal(err: unknown): void {
+    this.fatal = err;
+    this.log.fatal({ err }, 'the applier stopped on an error it cannot pass');
+  }
+
+  private retryPausedPairs(): void {
+    if (this.closed) return;
+    for (const pair of this.pairs.values()) {
+      if (!pair.paused || pair.config === null || pair.failover !== null || pair.wantsResume) continue;
+      void (async () => {
+        if (pair.target && !pair.target.stillAttached()) {
+          const t = pair.target;
+          pair.target = null;
+          await t.close().catch(() => undefined);
+        }
+        if (pair.target === null && !(await this.attachTarget(pair))) return;
+        pair.paused = true;
+        pair.wantsResume = true;
+        this.applier.poke();
+      })().catch((err: unknown) => this.log.error({ err, pair: pair.pairId }, 'retrying the target failed'));
+    }
+  }
+
+  /** Resolves once the pair has applied `seq` (or rejects after `timeoutMs`). */
+  waitApplied(pairId: string, seq: number, timeoutMs = 60_000): Promise<void> {
+    const pair = this.requirePair(pairId);
+    if (pair.appliedSeq >= seq) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { pairId, seq, resolve: () => { clearTimeout(timer); resolve(); } };
+      const timer = setTimeout(() => {
+        this.appliedWaiters.delete(waiter);
+        reject(new EngineError('target-unavailable', `pair ${pairId} did not apply seq ${seq} within ${timeoutMs} ms (applied ${pair.appliedSeq}${pair.lastError ? `: ${pair.lastError}` : ''})`, pairId));
+      }, timeoutMs);
+      this.appliedWaiters.add(waiter);
+      this.applier.poke();
+    });
+  }
+
+  /** Waits until everything durable is applied for every pair that can apply. */
+  async settle(timeoutMs = 60_000): Promise<void> {
+    await this.ingest.drain();
+    await Promise.all(
+      [...this.pairs.values()].filter((p) => !p.paused && p.config !== null).map((p) => this.waitApplied(p.pairId, p.durableSeq, timeoutMs)),
+    );
+  }
+
+  // ---- space and history -------------------------------------------------
+
+  async space(): Promise<SpaceAccount> {
+    let undoBytes = 0;
+    for (const p of this.pairs.values()) for (const s of p.undo?.segments() ?? []) undoBytes += s.bytes;
+    return measureSpace(this.options.retentionDir, this.ingest?.usedBytes() ?? 0, undoBytes, this.options.maxBytes ?? null, this.opt('reserveBytes'));
+  }
+
+  /**
+   * Makes room for `bytes` more on the retention volume: shortens history
+   * (oldest undo segments first, logged and recorded), and for the ingest log
+   * then waits for the applier to free segments (back-pressure), and only
+   * then refuses with `retention-full`.
+   */
+  private async makeRoom(bytes: number, mayWait: boolean): Promise<void> {
+    const deadline = Date.now() + (mayWait ? this.opt('spaceWaitMs') : 0);
+    for (;;) {
+      const account = await this.space();
+      if (account.availableBytes >= bytes) return;
+      if (this.pruneForSpace(bytes - account.availableBytes) > 0) continue;
+      if (Date.now() >= deadline || this.closed) {
+        throw new EngineError(
+          'retention-full',
+          `the retention volume has ${account.availableBytes} of ${account.capacityBytes} bytes free and no history left to drop; ${bytes} more are needed`,
+        );
+      }
+      this.applier?.poke();
+      await sleep(50);
+    }
+  }
+
+  /** Drops the oldest closed undo segments across pairs until `need` bytes are freed. */
+  private pruneForSpace(need: number): number {
+    const candidates: Array<{ pair: PairRuntime; segment: number; lastTime: number; bytes: number }> = [];
+    for (const pair of this.pairs.values()) {
+      if (pair.pins > 0 || pair.failover !== null || !pair.undo) continue;
+      const segs = pair.undo.segments();
+      for (const s of segs.slice(0, -1)) candidates.push({ pair, segment: s.segment, lastTime: s.lastTime ?? 0, bytes: s.bytes });
+    }
+    candidates.sort((a, b) => a.lastTime - b.lastTime);
+    let freed = 0;
+    for (const c of candidates) {
+      if (freed >= need) break;
+      // Segments of a pair go oldest first only.
+      if (c.pair.undo.segments()[0]?.segment !== c.segment) continue;
+      this.dropOldestSegment(c.pair, 'space');
+      freed += c.bytes;
+    }
+    return freed;
+  }
+
+  /** Drops undo segments older than the retention window (source time). */
+  async pruneByTime(): Promise<number> {
+    let dropped = 0;
+    for (const pair of this.pairs.values()) {
+      if (pair.pins > 0 || pair.failover !== null || !pair.undo || pair.durableTime === null) continue;
+      const cutoff = pair.durableTime - this.options.policy.retentionSeconds * 1e6;
+      for (;;) {
+        const segs = pair.undo.segments();
+        const oldest = segs[0];
+        if (segs.length < 2 || !oldest || oldest.lastTime === null || oldest.lastTime >= cutoff) break;
+        this.dropOldestSegment(pair, 'time');
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
+  private dropOldestSegment(pair: PairRuntime, reason: 'time' | 'space'): void {
+    const segs = pair.undo.segments();
+    const victim = segs[0];
+    const next = segs[1];
+    if (!victim || !next) return;
+    pair.undo.removeSegment(victim.segment);
+    pair.oldest = { seq: next.prevSeq, time: next.prevTime ?? 0 };
+    this.catalog.transaction(() => {
+      this.catalog.deleteSegment(pair.pairId, victim.segment);
+      this.catalog.deleteTagsBefore(pair.pairId, pair.oldest.seq);
+      this.catalog.deleteWindowsBefore(pair.pairId, pair.oldest.seq);
+      if (reason === 'space') {
+        this.catalog.addEvent(pair.pairId, 'history-shortened', `retention volume short of space: oldest point is now seq ${pair.oldest.seq} (${new Date(pair.oldest.time / 1000).toISOString()})`);
+      }
+    });
+    const log = reason === 'space' ? this.log.warn.bind(this.log) : this.log.info.bind(this.log);
+    log({ pair: pair.pairId, segment: victim.segment, oldestSeq: pair.oldest.seq, reason }, reason === 'space' ? 'history shortened for space' : 'history past the retention window dropped');
+  }
+
+  // ---- recovery support --------------------------------------------------
+
+  /** Keeps a pair's history from being pruned while it is read; call the result to release. */
+  pin(pairId: string): () => void {
+    const pair = this.requirePair(pairId);
+    pair.pins++;
+    let released = false;
+    return () => {
+      if (!released) {
+        released = true;
+        pair.pins--;
+      }
+    };
+  }
+
+  history(pairId: string): PairHistory {
+    const pair = this.requirePair(pairId);
+    return {
+      pairId,
+      diskBytes: pair.diskBytes ?? pair.target?.sizeBytes ?? 0,
+      target: pair.target,
+      targetSeq: pair.failover === 'failed-over' && pair.failoverSeq !== null ? pair.failoverSeq : pair.appliedSeq,
+      oldest: pair.oldest,
+      undo: pair.undo,
+    };
+  }
+
+  /** A pair's group from the configuration. */
+  groupOf(pairId: string): string | null {
+    return this.pairs.get(pairId)?.config?.group ?? null;
+  }
+
+  /**
+   * Failover in place: no more replication for the pair; its target is
+   * rolled back to `seq`. Survives a crash half-way: it is finished at the
+   * next start.
+   */
+  async failover(pairId: string, seq: number): Promise<void> {
+    const pair = this.requirePair(pairId);
+    if (pair.failover === 'failed-over') throw new EngineError('failed-over', `pair ${pairId} is already failed over (to seq ${pair.failoverSeq})`, pairId);
+    if (pair.target === null) throw new EngineError('target-unavailable', `pair ${pairId}: target unavailable (${pair.lastError ?? 'not open'})`, pairId);
+    // Everything durable goes onto the target first, so the undo log covers it.
+    await this.ingest.drain();
+    await this.waitApplied(pairId, pair.durableSeq);
+    pair.failover = 'rolling-back';
+    pair.failoverSeq = seq;
+    pair.paused = true;
+    this.catalog.updatePair(pairId, { failover: 'rolling-back', failoverSeq: seq });
+    this.catalog.flushDurably();
+    await this.rollTargetBack(pair, seq);
+  }
+
+  private async rollTargetBack(pair: PairRuntime, seq: number): Promise<void> {
+    const target = pair.target as TargetDisk;
+    const unpin = this.pin(pair.pairId);
+    try {
+      await rollBack(pair.undo, target, seq, pair.appliedSeq);
+      await target.flush();
+    } finally {
+      unpin();
+    }
+    pair.failover = 'failed-over';
+    this.catalog.transaction(() => {
+      this.catalog.updatePair(pair.pairId, { failover: 'failed-over', failoverSeq: seq });
+      this.catalog.deleteTagsAfter(pair.pairId, seq);
+      this.catalog.addEvent(pair.pairId, 'failover', `target rolled back to seq ${seq}; replication stopped until commit`);
+    });
+    this.catalog.flushDurably();
+    this.log.warn({ pair: pair.pairId, seq }, 'pair failed over: target rolled back');
+  }
+
+  /** After a failover: drops the pair's retention; the next open needs a resync. */
+  async commit(pairId: string): Promise<void> {
+    const pair = this.requirePair(pairId);
+    if (pair.failover !== 'failed-over') throw new EngineError('bad-request', `pair ${pairId} is not failed over; only a failed-over pair can be committed`, pairId);
+    await pair.undo.destroy();
+    pair.undo = await UndoLog.open(this.options.retentionDir, pairId, this.opt('undoSegmentBytes'), undefined, (b) => this.makeRoom(b, false));
+    pair.appliedSeq = pair.durableSeq;
+    pair.appliedPoint = { seq: pair.durableSeq, time: pair.durableTime ?? 0 };
+    pair.oldest = { ...pair.appliedPoint };
+    pair.failover = null;
+    pair.failoverSeq = null;
+    pair.needsResync = true;
+    pair.inResync = false;
+    pair.paused = pair.target === null;
+    pair.resumeFrom = null;
+    this.catalog.dropHistory(pairId);
+    this.catalog.updatePair(pairId, { failover: null, failoverSeq: null, needsResync: true, appliedSeq: pair.appliedSeq });
+    this.catalog.addEvent(pairId, 'commit', 'retention dropped after failover; the next open needs a resync');
+    this.catalog.flushDurably();
+    this.log.warn({ pair: pairId }, 'pair committed: retention dropped');
+  }
+
+  /** Deletes retention and catalog of a pair that is no longer configured. */
+  async purge(pairId: string): Promise<void> {
+    const pair = this.pairs.get(pairId);
+    if (pair === undefined) throw new EngineError('unknown-pair', `pair ${pairId} has no retention here`, pairId);
+    if (pair.config !== null) throw new EngineError('bad-request', `pair ${pairId} is still in the configuration; remove it there first`, pairId);
+    await pair.undo?.destroy();
+    this.pairs.delete(pairId);
+    this.catalog.deletePair(pairId);
+    this.catalog.addEvent(pairId, 'purge', 'retention and metadata deleted');
+    this.ingest.release(this.applier.releasePosition());
+  }
+
+  // ---- status ----------------------------------------------------------
+
+  status(pairId: string): PairStatus {
+    const pair = this.requirePair(pairId);
+    const nowUs = this.now();
+    const rpoSeconds = pair.durableTime !== null && pair.durableTime > 0 ? Math.max(0, (nowUs - pair.durableTime) / 1e6) : null;
+    const threshold = this.options.policy.rpoThresholdSeconds;
+    const elapsed = (Date.now() - pair.rate.since) / 1000;
+    if (elapsed >= 5) {
+      pair.rate.perSecond = pair.rate.bytes / elapsed;
+      pair.rate = { since: Date.now(), bytes: 0, perSecond: pair.rate.perSecond };
+    }
+    let journalBytes = 0;
+    for (const s of pair.undo?.segments() ?? []) journalBytes += s.bytes;
+    return {
+      pair: pairId,
+      group: pair.config?.group ?? null,
+      state: this.stateOf(pair),
+      configured: pair.config !== null,
+      target: pair.config?.target ?? null,
+      diskBytes: pair.diskBytes,
+      durableSeq: pair.durableSeq,
+      appliedSeq: pair.appliedSeq,
+      oldestSeq: pair.oldest.seq,
+      oldestTime: pair.oldest.time || null,
+      latestTime: pair.appliedPoint.time || null,
+      rpoSeconds,
+      rpoHealth: rpoSeconds === null ? null : rpoSeconds > 2 * threshold ? 'critical' : rpoSeconds > threshold ? 'warning' : 'ok',
+      journalBytes,
+      ingestBytesPerSecond: pair.rate.perSecond,
+      needsResync: pair.needsResync,
+      lastError: pair.lastError,
+    };
+  }
+
+  private stateOf(pair: PairRuntime): PairStateName {
+    if (pair.failover !== null) return 'failed-over';
+    if (pair.config === null) return 'error';
+    if (pair.target === null) return 'target-unavailable';
+    if (pair.paused) return 'error';
+    if (pair.inResync) return 'resyncing';
+    if (pair.durableSeq === 0 || pair.needsResync) return 'unprotected';
+    return 'protected';
+  }
+
+  // ---- shutdown --------------------------------------------------------
+
+  /** Makes everything accepted durable, lets the applier finish its cycle, and closes. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.ingest.close();
+    await this.applier.stop();
+    for (const w of this.appliedWaiters) w.resolve();
+    this.appliedWaiters.clear();
+    for (const pair of this.pairs.values()) {
+      await pair.undo?.close();
+      await pair.target?.close();
+    }
+    this.catalog.flushDurably();
+    this.catalog.close();
+    await this.lock.release();
+  }
+
+  private requirePair(pairId: string): PairRuntime {
+    const pair = this.pairs.get(pairId);
+    if (!pair) throw new EngineError('unknown-pair', `pair ${pairId} is not known to this agent`, pairId);
+    return pair;
+  }
+
+  private assertUsable(): void {
+    if (this.closed) throw new MtagentError('ERR_CLOSED', 'the engine is closed');
+    if (this.fatal !== null) throw new MtagentError('internal', `the engine stopped: ${this.fatal instanceof Error ? this.fatal.message : String(this.fatal)}`);
+  }
+}

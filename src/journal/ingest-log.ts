@@ -1,0 +1,213 @@
+// The shared write-ahead log. Every pair's items go into one sequence of
+// batches; one pwritev and one fdatasync make a whole batch durable, however
+// many streams wrote into it (group commit). A segment is recycled once every
+// pair has applied past it.
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { MtagentError, isSystemError } from '../errors';
+import {
+  SegmentLogWriter,
+  listSegments,
+  scanLog,
+  segmentFileName,
+  type LogBatch,
+  type LogPosition,
+  type PendingRecord,
+  type ScanSummary,
+} from './segment-log';
+import { RECORD_HEADER_BYTES, recordSize } from './record';
+
+export interface IngestLogOptions {
+  dir: string;
+  segmentBytes: number;
+  /** Largest batch written at once (a bigger append is split over several). */
+  maxBatchBytes: number;
+  /**
+   * Called before a new segment is allocated: frees space (shortening
+   * history) or waits for the applier, and throws `retention-full` when
+   * neither helps. Not called when a recycled segment is reused.
+   */
+  beforeAllocate?: (bytes: number) => Promise<void>;
+  /** Every durable batch, in order. */
+  onBatch: (batch: LogBatch) => void;
+}
+
+interface Request {
+  records: readonly PendingRecord[];
+  next: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export function comparePositions(a: LogPosition, b: LogPosition): number {
+  return a.segment !== b.segment ? a.segment - b.segment : a.fileOffset - b.fileOffset;
+}
+
+export class IngestLog {
+  readonly dir: string;
+  private readonly writer: SegmentLogWriter;
+  private readonly options: IngestLogOptions;
+  private queue: Request[] = [];
+  private writing = false;
+  private closed = false;
+  private failure: unknown = null;
+  private idleWaiters: Array<() => void> = [];
+  /** Records count and bytes written, for metrics and benchmarks. */
+  bytesWritten = 0;
+  batchesWritten = 0;
+
+  private constructor(options: IngestLogOptions, writer: SegmentLogWriter) {
+    this.dir = options.dir;
+    this.options = options;
+    this.writer = writer;
+  }
+
+  /** Scans the log (every intact batch goes to `onScanned`) and opens it for appending. */
+  static async open(options: IngestLogOptions, onScanned: (batch: LogBatch) => void | Promise<void>): Promise<{ log: IngestLog; scan: ScanSummary }> {
+    const scan = await scanLog(options.dir, 'log', onScanned);
+    const writer = await SegmentLogWriter.open(
+      { dir: options.dir, extension: 'log', segmentBytes: options.segmentBytes, beforeAllocate: options.beforeAllocate },
+      scan,
+    );
+    return { log: new IngestLog(options, writer), scan };
+  }
+
+  /** Resolves when every record is durable. Records of one call keep their order. */
+  append(records: readonly PendingRecord[]): Promise<void> {
+    if (this.closed) return Promise.reject(new MtagentError('ERR_CLOSED', 'the ingest log is closed'));
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (records.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ records, next: 0, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Where the next batch will be written. */
+  get end(): LogPosition {
+    return { segment: this.writer.currentSegment, fileOffset: this.writer.currentPosition };
+  }
+
+  /** Recycles every segment wholly before `position`: nothing in them is needed any more. */
+  release(position: LogPosition): number {
+    let released = 0;
+    for (const n of listSegments(this.dir, 'log')) {
+      if (n >= position.segment || n >= this.writer.currentSegment) break;
+      this.writer.addSpare(join(this.dir, segmentFileName(n, 'log')));
+      released++;
+    }
+    return released;
+  }
+
+  /** Bytes the log occupies on the volume, spares included. */
+  usedBytes(): number {
+    let total = 0;
+    for (const name of readdirSync(this.dir)) {
+      if (name.endsWith('.log')) total += statSync(join(this.dir, name)).size;
+    }
+    return total;
+  }
+
+  segmentPath(segment: number): string {
+    return join(this.dir, segmentFileName(segment, 'log'));
+  }
+
+  /** Waits until everything appended so far is durable. */
+  async drain(): Promise<void> {
+    if (!this.writing && this.queue.length === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    this.closed = true;
+    await this.writer.close();
+  }
+
+  private kick(): void {
+    if (this.writing) return;
+    this.writing = true;
+    void this.writeLoop();
+  }
+
+  private async writeLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0 && this.failure === null) {
+        const { records, finished } = this.takeBatch();
+        try {
+          const batch = await this.writeWithSpaceRetry(records);
+          this.bytesWritten += batch.bytes;
+          this.batchesWritten++;
+          this.options.onBatch(batch);
+          for (const r of finished) r.resolve();
+        } catch (err) {
+          const failure = toIngestError(err);
+          // A failed batch fails every request it held and every queued one;
+          // nothing in them was made durable, so nothing acknowledged is lost.
+          for (const r of new Set([...finished, ...this.partial(), ...this.queue])) r.reject(failure);
+          this.queue = [];
+          if (!(failure instanceof MtagentError && failure.code === 'retention-full')) this.failure = failure;
+        }
+      }
+    } finally {
+      this.writing = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+      if (this.queue.length > 0 && this.failure === null) this.kick();
+    }
+  }
+
+  private partialRequests: Request[] = [];
+
+  private partial(): Request[] {
+    const p = this.partialRequests;
+    this.partialRequests = [];
+    return p;
+  }
+
+  /** Takes records from the queue up to the batch limit; returns the requests that are then complete. */
+  private takeBatch(): { records: PendingRecord[]; finished: Request[] } {
+    const limit = Math.min(this.options.maxBatchBytes, this.writer.maxBatchBytes);
+    const records: PendingRecord[] = [];
+    const finished: Request[] = [];
+    let bytes = RECORD_HEADER_BYTES;
+    this.partialRequests = [];
+    while (this.queue.length > 0) {
+      const req = this.queue[0] as Request;
+      while (req.next < req.records.length) {
+        const r = req.records[req.next] as PendingRecord;
+        const size = recordSize(r.payload?.length ?? 0);
+        if (records.length > 0 && bytes + size > limit - 4096) break;
+        records.push(r);
+        bytes += size;
+        req.next++;
+      }
+      if (req.next < req.records.length) {
+        this.partialRequests.push(req);
+        break;
+      }
+      finished.push(req);
+      this.queue.shift();
+    }
+    return { records, finished };
+  }
+
+  private async writeWithSpaceRetry(records: PendingRecord[]): Promise<LogBatch> {
+    try {
+      return await this.writer.append(records);
+    } catch (err) {
+      if (!isSystemError(err) || (err.code !== 'ENOSPC' && err.code !== 'EDQUOT')) throw err;
+      // The volume filled up under us (another writer on it, or a reserve too small): make room once and retry.
+      await this.options.beforeAllocate?.(this.options.segmentBytes);
+      return this.writer.append(records);
+    }
+  }
+}
+
+function toIngestError(err: unknown): unknown {
+  if (isSystemError(err) && (err.code === 'ENOSPC' || err.code === 'EDQUOT')) {
+    return new MtagentError('retention-full', `the retention volume is full: ${err.message}`, { cause: err });
+  }
+  return err;
+}

@@ -1,0 +1,48 @@
+// Laying before-images back: the state after `toSeq` is the state after
+// `fromSeq` with, for every range, the before-image of the earliest write
+// after `toSeq` that touched it.
+import { EarliestWins, type Extent } from '../apply/overlay';
+
+import { RecordKind } from '../journal/record';
+import type { UndoLog } from '../journal/undo-log';
+
+export interface ExtentSink {
+  writeExtents(extents: readonly Extent[]): Promise<void>;
+}
+
+export interface RollbackStats {
+  records: number;
+  bytes: number;
+}
+
+/**
+ * Writes onto `sink` (holding the state after `fromSeq`) what turns it into
+ * the state after `toSeq`. Segments go newest first and each one's pieces
+ * are resolved earliest-wins in memory, so the older segment, written later,
+ * wins across segments too; memory stays within one segment.
+ */
+export async function rollBack(undo: UndoLog, sink: ExtentSink, toSeq: number, fromSeq: number): Promise<RollbackStats> {
+  const stats: RollbackStats = { records: 0, bytes: 0 };
+  if (toSeq >= fromSeq) return stats;
+  const segments = undo
+    .segments()
+    .filter((s) => s.lastSeq !== null && s.firstSeq !== null && s.lastSeq > toSeq && s.firstSeq <= fromSeq)
+    .reverse();
+  for (const seg of segments) {
+    const batches = await undo.readSegment(seg.segment);
+    const resolver = new EarliestWins();
+    const pieces: Extent[] = [];
+    for (const batch of batches) {
+      for (const r of batch.records) {
+        if (r.kind !== RecordKind.UndoWrite || r.seq <= toSeq || r.seq > fromSeq) continue;
+        const data = batch.buffer.subarray(r.payloadStart, r.payloadStart + r.payloadLength);
+        for (const p of resolver.add(r.offset, data)) pieces.push(p);
+        stats.records++;
+        stats.bytes += r.payloadLength;
+      }
+    }
+    await sink.writeExtents(pieces);
+  }
+  return stats;
+}
+

@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { EngineError } from '../../../src/engine/errors';
+import { fixture, openEngine, payload, write, KiB, MiB } from '../../helpers/engine-fixture';
+import { useTempDir } from '../../helpers/temp-dir';
+
+const tempDir = useTempDir();
+
+describe('engine', () => {
+  it('journals, acknowledges and applies writes to an image target', async () => {
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: 4 * MiB }]);
+    const e = await openEngine(f);
+    try {
+      expect(await e.openPair('p1', 4 * MiB, 512)).toEqual({ durableSeq: 0, needsResync: true });
+      expect(await e.append('p1', [write('p1', 1, 0, 64 * KiB), write('p1', 2, 8192, 4096)])).toBe(2);
+      await e.settle();
+      const status = e.status('p1');
+      expect(status).toMatchObject({ durableSeq: 2, appliedSeq: 2 });
+    } finally {
+      await e.close();
+    }
+    const img = readFileSync(join(f.root, 'datastore', 'p1.img'));
+    expect(img.length).toBe(4 * MiB);
+    const expected = Buffer.alloc(4 * MiB);
+    payload('p1', 1, 64 * KiB).copy(expected, 0);
+    payload('p1', 2, 4096).copy(expected, 8192);
+    expect(img.equals(expected)).toBe(true);
+  });
+
+  it('remembers durable seqs across a restart and refuses gaps', async () => {
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: 4 * MiB }]);
+    let e = await openEngine(f);
+    await e.openPair('p1', 4 * MiB, 512);
+    for (let s = 1; s <= 20; s++) await e.append('p1', [write('p1', s, (s % 8) * 4096, 4096)]);
+    await e.close();
+    e = await openEngine(f);
+    try {
+      expect(await e.openPair('p1', 4 * MiB, 512)).toEqual({ durableSeq: 20, needsResync: true });
+      await expect(e.append('p1', [write('p1', 22, 0, 4096)])).rejects.toMatchObject({ code: 'seq-gap', seq: 22 });
+      await expect(e.append('p1', [write('p1', 21, 0, 100)])).rejects.toMatchObject({ code: 'bad-record' });
+      await expect(e.append('p1', [write('p1', 21, 4 * MiB, 512)])).rejects.toMatchObject({ code: 'bad-record' });
+      await expect(e.openPair('nope', 4 * MiB, 512)).rejects.toBeInstanceOf(EngineError);
+      await expect(e.openPair('p1', 8 * MiB, 512)).rejects.toMatchObject({ code: 'size-mismatch' });
+    } finally {
+      await e.close();
+    }
+  });
+});
