@@ -6,6 +6,7 @@
 import { BlockFile } from '../native';
 import { comparePositions, type IngestLog } from '../journal/ingest-log';
 import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
+import { RECORD_HEADER_BYTES } from '../journal/record';
 import { readBatchAt, type LogBatch, type LogPosition } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, type ApplyResult } from './pair-applier';
@@ -226,7 +227,8 @@ export class Applier {
       let bytes = 0;
       while (end < items.length && (end === start || bytes < this.options.cycleBytes)) {
         const it = items[end] as StreamItem;
-        if (it.seq > pair.appliedSeq) bytes += it.kind === 'write' ? it.data.length : 0;
+        // Count what the undo batch will hold: a header per item and the before-image.
+        if (it.seq > pair.appliedSeq) bytes += RECORD_HEADER_BYTES + (it.kind === 'write' ? it.data.length : it.kind === 'tag' ? 256 : 0);
         end++;
       }
       const chunk = items.slice(start, end).filter((i) => i.seq > pair.appliedSeq);

@@ -157,6 +157,11 @@ export class Engine {
 
   /** Opens the retention volume, recovers after any crash, and starts applying. */
   static async open(options: EngineOptions): Promise<Engine> {
+    const cycle = options.cycleBytes ?? DEFAULTS.cycleBytes;
+    const undoSeg = options.undoSegmentBytes ?? DEFAULTS.undoSegmentBytes;
+    if (undoSeg < 2 * cycle + 64 * 1024) {
+      throw new MtagentError('ERR_BAD_OPTIONS', `undoSegmentBytes (${undoSeg}) must be at least twice cycleBytes (${cycle}) plus 64 KiB, so an apply step's undo batch fits a segment`);
+    }
     mkdirSync(join(options.retentionDir, 'ingest'), { recursive: true });
     mkdirSync(join(options.retentionDir, 'pairs'), { recursive: true });
     const lock = await RetentionLock.acquire(options.retentionDir, { agentId: options.agentId, configPath: options.configPath ?? null });

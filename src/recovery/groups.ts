@@ -1,0 +1,75 @@
+// Replication groups: every pair of a group at one common moment.
+import { join } from 'node:path';
+import { MtagentError } from '../errors';
+import type { Engine } from '../engine/engine';
+import { PointRefusedError, checkValid, parseTime, resolvePoint, windowAt, type ResolvedPoint } from './points';
+import { catchUp, rebuildAt, timelineOf, type RebuildOptions, type RebuildResult } from './rebuild';
+
+export function groupMembers(engine: Engine, group: string): string[] {
+  const members = engine.pairIds().filter((id) => engine.groupOf(id) === group);
+  if (members.length === 0) throw new MtagentError('unknown-group', `no configured pair is in group ${group}`);
+  return members.sort();
+}
+
+/**
+ * A group POINT: `latest-app` (the newest group tag present in every member),
+ * `tag:NAME` (each member's newest tag of that name), or a time.
+ */
+export async function resolveGroupPoint(engine: Engine, group: string, spec: string): Promise<ResolvedPoint[]> {
+  const members = groupMembers(engine, group);
+  const timelines = members.map((id) => timelineOf(engine, id));
+  if (spec === 'latest-app') {
+    // Group tag values each member holds as valid points, newest first by the members' latest tag time.
+    const perMember = timelines.map((t) => {
+      const byGroup = new Map<string, { seq: number; time: number; name: string }>();
+      for (const tag of t.tags) {
+        if (tag.group === null || tag.seq < t.oldest.seq || tag.seq > t.latestSeq || windowAt(t.windows, tag.seq)) continue;
+        byGroup.set(tag.group, { seq: tag.seq, time: tag.time, name: tag.name });
+      }
+      return byGroup;
+    });
+    const first = perMember[0] as Map<string, { seq: number; time: number; name: string }>;
+    const common = [...first.keys()].filter((g) => perMember.every((m) => m.has(g)));
+    if (common.length === 0) {
+      const seen = [...new Set(perMember.flatMap((m) => [...m.keys()]))].slice(-5);
+      throw new PointRefusedError(`no group tag is present in every pair of group ${group} (${members.join(', ')})`, seen.map((g) => `group tag ${g} (not in every pair)`));
+    }
+    const newest = common.sort((a, b) => Math.max(...perMember.map((m) => m.get(a)?.time ?? 0)) - Math.max(...perMember.map((m) => m.get(b)?.time ?? 0))).pop() as string;
+    return timelines.map((t, i) => {
+      const tag = perMember[i]?.get(newest) as { seq: number; time: number; name: string };
+      return { pairId: t.pairId, seq: tag.seq, time: tag.time, spec: `group tag ${newest}`, tag: t.tags.find((x) => x.seq === tag.seq) ?? null };
+    });
+  }
+  if (!spec.startsWith('tag:') && parseTime(spec) === null) {
+    throw new MtagentError('bad-point', `bad group point ${spec}: use latest-app, tag:NAME or an ISO-8601 time`);
+  }
+  const points: ResolvedPoint[] = [];
+  for (const t of timelines) {
+    try {
+      const p = await resolvePoint(t, spec);
+      await checkValid(t, p.seq, spec);
+      points.push(p);
+    } catch (err) {
+      if (err instanceof PointRefusedError) {
+        throw new PointRefusedError(`${spec} is not common to the whole group ${group}: ${err.message}`, err.nearest);
+      }
+      throw err;
+    }
+  }
+  return points;
+}
+
+/** Rebuilds every member at one group point into DIR/<pairId>.img. */
+export async function rebuildGroup(engine: Engine, group: string, spec: string, outDir: string, options: RebuildOptions = {}): Promise<RebuildResult[]> {
+  const members = groupMembers(engine, group);
+  for (const id of members) await catchUp(engine, id);
+  const unpins = members.map((id) => engine.pin(id));
+  try {
+    const points = await resolveGroupPoint(engine, group, spec);
+    const results: RebuildResult[] = [];
+    for (const p of points) results.push(await rebuildAt(engine, p, join(outDir, `${p.pairId}.img`), options));
+    return results;
+  } finally {
+    for (const u of unpins) u();
+  }
+}

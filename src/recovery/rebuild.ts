@@ -1,0 +1,109 @@
+// Rebuilding a pair's disk at a point: copy the target (which holds the
+// latest applied state), then lay the before-images back (rollback.ts).
+import { existsSync, statSync, truncateSync } from 'node:fs';
+import { runLimited } from '../apply/target';
+import { MtagentError } from '../errors';
+import type { Engine } from '../engine/engine';
+import { EngineError } from '../engine/errors';
+import { BlockFile } from '../native';
+import { copyImage, hashImage, imageOf } from './image';
+import { resolvePoint, type ResolvedPoint, type Timeline } from './points';
+import { rollBack } from './rollback';
+
+export interface RebuildResult {
+  pairId: string;
+  seq: number;
+  time: number | null;
+  path: string;
+  sizeBytes: number;
+  sha256: string;
+  copiedBytes: number;
+  undoRecords: number;
+  undoBytes: number;
+}
+
+export interface RebuildOptions {
+  /** Overwrite an existing file or device. */
+  force?: boolean;
+  onProgress?: (phase: 'copy' | 'rollback' | 'hash', done: number, total: number) => void;
+}
+
+/** What the engine knows of a pair's history, for point resolution. */
+export function timelineOf(engine: Engine, pairId: string): Timeline {
+  const h = engine.history(pairId);
+  return {
+    pairId,
+    oldest: h.oldest,
+    latestSeq: h.targetSeq,
+    windows: engine.catalog.resyncWindows(pairId),
+    tags: engine.catalog.tags(pairId),
+    undo: h.undo,
+  };
+}
+
+/** Waits (bounded) until everything durable for the pair is applied, so `latest` means the newest item. */
+export async function catchUp(engine: Engine, pairId: string, timeoutMs = 60_000): Promise<void> {
+  const s = engine.status(pairId);
+  if (s.state === 'failed-over' || s.state === 'target-unavailable' || !s.configured) return;
+  await engine.waitApplied(pairId, s.durableSeq, timeoutMs);
+}
+
+async function openOutput(path: string, sizeBytes: number, force: boolean): Promise<BlockFile> {
+  if (existsSync(path)) {
+    const st = statSync(path);
+    if (!force) throw new MtagentError('output-exists', `${path} already exists; give --force to overwrite it`);
+    if (st.isBlockDevice()) {
+      const dev = await BlockFile.open(path, {});
+      if (dev.sizeAtOpen < sizeBytes) {
+        await dev.close();
+        throw new MtagentError('output-too-small', `${path} is ${dev.sizeAtOpen} bytes; the disk needs ${sizeBytes}`);
+      }
+      return dev;
+    }
+    if (!st.isFile()) throw new MtagentError('output-invalid', `${path} is neither a regular file nor a block device`);
+    truncateSync(path, 0);
+  }
+  return BlockFile.open(path, { create: true, size: sizeBytes, mode: 0o600 });
+}
+
+/** Rebuilds the pair's disk at a resolved point into `outPath` and hashes it. */
+export async function rebuildAt(engine: Engine, point: ResolvedPoint, outPath: string, options: RebuildOptions = {}): Promise<RebuildResult> {
+  const pairId = point.pairId;
+  const unpin = engine.pin(pairId);
+  try {
+    const before = engine.history(pairId);
+    if (before.target === null) {
+      throw new EngineError('target-unavailable', `pair ${pairId}: the target is unavailable, and every rebuild starts from it`, pairId);
+    }
+    const size = before.diskBytes || before.target.sizeBytes;
+    const out = await openOutput(outPath, size, options.force ?? false);
+    try {
+      const copied = await copyImage(before.target, out, size, (n) => options.onProgress?.('copy', n, size));
+      // Items applied while copying are undone too: their before-images are durable before the target changed.
+      const after = engine.history(pairId);
+      const sink = { writeExtents: (ext: readonly { offset: number; data: Buffer }[]) => runLimited(ext, 8, (e) => out.write(e.data, e.offset)) };
+      const stats = await rollBack(after.undo, sink, point.seq, after.targetSeq);
+      options.onProgress?.('rollback', stats.bytes, stats.bytes);
+      await out.datasync();
+      const sha256 = await hashImage(imageOf(out), size);
+      options.onProgress?.('hash', size, size);
+      return { pairId, seq: point.seq, time: point.time, path: outPath, sizeBytes: size, sha256, copiedBytes: copied, undoRecords: stats.records, undoBytes: stats.bytes };
+    } finally {
+      await out.close();
+    }
+  } finally {
+    unpin();
+  }
+}
+
+/** Resolves POINT and rebuilds. */
+export async function rebuild(engine: Engine, pairId: string, spec: string, outPath: string, options: RebuildOptions = {}): Promise<RebuildResult> {
+  await catchUp(engine, pairId);
+  const unpin = engine.pin(pairId);
+  try {
+    const point = await resolvePoint(timelineOf(engine, pairId), spec);
+    return await rebuildAt(engine, point, outPath, options);
+  } finally {
+    unpin();
+  }
+}

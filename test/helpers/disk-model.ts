@@ -1,0 +1,39 @@
+import { createHash } from 'node:crypto';
+import type { StreamItem } from '../../src/journal/items';
+
+/**
+ * The simple truth the engine is held to: the disk after item `seq` is the
+ * zero image with every write up to `seq` laid on in order.
+ */
+export class DiskModel {
+  readonly items: StreamItem[] = [];
+  constructor(readonly sizeBytes: number) {}
+
+  add(item: StreamItem): void {
+    this.items.push(item);
+  }
+
+  imageAt(seq: number): Buffer {
+    const img = Buffer.alloc(this.sizeBytes);
+    for (const it of this.items) {
+      if (it.seq > seq) break;
+      if (it.kind === 'write') it.data.copy(img, it.offset);
+    }
+    return img;
+  }
+
+  sha256At(seq: number): string {
+    return createHash('sha256').update(this.imageAt(seq)).digest('hex');
+  }
+
+  /** Whether the state after `seq` lies inside a resync window. */
+  inResync(seq: number): boolean {
+    let open = false;
+    for (const it of this.items) {
+      if (it.seq > seq) break;
+      if (it.kind === 'resync-start') open = true;
+      if (it.kind === 'resync-end') open = false;
+    }
+    return open;
+  }
+}
