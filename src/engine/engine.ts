@@ -75,6 +75,8 @@ interface PairRuntime extends ApplierPair {
   failover: 'rolling-back' | 'failed-over' | null;
   failoverSeq: number | null;
   lastError: string | null;
+  /** A problem that stays reported until an operator acts (acknowledged items missing). */
+  alert: string | null;
   /** The oldest state the undo log can roll back to. */
   oldest: ItemPoint;
   pins: number;
@@ -212,6 +214,12 @@ export class Engine {
     if (scan.tornTail) this.log.warn({ tornTail: scan.tornTail }, 'ingest log ended in a torn batch (never acknowledged); continuing before it');
 
     for (const pair of this.pairs.values()) {
+      const remembered = this.catalog.pair(pair.pairId)?.durableSeq ?? 0;
+      if (remembered > pair.durableSeq) {
+        pair.alert = `acknowledged items missing: the catalog recorded seq ${remembered} as durable, the logs end at seq ${pair.durableSeq}; the retention volume lost data (run mtagent verify ${pair.pairId})`;
+        this.catalog.addEvent(pair.pairId, 'acknowledged-items-missing', pair.alert);
+        this.log.error({ pair: pair.pairId, catalogDurableSeq: remembered, logDurableSeq: pair.durableSeq }, 'acknowledged items missing from the logs');
+      }
       const first = firstUnapplied.get(pair.pairId);
       // Everything before the first unapplied item in the log was applied: it is either
       // at or below the catalog's checkpoint, or its segment was recycled, which
@@ -322,13 +330,15 @@ export class Engine {
       opened: false,
       lastSeq: 0,
       lastTime: 0,
-      durableSeq: Math.max(row.durableSeq, last?.seq ?? 0),
+      // The logs say what is durable; the catalog adds only the floor a commit left.
+      durableSeq: Math.max(row.historyFloor, last?.seq ?? 0),
       durableTime: last?.time ?? null,
       needsResync: row.needsResync,
       inResync: windows.length > 0 && (windows[windows.length - 1] as { endSeq: number | null }).endSeq === null,
       failover: row.failover,
       failoverSeq: row.failoverSeq,
       lastError: config === null ? 'not in the configuration: retention kept until `mtagent pair purge`' : null,
+      alert: null,
       oldest,
       pins: 0,
       ingestBytes: 0,
@@ -753,7 +763,7 @@ export class Engine {
     pair.paused = pair.target === null;
     pair.resumeFrom = null;
     this.catalog.dropHistory(pairId);
-    this.catalog.updatePair(pairId, { failover: null, failoverSeq: null, needsResync: true, appliedSeq: pair.appliedSeq });
+    this.catalog.updatePair(pairId, { failover: null, failoverSeq: null, needsResync: true, appliedSeq: pair.appliedSeq, historyFloor: pair.durableSeq });
     this.catalog.addEvent(pairId, 'commit', 'retention dropped after failover; the next open needs a resync');
     this.catalog.flushDurably();
     this.log.warn({ pair: pairId }, 'pair committed: retention dropped');
@@ -802,13 +812,13 @@ export class Engine {
       journalBytes,
       ingestBytesPerSecond: pair.rate.perSecond,
       needsResync: pair.needsResync,
-      lastError: pair.lastError,
+      lastError: pair.alert ?? pair.lastError,
     };
   }
 
   private stateOf(pair: PairRuntime): PairStateName {
     if (pair.failover !== null) return 'failed-over';
-    if (pair.config === null) return 'error';
+    if (pair.config === null || pair.alert !== null) return 'error';
     if (pair.target === null) return 'target-unavailable';
     if (pair.paused) return 'error';
     if (pair.inResync) return 'resyncing';

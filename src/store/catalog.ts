@@ -56,6 +56,8 @@ const MIGRATIONS: readonly string[] = [
      kind     TEXT NOT NULL,
      message  TEXT NOT NULL
    );`,
+  // The seq a pair's history restarts after (commit): durable seqs are never reused.
+  `ALTER TABLE pairs ADD COLUMN history_floor INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export interface PairRow {
@@ -67,6 +69,7 @@ export interface PairRow {
   needsResync: boolean;
   failover: 'rolling-back' | 'failed-over' | null;
   failoverSeq: number | null;
+  historyFloor: number;
 }
 
 export interface UndoSegmentRow {
@@ -115,6 +118,7 @@ interface RawPair {
   needs_resync: number;
   failover: string | null;
   failover_seq: number | null;
+  history_floor: number;
 }
 
 interface RawSegment {
@@ -156,6 +160,7 @@ function pairRow(r: RawPair): PairRow {
     needsResync: r.needs_resync !== 0,
     failover: r.failover === 'rolling-back' || r.failover === 'failed-over' ? r.failover : null,
     failoverSeq: r.failover_seq,
+    historyFloor: r.history_floor,
   };
 }
 
@@ -260,6 +265,7 @@ export class Catalog {
       needsResync: 'needs_resync',
       failover: 'failover',
       failoverSeq: 'failover_seq',
+      historyFloor: 'history_floor',
     };
     const sets: string[] = [];
     const values: Array<string | number | null> = [];

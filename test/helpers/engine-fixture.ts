@@ -25,7 +25,7 @@ export function fixture(root: string, pairs: Array<Partial<EnginePairConfig> & {
       ingestSegmentBytes: 1 * MiB,
       undoSegmentBytes: 256 * KiB,
       maxBatchBytes: 512 * KiB,
-      cycleBytes: 256 * KiB,
+      cycleBytes: 64 * KiB,
       targetRetryMs: 50,
       pruneIntervalMs: 3_600_000,
       ...extra,
