@@ -126,9 +126,10 @@ export class Applier {
       while (!this.stopped) {
         await this.resumePairs();
         const cycle = await this.nextCycle();
-        if (cycle.length === 0) break;
-        await this.applyCycle(cycle);
+        if (cycle.length > 0) await this.applyCycle(cycle);
+        // Segments nobody needs any more become spares, after catch-ups too.
         this.options.ingest.release(this.releasePosition());
+        if (cycle.length === 0) break;
       }
     } catch (err) {
       this.options.onError(err);

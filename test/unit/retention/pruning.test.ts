@@ -1,0 +1,117 @@
+import { renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Engine } from '../../../src/engine/engine';
+import type { StreamItem } from '../../../src/journal/items';
+import { PointRefusedError, isoTime } from '../../../src/recovery/points';
+import { rebuild } from '../../../src/recovery/rebuild';
+import { verifyPair } from '../../../src/recovery/verify';
+import { DiskModel } from '../../helpers/disk-model';
+import { KiB, MiB, fixture, openEngine, write } from '../../helpers/engine-fixture';
+import { useTempDir } from '../../helpers/temp-dir';
+
+const tempDir = useTempDir();
+const DISK = 2 * MiB;
+const HOUR = 3600 * 1_000_000;
+
+async function stream(e: Engine, model: DiskModel, from: number, to: number, timeOf: (s: number) => number): Promise<void> {
+  for (let s = from; s <= to; s++) {
+    const it: StreamItem = write('p', s, ((s * 13) % (DISK / (16 * KiB))) * 16 * KiB, 16 * KiB, timeOf(s));
+    model.add(it);
+    await e.append('p', [it]);
+  }
+}
+
+describe('retention window', () => {
+  it('drops history older than retentionSeconds by source time, and refuses points before it', async () => {
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { policy: { retentionSeconds: 2 * 3600, rpoThresholdSeconds: 900 } });
+    const model = new DiskModel(DISK);
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p', DISK, 512);
+      // 100 items over 10 hours of source time.
+      const t0 = 1_764_000_000_000_000;
+      await stream(e, model, 1, 100, (s) => t0 + s * (HOUR / 10));
+      await e.settle();
+      expect(e.status('p').oldestSeq).toBe(0);
+      const dropped = await e.pruneByTime();
+      expect(dropped).toBeGreaterThan(0);
+      const s = e.status('p');
+      // The window is 2 h = 20 items: everything older may go, nothing inside it.
+      expect(s.oldestSeq).toBeLessThanOrEqual(80);
+      expect(s.oldestSeq).toBeGreaterThan(40);
+      const oldestIso = isoTime(s.oldestTime) as string;
+      expect(oldestIso).toBe(new Date((t0 + s.oldestSeq * (HOUR / 10)) / 1000).toISOString());
+      await expect(rebuild(e, 'p', 'seq:10', join(f.root, 'old.img'))).rejects.toThrow(PointRefusedError);
+      await expect(rebuild(e, 'p', 'seq:10', join(f.root, 'old.img'))).rejects.toThrow(/outside the retained history.*nearest valid points: oldest seq:/);
+      for (const seq of [s.oldestSeq, 80, 99, 100]) {
+        const r = await rebuild(e, 'p', `seq:${seq}`, join(f.root, `at-${seq}.img`));
+        expect(r.sha256).toBe(model.sha256At(seq));
+      }
+      // By time: 9 hours in is seq 90.
+      const r = await rebuild(e, 'p', new Date((t0 + 9 * HOUR) / 1000).toISOString(), join(f.root, 'nine.img'));
+      expect(r.seq).toBe(90);
+      expect(r.sha256).toBe(model.sha256At(90));
+      expect((await verifyPair(e, 'p')).ok).toBe(true);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('shortens history for space, records it, and loses no acknowledged item', async () => {
+    // Room for the ingest log's two segments and a few undo segments only.
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { maxBytes: 4 * MiB });
+    const model = new DiskModel(DISK);
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p', DISK, 512);
+      await stream(e, model, 1, 400, (s) => 1_764_000_000_000_000 + s * 1_000_000);
+      await e.settle();
+      const space = await e.space();
+      expect(space.usedBytes).toBeLessThanOrEqual(4 * MiB);
+      const s = e.status('p');
+      expect(s.durableSeq).toBe(400);
+      expect(s.oldestSeq).toBeGreaterThan(0);
+      expect(e.catalog.events().filter((ev) => ev.kind === 'history-shortened').length).toBeGreaterThan(0);
+      expect((await rebuild(e, 'p', 'latest', join(f.root, 'latest.img'))).sha256).toBe(model.sha256At(400));
+      expect((await rebuild(e, 'p', `seq:${s.oldestSeq}`, join(f.root, 'oldest.img'))).sha256).toBe(model.sha256At(s.oldestSeq));
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('answers retention-full when nothing can be pruned and the applier cannot drain, keeping what it acknowledged', async () => {
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { maxBytes: 3 * MiB, spaceWaitMs: 300 });
+    const model = new DiskModel(DISK);
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p', DISK, 512);
+      await stream(e, model, 1, 5, (s) => s * 1_000_000);
+      await e.settle();
+      const target = join(f.root, 'datastore', 'p.img');
+      renameSync(target, `${target}.away`);
+      let acked = 5;
+      let refusal: unknown = null;
+      for (let s = 6; s < 1000 && refusal === null; s++) {
+        const it = write('p', s, 0, 16 * KiB, s * 1_000_000);
+        try {
+          await e.append('p', [it]);
+          model.add(it);
+          acked = s;
+        } catch (err) {
+          refusal = err;
+        }
+      }
+      expect(refusal).toMatchObject({ code: 'retention-full', seq: acked + 1 });
+      expect(e.status('p').durableSeq).toBe(acked);
+      // The target returns: everything acknowledged is applied, and the stream resumes.
+      renameSync(`${target}.away`, target);
+      await e.waitApplied('p', acked, 10_000);
+      expect((await rebuild(e, 'p', 'latest', join(f.root, 'after.img'))).sha256).toBe(model.sha256At(acked));
+      await e.openPair('p', DISK, 512);
+      expect(await e.append('p', [write('p', acked + 1, 0, 4096, (acked + 1) * 1_000_000)])).toBe(acked + 1);
+    } finally {
+      await e.close();
+    }
+  });
+});
