@@ -16,6 +16,8 @@ export interface ApplyResult {
   undoBytes: number;
   /** Bytes written to the target. */
   targetBytes: number;
+  /** Payload bytes of the writes applied (what the lag is counted in). */
+  itemBytes: number;
   /** The items in this step that the catalog indexes. */
   markers: StreamItem[];
 }
@@ -71,6 +73,7 @@ export async function applyItems(
     appliedTime: last.time,
     undoBytes,
     targetBytes: ranges.reduce((n, r) => n + r.length, 0),
+    itemBytes: writes.reduce((n, w) => n + w.data.length, 0),
     markers,
   };
 }

@@ -54,6 +54,8 @@ export interface EngineOptions {
   pruneIntervalMs?: number;
   /** How long appends wait for space (back-pressure) before `retention-full`. */
   spaceWaitMs?: number;
+  /** An active pair further behind than this (durable but unapplied write bytes) waits before accepting more. */
+  maxApplyLagBytes?: number;
   logger?: Logger;
   /** Wall clock in µs (tests move it). */
   now?: () => number;
@@ -81,6 +83,8 @@ interface PairRuntime extends ApplierPair {
   oldest: ItemPoint;
   pins: number;
   ingestBytes: number;
+  /** Durable write bytes not yet applied. */
+  lagBytes: number;
   rate: { since: number; bytes: number; perSecond: number };
 }
 
@@ -125,6 +129,7 @@ const DEFAULTS = {
   targetRetryMs: 2000,
   pruneIntervalMs: 10_000,
   spaceWaitMs: 30_000,
+  maxApplyLagBytes: 1024 * 1024 * 1024,
 };
 
 function sleep(ms: number): Promise<void> {
@@ -144,6 +149,10 @@ export class Engine {
   private fatal: unknown = null;
   private readonly appliedWaiters = new Set<{ pairId: string; seq: number; resolve: () => void }>();
   private readonly now: () => number;
+  private readonly lagWaiters = new Map<string, Array<() => void>>();
+  /** Write payload bytes applied, and before-image bytes captured, since open (write amplification). */
+  bytesApplied = 0;
+  undoBytesWritten = 0;
 
   private constructor(options: EngineOptions, lock: RetentionLock, catalog: Catalog) {
     this.options = options;
@@ -342,6 +351,7 @@ export class Engine {
       oldest,
       pins: 0,
       ingestBytes: 0,
+      lagBytes: 0,
       rate: { since: Date.now(), bytes: 0, perSecond: 0 },
     };
     if (pair.failover !== null) pair.paused = true;
@@ -426,6 +436,14 @@ export class Engine {
     if (!pair.opened || pair.diskBytes === null || pair.sectorBytes === null) {
       throw new EngineError('not-open', `pair ${pairId} was not opened`, pairId);
     }
+    // Back-pressure: a pair whose applier is far behind waits (a paused pair does not: it journals on).
+    while (!pair.paused && pair.lagBytes > this.opt('maxApplyLagBytes') && !this.closed) {
+      await new Promise<void>((resolve) => {
+        const list = this.lagWaiters.get(pairId) ?? [];
+        list.push(resolve);
+        this.lagWaiters.set(pairId, list);
+      });
+    }
     const records: PendingRecord[] = [];
     let refusal: EngineError | null = null;
     for (const item of items) {
@@ -489,6 +507,7 @@ export class Engine {
     }
     if (r.kind === RecordKind.Write) {
       pair.ingestBytes += r.payloadLength;
+      if (r.seq > pair.appliedSeq) pair.lagBytes += r.payloadLength;
       pair.rate.bytes += r.payloadLength;
     }
   }
@@ -505,6 +524,9 @@ export class Engine {
   // ---- the apply path -----------------------------------------------------
 
   private onApplied(pair: PairRuntime, result: ApplyResult): void {
+    pair.lagBytes = Math.max(0, pair.lagBytes - result.itemBytes);
+    this.bytesApplied += result.itemBytes;
+    this.undoBytesWritten += result.undoBytes;
     const seg = pair.undo.segments();
     this.catalog.transaction(() => {
       this.catalog.updatePair(pair.pairId, { appliedSeq: result.appliedSeq, durableSeq: pair.durableSeq });
@@ -519,6 +541,7 @@ export class Engine {
         }
       }
     });
+    if (pair.lagBytes <= this.opt('maxApplyLagBytes')) this.wakeLagWaiters(pair.pairId);
     for (const w of this.appliedWaiters) {
       if (w.pairId === pair.pairId && pair.appliedSeq >= w.seq) {
         this.appliedWaiters.delete(w);
@@ -527,10 +550,25 @@ export class Engine {
     }
   }
 
+  private wakeLagWaiters(pairId: string): void {
+    const list = this.lagWaiters.get(pairId);
+    if (!list) return;
+    this.lagWaiters.delete(pairId);
+    for (const w of list) w();
+  }
+
+  /** Bytes written to the retention volume since open: ingest batches and undo batches. */
+  retentionBytesWritten(): number {
+    let undo = 0;
+    for (const p of this.pairs.values()) undo += p.undo?.bytesWritten ?? 0;
+    return this.ingest.bytesWritten + undo;
+  }
+
   private onPaused(pair: PairRuntime, err: unknown): void {
     pair.lastError = err instanceof Error ? err.message : String(err);
     const targetGone = pair.target !== null && !pair.target.stillAttached();
     this.log.warn({ pair: pair.pairId, appliedSeq: pair.appliedSeq, err: pair.lastError }, 'applying paused for this pair; ingest goes on');
+    this.wakeLagWaiters(pair.pairId);
     if (targetGone && pair.target) {
       const t = pair.target;
       pair.target = null;
@@ -837,6 +875,7 @@ export class Engine {
     await this.applier.stop();
     for (const w of this.appliedWaiters) w.resolve();
     this.appliedWaiters.clear();
+    for (const id of [...this.lagWaiters.keys()]) this.wakeLagWaiters(id);
     for (const pair of this.pairs.values()) {
       await pair.undo?.close();
       await pair.target?.close();

@@ -272,6 +272,8 @@ export class SegmentLogWriter {
   private buffer: Buffer | null = null;
   private busy = false;
   private readonly beforeAllocate: ((bytes: number) => Promise<void>) | undefined;
+  /** Bytes written to the volume by this writer (batches, padding included). */
+  bytesWritten = 0;
 
   private constructor(options: SegmentLogOptions, end: LogPosition, nextBatchNo: number) {
     this.beforeAllocate = options.beforeAllocate;
@@ -347,6 +349,7 @@ export class SegmentLogWriter {
       await file.write(bytes === buf.length ? buf : buf.subarray(0, bytes), fileOffset);
       await file.datasync();
       this.position += bytes;
+      this.bytesWritten += bytes;
       this.nextBatchNo++;
       const decoded: DecodedRecord[] = [];
       let p = RECORD_HEADER_BYTES;

@@ -106,6 +106,11 @@ export class UndoLog {
     return this.last;
   }
 
+  /** Bytes this log has written since it was opened. */
+  get bytesWritten(): number {
+    return this.writer.bytesWritten;
+  }
+
   get maxSeq(): number {
     return this.last?.seq ?? 0;
   }
