@@ -7,7 +7,7 @@ import { BlockFile } from '../native';
 import { comparePositions, type IngestLog } from '../journal/ingest-log';
 import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
 import { RECORD_HEADER_BYTES } from '../journal/record';
-import { readBatchAt, type LogBatch, type LogPosition } from '../journal/segment-log';
+import { readBatchAt, type LogBatch, type LogPosition, type WrittenBatch } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, type ApplyResult } from './pair-applier';
 import type { TargetDisk } from './target';
@@ -39,17 +39,48 @@ export interface ApplierOptions {
   onResumed: (pair: ApplierPair) => void;
   /** Errors of the loop itself (reading the log): the owner reports them. */
   onError: (err: unknown) => void;
+  /** True while acknowledgements should have the disk: the applier waits to be poked again. */
+  shouldYield?: () => boolean;
+}
+
+/** A durable batch as the applier sees it: its place in the log and the items in it. */
+export interface ApplyBatch {
+  segment: number;
+  fileOffset: number;
+  bytes: number;
+  entries: Array<{ pairId: string; item: StreamItem }>;
+  /** Memory the batch holds: payloads plus a little per item. */
+  memoryBytes: number;
+}
+
+const ENTRY_OVERHEAD = 160;
+
+export function fromLogBatch(batch: LogBatch): ApplyBatch {
+  const entries = batch.records.filter(isItemRecord).map((r) => ({ pairId: r.pairId, item: recordItem(r, batch.buffer) }));
+  return { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries, memoryBytes: batch.bytes };
+}
+
+/** A batch just written: the items are the ones appended, no decoding and no copy. */
+export function fromWrittenBatch(batch: WrittenBatch): ApplyBatch {
+  const entries: ApplyBatch['entries'] = [];
+  let memoryBytes = 0;
+  for (const r of batch.records) {
+    if (!r.item) continue;
+    entries.push({ pairId: r.fields.pairId, item: r.item });
+    memoryBytes += ENTRY_OVERHEAD + (r.item.kind === 'write' ? r.item.data.length : 0);
+  }
+  return { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries, memoryBytes };
 }
 
 interface CycleBatch {
-  batch: LogBatch;
+  batch: ApplyBatch;
 }
 
 export class Applier {
   private readonly options: ApplierOptions;
   private cursor: LogPosition;
   private durableEnd: LogPosition;
-  private memory: LogBatch[] = [];
+  private memory: ApplyBatch[] = [];
   private memoryBytes = 0;
   /** While set, batches from the cursor up to here are read from the log. */
   private diskUntil: LogPosition | null;
@@ -70,15 +101,15 @@ export class Applier {
    * in the log, then the batches in memory up to the durable end; when memory
    * would overflow it is dropped and the log is read instead.
    */
-  enqueue(batch: LogBatch): void {
+  enqueue(batch: ApplyBatch): void {
     const end = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
-    if (this.memoryBytes + batch.bytes > this.options.memoryBudgetBytes) {
+    if (this.memoryBytes + batch.memoryBytes > this.options.memoryBudgetBytes) {
       this.memory = [];
       this.memoryBytes = 0;
       this.diskUntil = end;
     } else {
       this.memory.push(batch);
-      this.memoryBytes += batch.bytes;
+      this.memoryBytes += batch.memoryBytes;
     }
     this.durableEnd = end;
     this.poke();
@@ -124,6 +155,7 @@ export class Applier {
   private async loop(): Promise<void> {
     try {
       while (!this.stopped) {
+        if (this.options.shouldYield?.()) break;
         await this.resumePairs();
         const cycle = await this.nextCycle();
         if (cycle.length > 0) await this.applyCycle(cycle);
@@ -138,7 +170,7 @@ export class Applier {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
-      if (!this.stopped && (this.pending || [...this.options.pairs.values()].some((p) => p.wantsResume))) {
+      if (!this.stopped && !this.options.shouldYield?.() && (this.pending || [...this.options.pairs.values()].some((p) => p.wantsResume))) {
         // Something arrived while finishing: go round again.
         setImmediate(() => this.poke());
       }
@@ -150,16 +182,17 @@ export class Applier {
     const out: CycleBatch[] = [];
     let bytes = 0;
     while (bytes < this.options.cycleBytes) {
-      let batch: LogBatch | null = null;
+      let batch: ApplyBatch | null = null;
       if (this.diskUntil !== null) {
-        batch = await this.readFromLog(this.cursor, this.diskUntil);
-        if (batch === null) {
+        const read = await this.readFromLog(this.cursor, this.diskUntil);
+        if (read === null) {
           this.diskUntil = null;
           continue;
         }
+        batch = fromLogBatch(read);
       } else {
         batch = this.memory.shift() ?? null;
-        if (batch) this.memoryBytes -= batch.bytes;
+        if (batch) this.memoryBytes -= batch.memoryBytes;
       }
       if (batch === null) break;
       out.push({ batch });
@@ -191,20 +224,19 @@ export class Applier {
   private async applyCycle(cycle: readonly CycleBatch[]): Promise<void> {
     const perPair = new Map<string, { items: StreamItem[]; firstBatch: LogPosition }>();
     for (const { batch } of cycle) {
-      for (const r of batch.records) {
-        if (!isItemRecord(r)) continue;
-        const pair = this.options.pairs.get(r.pairId);
-        if (!pair || r.seq <= pair.appliedSeq) continue;
+      for (const { pairId: id, item } of batch.entries) {
+        const pair = this.options.pairs.get(id);
+        if (!pair || item.seq <= pair.appliedSeq) continue;
         if (pair.paused) {
           pair.resumeFrom ??= { segment: batch.segment, fileOffset: batch.fileOffset };
           continue;
         }
-        let entry = perPair.get(r.pairId);
+        let entry = perPair.get(id);
         if (!entry) {
           entry = { items: [], firstBatch: { segment: batch.segment, fileOffset: batch.fileOffset } };
-          perPair.set(r.pairId, entry);
+          perPair.set(id, entry);
         }
-        entry.items.push(recordItem(r, batch.buffer));
+        entry.items.push(item);
       }
     }
     await Promise.all(

@@ -3,14 +3,14 @@
 // ingest log, undo logs, space), the catalog, the targets and the applier.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Applier, type ApplierPair } from '../apply/applier';
+import { Applier, fromWrittenBatch, type ApplierPair } from '../apply/applier';
 import type { ApplyResult } from '../apply/pair-applier';
 import { TargetDisk, TargetError } from '../apply/target';
 import { MtagentError } from '../errors';
 import { IngestLog, comparePositions } from '../journal/ingest-log';
 import { isItemRecord, itemRecord, decodeTagPayload, type StreamItem } from '../journal/items';
 import { RecordKind, type DecodedRecord } from '../journal/record';
-import type { LogBatch, LogPosition, PendingRecord } from '../journal/segment-log';
+import type { LogBatch, LogPosition, PendingRecord, WrittenBatch } from '../journal/segment-log';
 import { UndoLog, type ItemPoint } from '../journal/undo-log';
 import { silentLogger, type Logger } from '../log';
 import { RetentionLock } from '../retention/lock';
@@ -205,6 +205,7 @@ export class Engine {
         maxBatchBytes: this.opt('maxBatchBytes'),
         beforeAllocate: (bytes) => this.makeRoom(bytes, true),
         onBatch: (batch) => this.onDurable(batch),
+        onIdle: () => this.applier?.poke(),
       },
       (batch) => {
         for (const r of batch.records) {
@@ -215,7 +216,7 @@ export class Engine {
           if (r.seq > catalogApplied && !firstUnapplied.has(r.pairId)) {
             firstUnapplied.set(r.pairId, { position: { segment: batch.segment, fileOffset: batch.fileOffset }, seq: r.seq });
           }
-          this.noteDurable(pair, r);
+          this.noteDurable(pair, r.kind, r.seq, r.time, r.kind === RecordKind.Write ? r.payloadLength : 0);
         }
       },
     );
@@ -258,6 +259,7 @@ export class Engine {
         onPaused: (p, err) => this.onPaused(p as PairRuntime, err),
         onResumed: (p) => this.onResumed(p as PairRuntime),
         onError: (err) => this.onFatal(err),
+        shouldYield: () => this.applierShouldYield(),
       },
       cursor,
       scan.end,
@@ -495,30 +497,30 @@ export class Engine {
     return null;
   }
 
-  private noteDurable(pair: PairRuntime, r: DecodedRecord): void {
-    if (r.seq > pair.durableSeq) {
-      pair.durableSeq = r.seq;
-      pair.durableTime = r.time;
+  private noteDurable(pair: PairRuntime, kind: RecordKind, seq: number, time: number, writeBytes: number): void {
+    if (seq > pair.durableSeq) {
+      pair.durableSeq = seq;
+      pair.durableTime = time;
     }
-    if (r.kind === RecordKind.ResyncStart) pair.inResync = true;
-    else if (r.kind === RecordKind.ResyncEnd) {
+    if (kind === RecordKind.ResyncStart) pair.inResync = true;
+    else if (kind === RecordKind.ResyncEnd) {
       pair.inResync = false;
       pair.needsResync = false;
     }
-    if (r.kind === RecordKind.Write) {
-      pair.ingestBytes += r.payloadLength;
-      if (r.seq > pair.appliedSeq) pair.lagBytes += r.payloadLength;
-      pair.rate.bytes += r.payloadLength;
+    if (kind === RecordKind.Write) {
+      pair.ingestBytes += writeBytes;
+      if (seq > pair.appliedSeq) pair.lagBytes += writeBytes;
+      pair.rate.bytes += writeBytes;
     }
   }
 
-  private onDurable(batch: LogBatch): void {
+  private onDurable(batch: WrittenBatch): void {
     for (const r of batch.records) {
-      if (!isItemRecord(r)) continue;
-      const pair = this.pairs.get(r.pairId);
-      if (pair) this.noteDurable(pair, r);
+      if (!r.item) continue;
+      const pair = this.pairs.get(r.fields.pairId);
+      if (pair) this.noteDurable(pair, r.fields.kind, r.item.seq, r.item.time, r.item.kind === 'write' ? r.item.data.length : 0);
     }
-    this.applier.enqueue(batch);
+    this.applier.enqueue(fromWrittenBatch(batch));
   }
 
   // ---- the apply path -----------------------------------------------------
@@ -548,6 +550,19 @@ export class Engine {
         w.resolve();
       }
     }
+  }
+
+  /**
+   * Acknowledgements come first: while the ingest log is busy and no active
+   * pair lags by more than half of maxApplyLagBytes, the applier waits, so a
+   * burst is made durable at the disk's full speed. Nobody waiting on an
+   * applied seq is kept waiting by this.
+   */
+  private applierShouldYield(): boolean {
+    if (this.closed || this.appliedWaiters.size > 0 || !this.ingest.busy) return false;
+    const watermark = this.opt('maxApplyLagBytes') / 2;
+    for (const p of this.pairs.values()) if (!p.paused && p.lagBytes > watermark) return false;
+    return true;
   }
 
   private wakeLagWaiters(pairId: string): void {

@@ -5,6 +5,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MtagentError, isSystemError } from '../errors';
+import type { WrittenBatch } from './segment-log';
 import {
   SegmentLogWriter,
   listSegments,
@@ -13,6 +14,7 @@ import {
   type LogBatch,
   type LogPosition,
   type PendingRecord,
+  type EncodedBatch,
   type ScanSummary,
 } from './segment-log';
 import { RECORD_HEADER_BYTES, recordSize } from './record';
@@ -28,8 +30,10 @@ export interface IngestLogOptions {
    * neither helps. Not called when a recycled segment is reused.
    */
   beforeAllocate?: (bytes: number) => Promise<void>;
-  /** Every durable batch, in order. */
-  onBatch: (batch: LogBatch) => void;
+  /** Every durable batch, in order; its records' payloads are the appended buffers. */
+  onBatch: (batch: WrittenBatch) => void;
+  /** The log has nothing left to write. */
+  onIdle?: () => void;
 }
 
 interface Request {
@@ -130,51 +134,62 @@ export class IngestLog {
     void this.writeLoop();
   }
 
+  /**
+   * One batch in flight at a time; while it is written and flushed, the next
+   * is already encoded (two staging buffers), so the disk never waits on the CPU.
+   */
   private async writeLoop(): Promise<void> {
     try {
-      while (this.queue.length > 0 && this.failure === null) {
-        const { records, finished } = this.takeBatch();
+      let current = this.prepare();
+      while (current !== null) {
+        const writing = this.writer.commit(current.encoded);
+        const following = this.prepare();
         try {
-          const batch = await this.writeWithSpaceRetry(records);
+          const batch = await writing;
           this.bytesWritten += batch.bytes;
           this.batchesWritten++;
           this.options.onBatch(batch);
-          for (const r of finished) r.resolve();
+          for (const r of current.finished) r.resolve();
         } catch (err) {
           const failure = toIngestError(err);
-          // A failed batch fails every request it held and every queued one;
-          // nothing in them was made durable, so nothing acknowledged is lost.
-          for (const r of new Set([...finished, ...this.partial(), ...this.queue])) r.reject(failure);
+          // Nothing of the failed batch, nor of the one encoded behind it, is durable.
+          const failed = new Set([...current.touched, ...(following?.touched ?? []), ...this.queue]);
+          for (const r of failed) r.reject(failure);
           this.queue = [];
           if (!(failure instanceof MtagentError && failure.code === 'retention-full')) this.failure = failure;
+          break;
         }
+        current = following ?? this.prepare();
       }
     } finally {
       this.writing = false;
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
+      this.options.onIdle?.();
       if (this.queue.length > 0 && this.failure === null) this.kick();
     }
   }
 
-  private partialRequests: Request[] = [];
-
-  private partial(): Request[] {
-    const p = this.partialRequests;
-    this.partialRequests = [];
-    return p;
+  /** Whether a batch is being written or waits to be. */
+  get busy(): boolean {
+    return this.writing || this.queue.length > 0;
   }
 
-  /** Takes records from the queue up to the batch limit; returns the requests that are then complete. */
-  private takeBatch(): { records: PendingRecord[]; finished: Request[] } {
+  /**
+   * Takes queued records up to the batch limit and encodes them. `finished`
+   * are the requests whose last record is in this batch; `touched` all it holds.
+   */
+  private prepare(): { encoded: EncodedBatch; finished: Request[]; touched: Request[] } | null {
+    if (this.queue.length === 0 || this.failure !== null) return null;
     const limit = Math.min(this.options.maxBatchBytes, this.writer.maxBatchBytes);
     const records: PendingRecord[] = [];
     const finished: Request[] = [];
+    const touched: Request[] = [];
     let bytes = RECORD_HEADER_BYTES;
-    this.partialRequests = [];
     while (this.queue.length > 0) {
       const req = this.queue[0] as Request;
+      touched.push(req);
       while (req.next < req.records.length) {
         const r = req.records[req.next] as PendingRecord;
         const size = recordSize(r.payload?.length ?? 0);
@@ -183,25 +198,11 @@ export class IngestLog {
         bytes += size;
         req.next++;
       }
-      if (req.next < req.records.length) {
-        this.partialRequests.push(req);
-        break;
-      }
+      if (req.next < req.records.length) break;
       finished.push(req);
       this.queue.shift();
     }
-    return { records, finished };
-  }
-
-  private async writeWithSpaceRetry(records: PendingRecord[]): Promise<LogBatch> {
-    try {
-      return await this.writer.append(records);
-    } catch (err) {
-      if (!isSystemError(err) || (err.code !== 'ENOSPC' && err.code !== 'EDQUOT')) throw err;
-      // The volume filled up under us (another writer on it, or a reserve too small): make room once and retry.
-      await this.options.beforeAllocate?.(this.options.segmentBytes);
-      return this.writer.append(records);
-    }
+    return { encoded: this.writer.encode(records), finished, touched };
   }
 }
 

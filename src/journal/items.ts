@@ -70,10 +70,11 @@ export function itemRecord(pairId: string, item: StreamItem): PendingRecord {
     return {
       fields: { kind: RecordKind.Write, flags: item.resync ? RecordFlag.ResyncData : 0, pairId, seq: item.seq, time: item.time, offset: item.offset },
       payload: item.data,
+      item,
     };
   }
   const fields = { kind: KIND_OF[item.kind], flags: 0, pairId, seq: item.seq, time: item.time, offset: 0 };
-  return item.kind === 'tag' ? { fields, payload: encodeTagPayload(item) } : { fields };
+  return item.kind === 'tag' ? { fields, payload: encodeTagPayload(item), item } : { fields, item };
 }
 
 /** The item a Write/Tag/Tick/Resync record holds; a write's data is a view into `buffer`. */

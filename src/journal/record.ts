@@ -98,7 +98,9 @@ function readU64(buf: Buffer, pos: number): number {
 export function encodeRecord(buf: Buffer, pos: number, segment: number, fields: RecordFields, payload?: Uint8Array): number {
   const payloadLength = payload?.length ?? 0;
   const size = recordSize(payloadLength);
-  buf.fill(0, pos, pos + size);
+  // Zero the header and the tail padding only: the payload is copied over the rest.
+  buf.fill(0, pos, pos + RECORD_HEADER_BYTES);
+  buf.fill(0, pos + RECORD_HEADER_BYTES + payloadLength, pos + size);
   const pairBytes = Buffer.byteLength(fields.pairId, 'utf8');
   if (pairBytes > MAX_PAIR_ID_BYTES) throw new RangeError(`pair id longer than ${MAX_PAIR_ID_BYTES} bytes: ${fields.pairId}`);
   buf.writeUInt32LE(RECORD_MAGIC, pos + O_MAGIC);

@@ -7,6 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlockFile, alignedBuffer } from '../native';
 import { JournalCorruptError } from './errors';
+import type { StreamItem } from './items';
 import {
   BATCH_ALIGNMENT,
   RECORD_HEADER_BYTES,
@@ -21,6 +22,8 @@ import {
 export interface PendingRecord {
   fields: Omit<RecordFields, 'count'>;
   payload?: Uint8Array;
+  /** The stream item this record holds, kept so the applier need not decode it back. */
+  item?: StreamItem;
 }
 
 export interface LogBatch {
@@ -32,6 +35,25 @@ export interface LogBatch {
   /** The batch's bytes; records' payloadStart positions index into it. */
   buffer: Buffer;
   records: DecodedRecord[];
+}
+
+/** A batch encoded and placed, not yet written. */
+export interface EncodedBatch {
+  segment: number;
+  fileOffset: number;
+  batchNo: number;
+  bytes: number;
+  buffer: Buffer;
+  records: readonly PendingRecord[];
+}
+
+/** A batch as written: its place and the records it holds, payloads as given. */
+export interface WrittenBatch {
+  segment: number;
+  fileOffset: number;
+  batchNo: number;
+  bytes: number;
+  records: readonly PendingRecord[];
 }
 
 export interface LogPosition {
@@ -269,8 +291,13 @@ export class SegmentLogWriter {
   private position: number;
   private nextBatchNo: number;
   private spares: string[] = [];
-  private buffer: Buffer | null = null;
+  private buffers: Array<Buffer | null> = [null, null];
+  private staging = 0;
   private busy = false;
+  // Where the next encoded batch goes; ahead of segment/position while a batch is in flight.
+  private reservedSegment: number;
+  private reservedPosition: number;
+  private reservedBatchNo: number;
   private readonly beforeAllocate: ((bytes: number) => Promise<void>) | undefined;
   /** Bytes written to the volume by this writer (batches, padding included). */
   bytesWritten = 0;
@@ -283,6 +310,9 @@ export class SegmentLogWriter {
     this.segment = end.segment;
     this.position = end.fileOffset;
     this.nextBatchNo = nextBatchNo;
+    this.reservedSegment = end.segment;
+    this.reservedPosition = end.fileOffset;
+    this.reservedBatchNo = nextBatchNo;
   }
 
   /** Opens the writer where a scan found the end of the log. */
@@ -316,53 +346,61 @@ export class SegmentLogWriter {
     return this.segmentBytes;
   }
 
-  /** Whether `bytes` more would start a new segment. */
-  wouldRoll(bytes: number): boolean {
-    return this.file === null ? this.position === 0 || this.position + bytes > this.segmentBytes : this.position + bytes > this.segmentBytes;
-  }
-
   /**
    * Writes records as one batch and makes it durable. `segmentHeader` is put
    * first when the batch opens a new segment (the undo log's SegmentStart).
    */
-  async append(records: readonly PendingRecord[], segmentHeader?: () => PendingRecord): Promise<LogBatch> {
-    if (this.busy) throw new Error('SegmentLogWriter.append is not re-entrant');
+  async append(records: readonly PendingRecord[], segmentHeader?: () => PendingRecord): Promise<WrittenBatch> {
+    return this.commit(this.encode(records, segmentHeader));
+  }
+
+  /**
+   * Encodes the next batch into a staging buffer and reserves its place,
+   * without I/O, so it can be prepared while the previous batch is flushed.
+   * Batches must be committed in the order they were encoded.
+   */
+  encode(records: readonly PendingRecord[], segmentHeader?: () => PendingRecord): EncodedBatch {
+    let all = records;
+    let bytes = batchBytesFor(all);
+    const rolls = this.reservedPosition === 0 || this.reservedPosition + bytes > this.segmentBytes;
+    if (rolls && segmentHeader) {
+      all = [segmentHeader(), ...records];
+      bytes = batchBytesFor(all);
+    }
+    if (bytes > this.segmentBytes) throw new RangeError(`batch of ${bytes} bytes exceeds the segment size ${this.segmentBytes}`);
+    const segment = rolls && this.reservedPosition > 0 ? this.reservedSegment + 1 : this.reservedSegment;
+    const fileOffset = rolls ? 0 : this.reservedPosition;
+    const buf = this.stagingBuffer(bytes);
+    let pos = RECORD_HEADER_BYTES;
+    for (const r of all) pos = encodeRecord(buf, pos, segment, { ...r.fields, count: 0 }, r.payload);
+    buf.fill(0, pos, bytes);
+    const batchNo = this.reservedBatchNo;
+    encodeRecord(buf, 0, segment, { kind: RecordKind.Batch, flags: 0, pairId: '', seq: batchNo, time: 0, offset: bytes, count: all.length });
+    this.reservedSegment = segment;
+    this.reservedPosition = fileOffset + bytes;
+    this.reservedBatchNo++;
+    return { segment, fileOffset, batchNo, bytes, buffer: buf, records: all };
+  }
+
+  /** Writes an encoded batch where it was reserved and makes it durable. */
+  async commit(enc: EncodedBatch): Promise<WrittenBatch> {
+    if (this.busy) throw new Error('SegmentLogWriter.commit is not re-entrant');
     this.busy = true;
     try {
-      let all = records;
-      let bytes = batchBytesFor(all);
-      const startsSegment = this.file === null ? this.position === 0 || this.position + bytes > this.segmentBytes : this.position + bytes > this.segmentBytes;
-      if (startsSegment && segmentHeader) {
-        all = [segmentHeader(), ...records];
-        bytes = batchBytesFor(all);
-      }
-      if (bytes > this.segmentBytes) throw new RangeError(`batch of ${bytes} bytes exceeds the segment size ${this.segmentBytes}`);
-      await this.ensureSegment(bytes);
-      const buf = this.batchBuffer(bytes);
-      let pos = RECORD_HEADER_BYTES;
-      for (const r of all) pos = encodeRecord(buf, pos, this.segment, { ...r.fields, count: 0 }, r.payload);
-      buf.fill(0, pos, bytes);
-      const batchNo = this.nextBatchNo;
-      encodeRecord(buf, 0, this.segment, { kind: RecordKind.Batch, flags: 0, pairId: '', seq: batchNo, time: 0, offset: bytes, count: all.length });
+      if (enc.segment !== this.segment || this.file === null) await this.openSegment(enc.segment, enc.fileOffset);
       const file = this.file as BlockFile;
-      const fileOffset = this.position;
-      await file.write(bytes === buf.length ? buf : buf.subarray(0, bytes), fileOffset);
+      await file.write(enc.buffer.subarray(0, enc.bytes), enc.fileOffset);
       await file.datasync();
-      this.position += bytes;
-      this.bytesWritten += bytes;
-      this.nextBatchNo++;
-      const decoded: DecodedRecord[] = [];
-      let p = RECORD_HEADER_BYTES;
-      for (let i = 0; i < all.length; i++) {
-        const r = decodeRecord(buf, p, this.segment);
-        if (!r.ok) throw new Error(`batch just written does not decode: ${r.reason}`);
-        decoded.push(r.record);
-        p += r.record.size;
-      }
-      // The caller may keep the batch (the applier reads payloads from it): hand over a copy-free view and take a new buffer next time.
-      const out = buf.subarray(0, bytes);
-      this.buffer = null;
-      return { segment: this.segment, fileOffset, batchNo, bytes, buffer: out, records: decoded };
+      this.position = enc.fileOffset + enc.bytes;
+      this.bytesWritten += enc.bytes;
+      this.nextBatchNo = enc.batchNo + 1;
+      return { segment: enc.segment, fileOffset: enc.fileOffset, batchNo: enc.batchNo, bytes: enc.bytes, records: enc.records };
+    } catch (err) {
+      // Nothing after a failed batch may be written where it was reserved: start again from what is on disk.
+      this.reservedSegment = this.segment;
+      this.reservedPosition = this.position;
+      this.reservedBatchNo = this.nextBatchNo;
+      throw err;
     } finally {
       this.busy = false;
     }
@@ -381,31 +419,33 @@ export class SegmentLogWriter {
     if (f) await f.close();
   }
 
-  private batchBuffer(bytes: number): Buffer {
-    if (this.buffer === null || this.buffer.length < bytes) this.buffer = alignedBuffer(Math.max(bytes, 1024 * 1024));
-    return this.buffer;
+  /** Two staging buffers, used in turn: one being written while the next is encoded. */
+  private stagingBuffer(bytes: number): Buffer {
+    this.staging = 1 - this.staging;
+    const current = this.buffers[this.staging];
+    if (current === undefined || current === null || current.length < bytes) {
+      const b = alignedBuffer(Math.max(bytes, 1024 * 1024));
+      this.buffers[this.staging] = b;
+      return b;
+    }
+    return current;
   }
 
-  private async ensureSegment(bytes: number): Promise<void> {
-    if (this.file !== null && this.position + bytes <= this.segmentBytes) return;
-    if (this.file === null && this.position > 0 && this.position + bytes <= this.segmentBytes) {
-      this.file = await BlockFile.open(this.segmentPath(this.segment), { direct: true });
-      return;
-    }
+  /** Opens segment `segment` for writing at `fileOffset`: the current one, or a new or recycled file. */
+  private async openSegment(segment: number, fileOffset: number): Promise<void> {
     if (this.file !== null) {
       await this.file.close();
       this.file = null;
-      this.segment++;
-    } else if (this.position > 0) {
-      this.segment++;
     }
-    this.position = 0;
-    const path = this.segmentPath(this.segment);
+    const path = this.segmentPath(segment);
+    if (fileOffset > 0 || (segment === this.segment && this.position > 0)) {
+      this.file = await BlockFile.open(path, { direct: true });
+      this.segment = segment;
+      return;
+    }
     if (this.spares.length === 0) await this.beforeAllocate?.(this.segmentBytes);
     const spare = this.spares.shift();
-    if (spare !== undefined) {
-      renameSync(spare, path);
-    }
+    if (spare !== undefined) renameSync(spare, path);
     const f = await BlockFile.open(path, { create: true, direct: true });
     try {
       if (spare === undefined || statSync(path).size < this.segmentBytes) await f.allocate(0, this.segmentBytes);
@@ -416,6 +456,8 @@ export class SegmentLogWriter {
     }
     fsyncDir(this.dir);
     this.file = f;
+    this.segment = segment;
+    this.position = 0;
   }
 
   private segmentPath(segment: number): string {

@@ -16,6 +16,7 @@ import {
   segmentFileName,
   type LogBatch,
   type PendingRecord,
+  type WrittenBatch,
 } from './segment-log';
 
 export interface UndoSegmentSummary {
@@ -129,12 +130,12 @@ export class UndoLog {
    * Appends records for consecutive items and makes them durable. `before`
    * is the item just before the first of them: it opens a new segment.
    */
-  async append(records: readonly PendingRecord[], before: ItemPoint): Promise<LogBatch> {
+  async append(records: readonly PendingRecord[], before: ItemPoint): Promise<WrittenBatch> {
     const batch = await this.writer.append(records, () => ({
       fields: { kind: RecordKind.SegmentStart, flags: 0, pairId: this.pairId, seq: before.seq, time: before.time, offset: 0 },
     }));
     let s = this.summaries.get(batch.segment);
-    for (const r of batch.records) {
+    for (const { fields: r } of batch.records) {
       if (r.kind === RecordKind.SegmentStart) {
         s = { segment: batch.segment, prevSeq: r.seq, prevTime: r.seq > 0 ? r.time : null, firstSeq: null, lastSeq: null, firstTime: null, lastTime: null, bytes: this.writer.segmentBytes };
         this.summaries.set(batch.segment, s);

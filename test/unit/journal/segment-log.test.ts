@@ -10,6 +10,7 @@ import {
   segmentFileName,
   type LogBatch,
   type PendingRecord,
+  type WrittenBatch,
 } from '../../../src/journal/segment-log';
 import { useTempDir } from '../../helpers/temp-dir';
 
@@ -37,9 +38,9 @@ async function collect(dir: string): Promise<{ seqs: number[]; batches: LogBatch
 }
 
 /** Writes `n` batches of `perBatch` records; returns the batches as written. */
-async function fill(dir: string, n: number, perBatch = 3): Promise<LogBatch[]> {
+async function fill(dir: string, n: number, perBatch = 3): Promise<WrittenBatch[]> {
   const w = await openWriter(dir);
-  const out: LogBatch[] = [];
+  const out: WrittenBatch[] = [];
   let seq = 1;
   for (let b = 0; b < n; b++) {
     const recs = Array.from({ length: perBatch }, () => write(seq++));
@@ -71,7 +72,7 @@ describe('segment log', () => {
     const { seqs, batches, summary } = await collect(dir);
     expect(seqs).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
     expect(batches.map((b) => b.batchNo)).toEqual(written.map((b) => b.batchNo));
-    const last = written.at(-1) as LogBatch;
+    const last = written.at(-1) as WrittenBatch;
     expect(summary.end).toEqual({ segment: last.segment, fileOffset: last.fileOffset + last.bytes });
     expect(summary.tornTail).toBeNull();
     const r = batches[5]?.records[1];
@@ -93,7 +94,7 @@ describe('segment log', () => {
   it('TruncatedLastBatch: a torn tail is dropped silently and overwritten by the next append', async () => {
     const dir = tempDir();
     const written = await fill(dir, 4);
-    const last = written.at(-1) as LogBatch;
+    const last = written.at(-1) as WrittenBatch;
     const path = join(dir, segmentFileName(last.segment, 'log'));
     truncateSync(path, last.fileOffset + 700); // mid-way through the last batch's first record
     const { seqs, summary } = await collect(dir);
@@ -109,7 +110,7 @@ describe('segment log', () => {
   it('PartialLastBatch: a batch whose last sectors never reached the disk is torn, not corrupt', async () => {
     const dir = tempDir();
     const written = await fill(dir, 3);
-    const last = written.at(-1) as LogBatch;
+    const last = written.at(-1) as WrittenBatch;
     const path = join(dir, segmentFileName(last.segment, 'log'));
     patch(path, last.fileOffset + 4096, Buffer.alloc(4096)); // the second page of the batch is zeros
     const { seqs, summary } = await collect(dir);
@@ -120,7 +121,7 @@ describe('segment log', () => {
   it('ChecksumMismatchInMiddle: a flipped byte in an acknowledged batch is corruption, named with file and offset', async () => {
     const dir = tempDir();
     const written = await fill(dir, 6);
-    const victim = written[1] as LogBatch;
+    const victim = written[1] as WrittenBatch;
     const path = join(dir, segmentFileName(victim.segment, 'log'));
     const at = victim.fileOffset + 128 + 128 + 50; // inside the first record's payload
     const byte = readFileSync(path).subarray(at, at + 1);
@@ -134,7 +135,7 @@ describe('segment log', () => {
   it('CorruptBatchHeaderInMiddle: a destroyed batch header with intact batches after it is corruption', async () => {
     const dir = tempDir();
     const written = await fill(dir, 4, 1);
-    const victim = written[1] as LogBatch;
+    const victim = written[1] as WrittenBatch;
     expect(written[2]?.segment).toBe(victim.segment);
     const path = join(dir, segmentFileName(victim.segment, 'log'));
     patch(path, victim.fileOffset, Buffer.alloc(128));
@@ -153,7 +154,7 @@ describe('segment log', () => {
     const dir = tempDir();
     const written = await fill(dir, 20);
     const segs = listSegments(dir, 'log');
-    const first = written.find((b) => b.segment === segs[2] && b.fileOffset === 0) as LogBatch;
+    const first = written.find((b) => b.segment === segs[2] && b.fileOffset === 0) as WrittenBatch;
     patch(join(dir, segmentFileName(first.segment, 'log')), 0, Buffer.alloc(128));
     await expect(collect(dir)).rejects.toMatchObject({ code: 'ERR_JOURNAL_CORRUPT' });
   });
@@ -169,14 +170,14 @@ describe('segment log', () => {
     // Fill until the spare is taken as a new segment.
     let seq = 61;
     const lastSeg = written.at(-1)?.segment as number;
-    let b: LogBatch;
+    let b: WrittenBatch;
     do {
       b = await w.append([write(seq++)]);
     } while (b.segment <= lastSeg);
     await w.close();
     expect(readdirSync(dir).filter((n) => n.startsWith('spare-'))).toHaveLength(0);
     const { seqs, summary } = await collect(dir);
-    expect(seqs[0]).toBe(written.find((x) => x.segment === segs[1])?.records[0]?.seq);
+    expect(seqs[0]).toBe(written.find((x) => x.segment === segs[1])?.records[0]?.fields.seq);
     expect(seqs.at(-1)).toBe(seq - 1);
     expect(summary.end.segment).toBe(b.segment);
   });
