@@ -9,7 +9,8 @@ import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
 import { RECORD_HEADER_BYTES } from '../journal/record';
 import { readBatchAt, type LogBatch, type LogPosition, type WrittenBatch } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
-import { applyItems, type ApplyResult } from './pair-applier';
+import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
+import type { Extent } from './overlay';
 import type { TargetDisk } from './target';
 
 export interface ApplierPair {
@@ -25,13 +26,17 @@ export interface ApplierPair {
   resumeFrom: LogPosition | null;
   /** Set by the owner when a paused pair may try again. */
   wantsResume: boolean;
+  /** The previous step's extents while they may still be landing on the target. */
+  inflight?: readonly Extent[] | null;
 }
 
 export interface ApplierOptions {
   ingest: IngestLog;
   pairs: Map<string, ApplierPair>;
-  /** Items applied per pair and cycle, in write bytes. */
+  /** Log bytes taken per cycle. */
   cycleBytes: number;
+  /** Most a pair applies in one step: its undo batch must fit an undo segment. */
+  maxStepBytes: number;
   /** Batches kept in memory for the applier; beyond it they are read back from the log. */
   memoryBudgetBytes: number;
   onApplied: (pair: ApplierPair, result: ApplyResult) => void;
@@ -85,6 +90,8 @@ export class Applier {
   /** While set, batches from the cursor up to here are read from the log. */
   private diskUntil: LogPosition | null;
   private running = false;
+  /** Everything before this is applied by every active pair (stage B done). */
+  private appliedUpTo: LogPosition;
   private stopped = false;
   private wake: (() => void) | null = null;
   private idleWaiters: Array<() => void> = [];
@@ -92,6 +99,7 @@ export class Applier {
   constructor(options: ApplierOptions, start: LogPosition, durableEnd: LogPosition) {
     this.options = options;
     this.cursor = start;
+    this.appliedUpTo = start;
     this.durableEnd = durableEnd;
     this.diskUntil = comparePositions(start, durableEnd) < 0 ? durableEnd : null;
   }
@@ -129,7 +137,7 @@ export class Applier {
 
   /** Where the ingest log may be recycled up to: nobody needs anything before it. */
   releasePosition(): LogPosition {
-    let pos = this.cursor;
+    let pos = this.appliedUpTo;
     for (const p of this.options.pairs.values()) {
       if (p.resumeFrom && comparePositions(p.resumeFrom, pos) < 0) pos = p.resumeFrom;
     }
@@ -152,18 +160,34 @@ export class Applier {
     return comparePositions(this.cursor, this.durableEnd) < 0 || this.memory.length > 0;
   }
 
+  /**
+   * Each cycle has two stages: A reads before-images and makes them durable
+   * in the undo logs, B writes the targets and flushes them. B of one cycle
+   * runs while A of the next is under way; B's of two cycles never overlap.
+   */
   private async loop(): Promise<void> {
+    let stageB: Promise<void> = Promise.resolve();
     try {
       while (!this.stopped) {
         if (this.options.shouldYield?.()) break;
-        await this.resumePairs();
+        if ([...this.options.pairs.values()].some((p) => p.wantsResume)) {
+          await stageB;
+          await this.resumePairs();
+        }
         const cycle = await this.nextCycle();
-        if (cycle.length > 0) await this.applyCycle(cycle);
-        // Segments nobody needs any more become spares, after catch-ups too.
-        this.options.ingest.release(this.releasePosition());
         if (cycle.length === 0) break;
+        const cycleEnd = this.cursor;
+        const plans = await this.prepareCycle(cycle, () => stageB);
+        await stageB;
+        stageB = this.finishCycle(plans).then(() => {
+          this.appliedUpTo = cycleEnd;
+          this.options.ingest.release(this.releasePosition());
+        });
       }
+      await stageB;
+      this.options.ingest.release(this.releasePosition());
     } catch (err) {
+      await stageB.catch(() => undefined);
       this.options.onError(err);
     } finally {
       this.running = false;
@@ -221,14 +245,19 @@ export class Applier {
     throw new Error(`the ingest log has no batch at ${from.segment}:${from.fileOffset} though it should (durable end ${until.segment}:${until.fileOffset})`);
   }
 
-  private async applyCycle(cycle: readonly CycleBatch[]): Promise<void> {
+  private setResume(pair: ApplierPair, pos: LogPosition): void {
+    if (pair.resumeFrom === null || comparePositions(pos, pair.resumeFrom) < 0) pair.resumeFrom = pos;
+  }
+
+  /** Stage A for every pair with items in the cycle, concurrently. */
+  private async prepareCycle(cycle: readonly CycleBatch[], previousStageB: () => Promise<void>): Promise<Array<{ pair: ApplierPair; plan: ApplyPlan; firstBatch: LogPosition }>> {
     const perPair = new Map<string, { items: StreamItem[]; firstBatch: LogPosition }>();
     for (const { batch } of cycle) {
       for (const { pairId: id, item } of batch.entries) {
         const pair = this.options.pairs.get(id);
         if (!pair || item.seq <= pair.appliedSeq) continue;
         if (pair.paused) {
-          pair.resumeFrom ??= { segment: batch.segment, fileOffset: batch.fileOffset };
+          this.setResume(pair, { segment: batch.segment, fileOffset: batch.fileOffset });
           continue;
         }
         let entry = perPair.get(id);
@@ -239,40 +268,91 @@ export class Applier {
         entry.items.push(item);
       }
     }
+    const plans: Array<{ pair: ApplierPair; plan: ApplyPlan; firstBatch: LogPosition }> = [];
     await Promise.all(
       [...perPair].map(async ([pairId, { items, firstBatch }]) => {
         const pair = this.options.pairs.get(pairId) as ApplierPair;
-        const ok = await this.applyToPair(pair, items);
-        if (!ok) pair.resumeFrom ??= firstBatch;
+        const steps = this.steps(pair, items);
+        try {
+          if (pair.target === null) throw new Error('target not open');
+          if (!pair.target.stillAttached()) throw new Error(`target ${pair.target.path} was moved or detached`);
+          let inflight = pair.inflight ?? null;
+          if (steps.length > 1) {
+            // A rare big step: apply all but the last one here, after the previous cycle has landed.
+            await previousStageB();
+            for (const step of steps.slice(0, -1)) {
+              const result = await applyItems(pair.pairId, step, pair.target, pair.undo, pair.appliedPoint);
+              this.advance(pair, result);
+            }
+            inflight = null;
+          }
+          const plan = await prepareApply(pair.pairId, steps[steps.length - 1] as StreamItem[], pair.target, pair.undo, pair.appliedPoint, inflight);
+          pair.inflight = plan.extents;
+          plans.push({ pair, plan, firstBatch });
+        } catch (err) {
+          this.pause(pair, err);
+          this.setResume(pair, firstBatch);
+        }
+      }),
+    );
+    return plans;
+  }
+
+  /** Stage B: targets written and flushed, then appliedSeq moves. */
+  private async finishCycle(plans: ReadonlyArray<{ pair: ApplierPair; plan: ApplyPlan; firstBatch: LogPosition }>): Promise<void> {
+    await Promise.all(
+      plans.map(async ({ pair, plan, firstBatch }) => {
+        if (pair.paused || pair.target === null) {
+          this.setResume(pair, firstBatch);
+          return;
+        }
+        try {
+          const result = await finishApply(pair.target, plan);
+          this.advance(pair, result);
+        } catch (err) {
+          this.pause(pair, err);
+          this.setResume(pair, firstBatch);
+        } finally {
+          if (pair.inflight === plan.extents) pair.inflight = null;
+        }
       }),
     );
   }
 
-  /** Applies items in chunks; false when the pair had to be paused. */
-  private async applyToPair(pair: ApplierPair, items: readonly StreamItem[]): Promise<boolean> {
-    if (pair.target === null) {
-      this.pause(pair, new Error('target not open'));
-      return false;
-    }
-    let start = 0;
-    while (start < items.length) {
-      let end = start;
-      let bytes = 0;
-      while (end < items.length && (end === start || bytes < this.options.cycleBytes)) {
-        const it = items[end] as StreamItem;
-        // Count what the undo batch will hold: a header per item and the before-image.
-        if (it.seq > pair.appliedSeq) bytes += RECORD_HEADER_BYTES + (it.kind === 'write' ? it.data.length : it.kind === 'tag' ? 256 : 0);
-        end++;
+  private advance(pair: ApplierPair, result: ApplyResult): void {
+    pair.appliedSeq = result.appliedSeq;
+    pair.appliedPoint = { seq: result.appliedSeq, time: result.appliedTime };
+    this.options.onApplied(pair, result);
+  }
+
+  /** Splits a pair's items into steps whose undo batch fits an undo segment. */
+  private steps(pair: ApplierPair, items: readonly StreamItem[]): StreamItem[][] {
+    const out: StreamItem[][] = [];
+    let current: StreamItem[] = [];
+    let bytes = 0;
+    for (const it of items) {
+      if (it.seq <= pair.appliedSeq) continue;
+      // Count what the undo batch will hold: a header per item and the before-image.
+      const size = RECORD_HEADER_BYTES + (it.kind === 'write' ? it.data.length : it.kind === 'tag' ? 256 : 0);
+      if (current.length > 0 && bytes + size > this.options.maxStepBytes) {
+        out.push(current);
+        current = [];
+        bytes = 0;
       }
-      const chunk = items.slice(start, end).filter((i) => i.seq > pair.appliedSeq);
-      start = end;
-      if (chunk.length === 0) continue;
+      current.push(it);
+      bytes += size;
+    }
+    if (current.length > 0) out.push(current);
+    return out;
+  }
+
+  /** Applies items step by step (catch-up after a pause); false when the pair had to be paused again. */
+  private async applyToPair(pair: ApplierPair, items: readonly StreamItem[]): Promise<boolean> {
+    for (const step of this.steps(pair, items)) {
       try {
+        if (pair.target === null) throw new Error('target not open');
         if (!pair.target.stillAttached()) throw new Error(`target ${pair.target.path} was moved or detached`);
-        const result = await applyItems(pair.pairId, chunk, pair.target, pair.undo, pair.appliedPoint);
-        pair.appliedSeq = result.appliedSeq;
-        pair.appliedPoint = { seq: result.appliedSeq, time: result.appliedTime };
-        this.options.onApplied(pair, result);
+        this.advance(pair, await applyItems(pair.pairId, step, pair.target, pair.undo, pair.appliedPoint));
       } catch (err) {
         this.pause(pair, err);
         return false;
@@ -298,7 +378,7 @@ export class Applier {
       while (ok && pos !== null && comparePositions(pos, this.cursor) < 0) {
         const batch = await this.readFromLogFor(pos);
         if (batch === null) break;
-        const items = batch.records.filter((r) => isItemRecord(r) && r.pairId === pair.pairId && r.seq > pair.appliedSeq).map((r) => recordItem(r, batch.buffer));
+        const items = fromLogBatch(batch).entries.filter((e) => e.pairId === pair.pairId && e.item.seq > pair.appliedSeq).map((e) => e.item);
         if (items.length > 0) ok = await this.applyToPair(pair, items);
         if (ok) pos = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
       }

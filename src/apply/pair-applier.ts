@@ -22,19 +22,48 @@ export interface ApplyResult {
   markers: StreamItem[];
 }
 
-export async function applyItems(
+/** Stage A's output: what stage B writes to the target, and the result once it has. */
+export interface ApplyPlan {
+  extents: readonly Extent[];
+  result: ApplyResult;
+}
+
+/** Copies into each read extent the parts that `newer` (sorted, disjoint) covers. */
+function overlay(extents: readonly Extent[], newer: readonly Extent[]): void {
+  let j = 0;
+  for (const e of extents) {
+    const eEnd = e.offset + e.data.length;
+    while (j < newer.length && (newer[j] as Extent).offset + (newer[j] as Extent).data.length <= e.offset) j++;
+    for (let k = j; k < newer.length; k++) {
+      const n = newer[k] as Extent;
+      if (n.offset >= eEnd) break;
+      const from = Math.max(e.offset, n.offset);
+      const to = Math.min(eEnd, n.offset + n.data.length);
+      n.data.copy(e.data, from - e.offset, from - n.offset, to - n.offset);
+    }
+  }
+}
+
+/**
+ * Stage A: reads the before-images (as the target will be once `inflight`,
+ * the previous step's extents, has landed) and makes them durable in the
+ * undo log. The target is not touched.
+ */
+export async function prepareApply(
   pairId: string,
   items: readonly StreamItem[],
   target: TargetDisk,
   undo: UndoLog,
   before: ItemPoint,
-): Promise<ApplyResult> {
+  inflight: readonly Extent[] | null,
+): Promise<ApplyPlan> {
   const writes = items.filter((i): i is WriteItem => i.kind === 'write');
   const ranges = mergeRanges(writes.map((w) => ({ offset: w.offset, length: w.data.length })));
   const extents: Extent[] = ranges.map((r) => ({ offset: r.offset, data: Buffer.alloc(0) }));
   await runLimited(extents.map((e, i) => [e, ranges[i]] as const), 8, async ([e, r]) => {
     if (r) e.data = await target.read(r.offset, r.length);
   });
+  if (inflight && inflight.length > 0) overlay(extents, inflight);
   const shadow = new Shadow(extents);
 
   // Items already in the undo log (captured before a crash) are replayed onto
@@ -59,21 +88,37 @@ export async function applyItems(
       markers.push(item);
     }
   }
-  if (undoRecords.length > 0) {
-    const prev = undo.lastItem ?? before;
-    await undo.append(undoRecords, prev);
-  }
-  if (extents.length > 0) {
-    await target.writeExtents(shadow.all());
-    await target.flush();
-  }
+  if (undoRecords.length > 0) await undo.append(undoRecords, undo.lastItem ?? before);
   const last = items[items.length - 1] as StreamItem;
   return {
-    appliedSeq: last.seq,
-    appliedTime: last.time,
-    undoBytes,
-    targetBytes: ranges.reduce((n, r) => n + r.length, 0),
-    itemBytes: writes.reduce((n, w) => n + w.data.length, 0),
-    markers,
+    extents: shadow.all(),
+    result: {
+      appliedSeq: last.seq,
+      appliedTime: last.time,
+      undoBytes,
+      targetBytes: ranges.reduce((n, r) => n + r.length, 0),
+      itemBytes: writes.reduce((n, w) => n + w.data.length, 0),
+      markers,
+    },
   };
+}
+
+/** Stage B: writes the step's extents to the target and flushes it. */
+export async function finishApply(target: TargetDisk, plan: ApplyPlan): Promise<ApplyResult> {
+  if (plan.extents.length > 0) {
+    await target.writeExtents(plan.extents);
+    await target.flush();
+  }
+  return plan.result;
+}
+
+/** Both stages, one after the other. */
+export async function applyItems(
+  pairId: string,
+  items: readonly StreamItem[],
+  target: TargetDisk,
+  undo: UndoLog,
+  before: ItemPoint,
+): Promise<ApplyResult> {
+  return finishApply(target, await prepareApply(pairId, items, target, undo, before, null));
 }

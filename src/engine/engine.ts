@@ -122,7 +122,7 @@ export interface PairHistory {
 const DEFAULTS = {
   reserveBytes: 256 * 1024 * 1024,
   ingestSegmentBytes: 64 * 1024 * 1024,
-  undoSegmentBytes: 32 * 1024 * 1024,
+  undoSegmentBytes: 64 * 1024 * 1024,
   maxBatchBytes: 16 * 1024 * 1024,
   cycleBytes: 8 * 1024 * 1024,
   applierMemoryBytes: 64 * 1024 * 1024,
@@ -150,6 +150,10 @@ export class Engine {
   private readonly appliedWaiters = new Set<{ pairId: string; seq: number; resolve: () => void }>();
   private readonly now: () => number;
   private readonly lagWaiters = new Map<string, Array<() => void>>();
+  /** The last space measurement (refreshed on allocation and by the prune timer). */
+  private lastSpace: SpaceAccount | null = null;
+  /** Appends waiting for the applier to free ingest segments: the applier must not yield then. */
+  private waitingForRoom = 0;
   /** Write payload bytes applied, and before-image bytes captured, since open (write amplification). */
   bytesApplied = 0;
   undoBytesWritten = 0;
@@ -254,6 +258,7 @@ export class Engine {
         ingest: this.ingest,
         pairs: this.pairs as Map<string, ApplierPair>,
         cycleBytes: this.opt('cycleBytes'),
+        maxStepBytes: Math.floor(this.opt('undoSegmentBytes') / 2) - 64 * 1024,
         memoryBudgetBytes: this.opt('applierMemoryBytes'),
         onApplied: (p, r) => this.onApplied(p as PairRuntime, r),
         onPaused: (p, err) => this.onPaused(p as PairRuntime, err),
@@ -272,8 +277,10 @@ export class Engine {
         await this.rollTargetBack(pair, pair.failoverSeq);
       }
     }
+    await this.space();
     this.applier.poke();
     this.timers.push(setInterval(() => this.retryPausedPairs(), this.opt('targetRetryMs')).unref());
+    this.timers.push(setInterval(() => void this.space().catch(() => undefined), 2000).unref());
     this.timers.push(setInterval(() => void this.pruneByTime().catch((err: unknown) => this.log.error({ err }, 'pruning failed')), this.opt('pruneIntervalMs')).unref());
     this.log.info(
       { pairs: [...this.pairs.keys()], ingestEnd: scan.end, batchesScanned: scan.batches },
@@ -559,10 +566,12 @@ export class Engine {
    * applied seq is kept waiting by this.
    */
   private applierShouldYield(): boolean {
-    if (this.closed || this.appliedWaiters.size > 0 || !this.ingest.busy) return false;
+    if (this.closed || this.appliedWaiters.size > 0 || this.lagWaiters.size > 0 || this.waitingForRoom > 0 || !this.ingest.busy) return false;
     const watermark = this.opt('maxApplyLagBytes') / 2;
     for (const p of this.pairs.values()) if (!p.paused && p.lagBytes > watermark) return false;
-    return true;
+    // Lagging grows the ingest log: never past half of what the volume may hold, so the undo logs keep room.
+    const capacity = this.lastSpace?.capacityBytes ?? 0;
+    return this.ingest.usedBytesCached() < capacity / 2;
   }
 
   private wakeLagWaiters(pairId: string): void {
@@ -647,7 +656,8 @@ export class Engine {
   async space(): Promise<SpaceAccount> {
     let undoBytes = 0;
     for (const p of this.pairs.values()) for (const s of p.undo?.segments() ?? []) undoBytes += s.bytes;
-    return measureSpace(this.options.retentionDir, this.ingest?.usedBytes() ?? 0, undoBytes, this.options.maxBytes ?? null, this.opt('reserveBytes'));
+    this.lastSpace = await measureSpace(this.options.retentionDir, this.ingest?.usedBytes() ?? 0, undoBytes, this.options.maxBytes ?? null, this.opt('reserveBytes'));
+    return this.lastSpace;
   }
 
   /**
@@ -659,6 +669,8 @@ export class Engine {
   private async makeRoom(bytes: number, mayWait: boolean): Promise<void> {
     const deadline = Date.now() + (mayWait ? this.opt('spaceWaitMs') : 0);
     for (;;) {
+      // A segment the applier recycled meanwhile needs no new space.
+      if (mayWait && this.ingest?.hasSpare()) return;
       const account = await this.space();
       if (account.availableBytes >= bytes) return;
       if (this.pruneForSpace(bytes - account.availableBytes) > 0) continue;
@@ -668,8 +680,13 @@ export class Engine {
           `the retention volume has ${account.availableBytes} of ${account.capacityBytes} bytes free and no history left to drop; ${bytes} more are needed`,
         );
       }
-      this.applier?.poke();
-      await sleep(50);
+      this.waitingForRoom++;
+      try {
+        this.applier?.poke();
+        await sleep(50);
+      } finally {
+        this.waitingForRoom--;
+      }
     }
   }
 

@@ -87,6 +87,11 @@ export class IngestLog {
     });
   }
 
+  /** Whether a recycled segment is ready, so the next segment needs no new space. */
+  hasSpare(): boolean {
+    return this.writer.spareCount > 0;
+  }
+
   /** Where the next batch will be written. */
   get end(): LogPosition {
     return { segment: this.writer.currentSegment, fileOffset: this.writer.currentPosition };
@@ -109,7 +114,15 @@ export class IngestLog {
     for (const name of readdirSync(this.dir)) {
       if (name.endsWith('.log')) total += statSync(join(this.dir, name)).size;
     }
+    this.usedCache = { bytes: total, at: Date.now() };
     return total;
+  }
+
+  private usedCache = { bytes: 0, at: 0 };
+
+  /** usedBytes(), measured at most every 250 ms (it lists the folder). */
+  usedBytesCached(): number {
+    return Date.now() - this.usedCache.at < 250 ? this.usedCache.bytes : this.usedBytes();
   }
 
   segmentPath(segment: number): string {

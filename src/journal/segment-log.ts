@@ -406,6 +406,11 @@ export class SegmentLogWriter {
     }
   }
 
+  /** Recycled segments waiting to be reused. */
+  get spareCount(): number {
+    return this.spares.length;
+  }
+
   /** A released segment is renamed to a spare and reused for a later segment, already allocated. */
   addSpare(path: string): void {
     const spare = join(this.dir, `spare-${Date.now()}-${this.spares.length}-${Math.random().toString(36).slice(2, 8)}.${this.extension}`);
