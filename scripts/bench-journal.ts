@@ -24,12 +24,15 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     'sustain-seconds': { type: 'string', default: '60' },
     quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
   },
 });
 const dir = resolve(values.dir);
 const runs = Math.max(1, Number(values.runs));
 const quick = values.quick;
 const sustainSeconds = Number(values['sustain-seconds']);
+const only = values.only ?? null;
+const wanted = (part: string): boolean => only === null || only.split(',').includes(part);
 
 type Engine = Awaited<ReturnType<typeof benchEngine>>['engine'];
 
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
   console.log(`raw append limit (fio O_DIRECT 1 MiB, fdatasync every 8 MiB): ${(limit / MB).toFixed(0)} MB/s  [${rawSamples.map((v) => (v / MB).toFixed(0)).join(' ')}]\n`);
 
   // 1. Durable ingest, applier free to lag.
+  if (wanted('ingest')) {
   const rows: string[][] = [['writes', 'pairs', 'acked MB/s', 'runs', 'x limit']];
   const targetBytes = 4 * GiB;
   for (const writeBytes of [MiB, 4 * KiB]) {
@@ -102,9 +106,10 @@ async function main(): Promise<void> {
   }
   console.log('durable ingest (acks), applier free to lag');
   console.log(table(rows));
+  }
 
   // 2. Sustained, applier keeping up (lag capped at 256 MiB), with write amplification.
-  {
+  if (wanted('sustain')) {
     const seconds = quick ? Math.min(20, sustainSeconds) : sustainSeconds;
     const b = await benchEngine(join(dir, 'sustain'), 1, 2 * GiB, { maxApplyLagBytes: 256 * MiB, maxBytes: 16 * GiB });
     const res = await ingest(b.engine, ['bench-0'], MiB, Number.MAX_SAFE_INTEGER, 2 * GiB, Date.now() + seconds * 1000);
@@ -117,7 +122,7 @@ async function main(): Promise<void> {
   }
 
   // 3. Rebuild of an old point vs cp --sparse=always.
-  {
+  if (wanted('rebuild')) {
     const disk = quick ? 512 * MiB : GiB;
     const b = await benchEngine(join(dir, 'rebuild'), 1, disk, { maxApplyLagBytes: 256 * MiB });
     await ingest(b.engine, ['bench-0'], MiB, disk, disk); // fill the disk once
@@ -157,7 +162,7 @@ async function main(): Promise<void> {
   }
 
   // 4. RSS, each case an engine alone in a child process.
-  {
+  if (wanted('rss')) {
     const child = join(__dirname, 'bench-rss-child.js');
     const cases: Array<[number, number]> = quick
       ? [[100 * MiB, GiB], [100 * MiB, 1024 * GiB], [2 * GiB, GiB], [2 * GiB, 1024 * GiB]]

@@ -46,6 +46,13 @@ export class Shadow {
     return Buffer.from(e.data.subarray(start, start + length));
   }
 
+  /** The bytes in place, no copy: valid until a write changes them. */
+  view(offset: number, length: number): Buffer {
+    const e = this.find(offset, length);
+    const start = offset - e.offset;
+    return e.data.subarray(start, start + length);
+  }
+
   write(offset: number, data: Uint8Array): void {
     const e = this.find(offset, data.length);
     e.data.set(data, offset - e.offset);

@@ -72,23 +72,28 @@ export async function prepareApply(
   const undoRecords: PendingRecord[] = [];
   let undoBytes = 0;
   const markers: StreamItem[] = [];
+  // When no two writes of the step overlap, a before-image is a view of what
+  // was read, valid until the writes are laid on after the undo batch is
+  // flushed; otherwise each is copied before the next write changes it.
+  const overlapping = ranges.reduce((n, r) => n + r.length, 0) !== writes.reduce((n, w) => n + w.data.length, 0);
   for (const item of items) {
     if (item.kind === 'write') {
       if (item.seq > captured) {
-        const beforeImage = shadow.read(item.offset, item.data.length);
+        const beforeImage = overlapping ? shadow.read(item.offset, item.data.length) : shadow.view(item.offset, item.data.length);
         undoRecords.push({
           fields: { kind: RecordKind.UndoWrite, flags: item.resync ? RecordFlag.ResyncData : 0, pairId, seq: item.seq, time: item.time, offset: item.offset },
           payload: beforeImage,
         });
         undoBytes += beforeImage.length;
       }
-      shadow.write(item.offset, item.data);
+      if (overlapping) shadow.write(item.offset, item.data);
     } else {
       if (item.seq > captured) undoRecords.push(itemRecord(pairId, item));
       markers.push(item);
     }
   }
   if (undoRecords.length > 0) await undo.append(undoRecords, undo.lastItem ?? before);
+  if (!overlapping) for (const w of writes) shadow.write(w.offset, w.data);
   const last = items[items.length - 1] as StreamItem;
   return {
     extents: shadow.all(),

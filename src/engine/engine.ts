@@ -83,6 +83,8 @@ interface PairRuntime extends ApplierPair {
   oldest: ItemPoint;
   pins: number;
   ingestBytes: number;
+  /** Bumped by every openPair: an older session's appends are refused as superseded. */
+  session: number;
   /** Durable write bytes not yet applied. */
   lagBytes: number;
   rate: { since: number; bytes: number; perSecond: number };
@@ -123,7 +125,7 @@ const DEFAULTS = {
   reserveBytes: 256 * 1024 * 1024,
   ingestSegmentBytes: 64 * 1024 * 1024,
   undoSegmentBytes: 64 * 1024 * 1024,
-  maxBatchBytes: 16 * 1024 * 1024,
+  maxBatchBytes: 8 * 1024 * 1024,
   cycleBytes: 8 * 1024 * 1024,
   applierMemoryBytes: 64 * 1024 * 1024,
   targetRetryMs: 2000,
@@ -360,6 +362,7 @@ export class Engine {
       oldest,
       pins: 0,
       ingestBytes: 0,
+      session: 0,
       lagBytes: 0,
       rate: { since: Date.now(), bytes: 0, perSecond: 0 },
     };
@@ -409,7 +412,7 @@ export class Engine {
    * A process server opens a pair: checks it, makes everything accepted for
    * it durable, and tells where to continue.
    */
-  async openPair(pairId: string, diskBytes: number, sectorBytes: number): Promise<{ durableSeq: number; needsResync: boolean }> {
+  async openPair(pairId: string, diskBytes: number, sectorBytes: number): Promise<{ durableSeq: number; needsResync: boolean; session: number }> {
     this.assertUsable();
     const pair = this.pairs.get(pairId);
     if (!pair || pair.config === null) throw new EngineError('unknown-pair', `pair ${pairId} is not configured on this agent`, pairId);
@@ -422,14 +425,17 @@ export class Engine {
     if (known !== null && known !== diskBytes) {
       throw new EngineError('size-mismatch', `pair ${pairId}: the source disk is ${diskBytes} bytes but the target is ${known}`, pairId);
     }
+    // From here the previous session's appends are refused; what it already handed over becomes durable.
+    const session = ++pair.session;
     await this.ingest.drain();
+    if (session !== pair.session) throw new EngineError('superseded', `pair ${pairId} was opened again meanwhile`, pairId);
     pair.diskBytes = diskBytes;
     pair.sectorBytes = sectorBytes;
     pair.opened = true;
     pair.lastSeq = pair.durableSeq;
     pair.lastTime = pair.durableTime ?? 0;
     this.catalog.updatePair(pairId, { diskBytes, sectorBytes, durableSeq: pair.durableSeq });
-    return { durableSeq: pair.durableSeq, needsResync: pair.needsResync };
+    return { durableSeq: pair.durableSeq, needsResync: pair.needsResync, session };
   }
 
   /**
@@ -437,7 +443,7 @@ export class Engine {
    * seq once they are durable. If an item is refused, the items before it are
    * still made durable, then the refusal is thrown (EngineError with its seq).
    */
-  async append(pairId: string, items: readonly StreamItem[]): Promise<number> {
+  async append(pairId: string, items: readonly StreamItem[], session?: number): Promise<number> {
     this.assertUsable();
     const pair = this.pairs.get(pairId);
     if (!pair || pair.config === null) throw new EngineError('unknown-pair', `pair ${pairId} is not configured on this agent`, pairId);
@@ -452,6 +458,9 @@ export class Engine {
         list.push(resolve);
         this.lagWaiters.set(pairId, list);
       });
+    }
+    if (session !== undefined && session !== pair.session) {
+      throw new EngineError('superseded', `pair ${pairId} was opened on another connection`, pairId, items[0]?.seq ?? null);
     }
     const records: PendingRecord[] = [];
     let refusal: EngineError | null = null;

@@ -13,6 +13,7 @@ export type EngineErrorCode =
   | 'retention-full'
   | 'target-unavailable'
   | 'bad-request'
+  | 'superseded'
   | 'not-open';
 
 export class EngineError extends MtagentError {

@@ -276,6 +276,8 @@ export interface SegmentLogOptions {
    * reused): makes room or throws. Its error fails the append.
    */
   beforeAllocate?: (bytes: number) => Promise<void>;
+  /** Staging buffers: 2 lets the next batch be encoded while one is written (ingest); 1 saves memory (undo). */
+  stagingBuffers?: 1 | 2;
 }
 
 /**
@@ -302,8 +304,11 @@ export class SegmentLogWriter {
   /** Bytes written to the volume by this writer (batches, padding included). */
   bytesWritten = 0;
 
+  private readonly stagingCount: number;
+
   private constructor(options: SegmentLogOptions, end: LogPosition, nextBatchNo: number) {
     this.beforeAllocate = options.beforeAllocate;
+    this.stagingCount = options.stagingBuffers ?? 2;
     this.dir = options.dir;
     this.extension = options.extension;
     this.segmentBytes = options.segmentBytes;
@@ -426,7 +431,7 @@ export class SegmentLogWriter {
 
   /** Two staging buffers, used in turn: one being written while the next is encoded. */
   private stagingBuffer(bytes: number): Buffer {
-    this.staging = 1 - this.staging;
+    this.staging = this.stagingCount === 2 ? 1 - this.staging : 0;
     const current = this.buffers[this.staging];
     if (current === undefined || current === null || current.length < bytes) {
       const b = alignedBuffer(Math.max(bytes, 1024 * 1024));

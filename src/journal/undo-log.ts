@@ -93,7 +93,7 @@ export class UndoLog {
         onRecord?.(r, batch);
       }
     });
-    const writer = await SegmentLogWriter.open({ dir, extension: 'undo', segmentBytes, beforeAllocate }, scan);
+    const writer = await SegmentLogWriter.open({ dir, extension: 'undo', segmentBytes, beforeAllocate, stagingBuffers: 1 }, scan);
     const log = new UndoLog(pairId, dir, writer, last);
     for (const [n, s] of summaries) {
       s.bytes = statSync(join(dir, segmentFileName(n, 'undo'))).size;

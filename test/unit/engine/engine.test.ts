@@ -12,7 +12,7 @@ describe('engine', () => {
     const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: 4 * MiB }]);
     const e = await openEngine(f);
     try {
-      expect(await e.openPair('p1', 4 * MiB, 512)).toEqual({ durableSeq: 0, needsResync: true });
+      expect(await e.openPair('p1', 4 * MiB, 512)).toMatchObject({ durableSeq: 0, needsResync: true });
       expect(await e.append('p1', [write('p1', 1, 0, 64 * KiB), write('p1', 2, 8192, 4096)])).toBe(2);
       await e.settle();
       const status = e.status('p1');
@@ -36,7 +36,7 @@ describe('engine', () => {
     await e.close();
     e = await openEngine(f);
     try {
-      expect(await e.openPair('p1', 4 * MiB, 512)).toEqual({ durableSeq: 20, needsResync: true });
+      expect(await e.openPair('p1', 4 * MiB, 512)).toMatchObject({ durableSeq: 20, needsResync: true });
       await expect(e.append('p1', [write('p1', 22, 0, 4096)])).rejects.toMatchObject({ code: 'seq-gap', seq: 22 });
       await expect(e.append('p1', [write('p1', 21, 0, 100)])).rejects.toMatchObject({ code: 'bad-record' });
       await expect(e.append('p1', [write('p1', 21, 4 * MiB, 512)])).rejects.toMatchObject({ code: 'bad-record' });

@@ -54,7 +54,7 @@ describe('failover and commit', () => {
       expect(e.status('p').state).toBe('failed-over');
       await e.commit('p');
       const opened = await e.openPair('p', DISK, 512);
-      expect(opened).toEqual({ durableSeq: 30, needsResync: true });
+      expect(opened).toMatchObject({ durableSeq: 30, needsResync: true });
       expect(e.status('p').journalBytes).toBe(0);
       expect(await e.append('p', [write('p', 31, 0, 4096)])).toBe(31);
     } finally {
@@ -62,7 +62,7 @@ describe('failover and commit', () => {
     }
     e = await openEngine(f);
     try {
-      expect(await e.openPair('p', DISK, 512)).toEqual({ durableSeq: 31, needsResync: true });
+      expect(await e.openPair('p', DISK, 512)).toMatchObject({ durableSeq: 31, needsResync: true });
     } finally {
       await e.close();
     }

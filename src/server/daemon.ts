@@ -1,0 +1,120 @@
+// `mtagent run`: the agent as a long-running process.
+import { mkdirSync } from 'node:fs';
+import { ConfigError, readPassphrase, readTlsFile, type AgentConfig } from '../config/load';
+import { Engine } from '../engine/engine';
+import type { Logger } from '../log';
+import { sdNotify } from '../native';
+import { packageRoot, packageVersion } from '../package-root';
+import { checkRetentionVolume, failedRules } from '../retention/volume-rules';
+import { ReplicationServer } from './listener';
+
+export interface Daemon {
+  config: AgentConfig;
+  engine: Engine;
+  server: ReplicationServer;
+  startedAt: Date;
+  stop(): Promise<void>;
+}
+
+export function engineOptionsFor(config: AgentConfig, log: Logger): Parameters<typeof Engine.open>[0] {
+  return {
+    agentId: config.agentId,
+    configPath: config.configPath,
+    retentionDir: config.retention.path,
+    dataDir: config.dataDir,
+    maxBytes: config.retention.maxBytes,
+    pairs: config.pairs.map((p) => ({ id: p.id, target: p.target, sizeBytes: p.sizeBytes ?? null, group: p.group ?? null })),
+    policy: { retentionSeconds: config.policy.retentionSeconds, rpoThresholdSeconds: config.policy.rpoThresholdSeconds },
+    logger: log,
+  };
+}
+
+/** Checks the retention volume (SPEC §6) and refuses a path that fails, naming the rule. */
+export async function assertRetentionVolume(config: AgentConfig): Promise<void> {
+  const results = await checkRetentionVolume({
+    retentionPath: config.retention.path,
+    targets: config.pairs.map((p) => p.target),
+    installDir: packageRoot,
+    dataDir: config.dataDir,
+    agentId: config.agentId,
+    configPath: config.configPath,
+  });
+  const failed = failedRules(results);
+  if (failed.length > 0) {
+    const f = failed[0] as { rule: string; detail: string };
+    throw new ConfigError(`retention path ${config.retention.path} fails the rule '${f.rule}': ${f.detail} (mtagent check-retention ${config.retention.path} lists every rule)`);
+  }
+}
+
+export async function startDaemon(config: AgentConfig, log: Logger): Promise<Daemon> {
+  const passphrase = readPassphrase(config);
+  const cert = readTlsFile(config, 'cert', config.tls.cert);
+  const key = readTlsFile(config, 'key', config.tls.key);
+  const clientCa = config.tls.clientCa ? readTlsFile(config, 'clientCa', config.tls.clientCa) : null;
+  await assertRetentionVolume(config);
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
+  const engine = await Engine.open(engineOptionsFor(config, log));
+  let server: ReplicationServer;
+  try {
+    server = await ReplicationServer.start({
+      host: config.listen.host,
+      port: config.listen.port,
+      cert,
+      key,
+      clientCa,
+      agentId: config.agentId,
+      passphrase,
+      engine,
+      log,
+    });
+  } catch (err) {
+    await engine.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new ConfigError(`cannot listen on ${config.listen.host}:${config.listen.port} (${code}): change listen in ${config.configPath} or stop what uses it`);
+    }
+    throw err;
+  }
+  const startedAt = new Date();
+  let stopping: Promise<void> | null = null;
+  return {
+    config,
+    engine,
+    server,
+    startedAt,
+    stop: () => {
+      stopping ??= (async () => {
+        sdNotify('STOPPING=1');
+        log.info('stopping: no new connections; making everything received durable');
+        await server.close();
+        await engine.close();
+        log.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Runs until SIGTERM or SIGINT; resolves with the exit code. */
+export async function runDaemon(config: AgentConfig, log: Logger): Promise<number> {
+  const daemon = await startDaemon(config, log);
+  const { host, port } = daemon.server.address();
+  log.info({ version: packageVersion, agentId: config.agentId, listen: `${host}:${port}`, retention: config.retention.path, pairs: daemon.engine.pairIds() }, 'mtagent running');
+  sdNotify(`READY=1\nSTATUS=listening on ${host}:${port}\nMAINPID=${process.pid}`);
+  return new Promise<number>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'signal received');
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      daemon.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, 'stopping failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,132 @@
+// The replication endpoint: wss://HOST:PORT/v1/replicate (SPEC §2).
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
+import type { Engine } from '../engine/engine';
+import type { Logger } from '../log';
+import { CloseCode, HELLO_TIMEOUT_MS, MAX_MESSAGE_BYTES, REPLICATE_PATH, WINDOW_BYTES } from '../protocol/constants';
+import { ReplicationConnection, type StreamRegistry } from './connection';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  cert: Buffer;
+  key: Buffer;
+  /** When set, clients must present a certificate signed by it (mutual TLS). */
+  clientCa: Buffer | null;
+  agentId: string;
+  passphrase: Buffer;
+  engine: Engine;
+  log: Logger;
+  /** Connections that have not yet proven themselves; more are refused (1013). */
+  maxUnauthenticated?: number;
+  helloTimeoutMs?: number;
+  authFailDelayMs?: number;
+  maxInflightBytes?: number;
+}
+
+export interface ProcessServerInfo {
+  id: string;
+  address: string;
+  connectedSince: string;
+}
+
+export class ReplicationServer {
+  private readonly https: Server;
+  private readonly wss: WebSocketServer;
+  private readonly connections = new Set<ReplicationConnection>();
+  private readonly registry: StreamRegistry = new Map();
+  private readonly o: ServerOptions;
+
+  private constructor(o: ServerOptions, https: Server, wss: WebSocketServer) {
+    this.o = o;
+    this.https = https;
+    this.wss = wss;
+  }
+
+  static async start(o: ServerOptions): Promise<ReplicationServer> {
+    const https = createServer({
+      cert: o.cert,
+      key: o.key,
+      minVersion: 'TLSv1.2',
+      ...(o.clientCa ? { ca: o.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+    });
+    https.on('request', (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' });
+      res.end(`mtagent: connect with a WebSocket to ${REPLICATE_PATH}\n`);
+    });
+    https.on('tlsClientError', (err) => o.log.warn({ err: err.message }, 'TLS handshake refused'));
+    const wss = new WebSocketServer({
+      server: https,
+      path: REPLICATE_PATH,
+      maxPayload: MAX_MESSAGE_BYTES,
+      // Accepted when the client offers it (WAN/VPN failback); a LAN client does not.
+      perMessageDeflate: { threshold: 1024, concurrencyLimit: 2 },
+    });
+    const server = new ReplicationServer(o, https, wss);
+    wss.on('connection', (ws, req) => server.onConnection(ws, req.socket as TLSSocket));
+    await new Promise<void>((resolve, reject) => {
+      https.once('error', reject);
+      https.listen(o.port, o.host, () => {
+        https.off('error', reject);
+        resolve();
+      });
+    });
+    return server;
+  }
+
+  address(): { host: string; port: number } {
+    const a = this.https.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  processServers(): ProcessServerInfo[] {
+    return [...this.connections]
+      .filter((c) => c.authenticated && c.processServerId !== null)
+      .map((c) => ({ id: c.processServerId as string, address: c.remote, connectedSince: c.connectedSince.toISOString() }));
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  private onConnection(ws: import('ws').WebSocket, socket: TLSSocket): void {
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    const pending = [...this.connections].filter((c) => !c.authenticated).length;
+    if (pending >= (this.o.maxUnauthenticated ?? 64)) {
+      this.o.log.warn({ remote, pending }, 'too many connections still in their handshake; refusing');
+      ws.close(CloseCode.tryAgainLater, 'too many unauthenticated connections');
+      return;
+    }
+    const conn = new ReplicationConnection(ws, remote, {
+      engine: this.o.engine,
+      agentId: this.o.agentId,
+      passphrase: this.o.passphrase,
+      log: this.o.log,
+      registry: this.registry,
+      helloTimeoutMs: this.o.helloTimeoutMs ?? HELLO_TIMEOUT_MS,
+      authFailDelayMs: this.o.authFailDelayMs ?? 500,
+      maxInflightBytes: this.o.maxInflightBytes ?? 2 * WINDOW_BYTES,
+      onAuthenticated: () => undefined,
+      onClosed: (c) => this.connections.delete(c),
+    });
+    this.connections.add(conn);
+    conn.start();
+  }
+
+  /** Ends a pair's stream, wherever it is open (the pair left the configuration). */
+  endPair(pairId: string, make: (stream: number) => import('../protocol/errors').ProtocolError): void {
+    const st = this.registry.get(pairId);
+    if (st) st.conn.endStream(st, make(st.id));
+  }
+
+  /** Stops accepting, lets what was handed over become durable, acks it, and closes every connection. */
+  async close(): Promise<void> {
+    const stopped = new Promise<void>((resolve) => this.https.close(() => resolve()));
+    for (const c of this.connections) await c.drain();
+    for (const c of this.connections) c.shutdown();
+    this.wss.close();
+    await Promise.race([stopped, new Promise((r) => setTimeout(r, 2000))]);
+  }
+}

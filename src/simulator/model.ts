@@ -1,0 +1,114 @@
+// The source disk of a simulated pair: a compact log of what was streamed,
+// from which the disk at any seq is recomputed. No copy of the data is kept:
+// a write's payload is a pure function of (pair, seed, seq, length).
+import { createHash } from 'node:crypto';
+
+const POOL_BYTES = 12 * 1024 * 1024;
+
+export type ModelItem =
+  | { seq: number; time: number; kind: 'write'; offset: number; length: number; resync: boolean; fromImage: boolean }
+  | { seq: number; time: number; kind: 'tag'; tagKind: 'app' | 'crash'; name: string; group: string | null }
+  | { seq: number; time: number; kind: 'tick' | 'resync-start' | 'resync-end' };
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+export class SourceModel {
+  readonly pairId: string;
+  readonly diskBytes: number;
+  readonly seed: number;
+  readonly items: ModelItem[] = [];
+  private readonly pool: Buffer;
+  private readonly pairHash: number;
+
+  constructor(pairId: string, diskBytes: number, seed: number) {
+    this.pairId = pairId;
+    this.diskBytes = diskBytes;
+    this.seed = seed;
+    this.pairHash = fnv1a(`${pairId}/${seed}`);
+    this.pool = Buffer.allocUnsafe(POOL_BYTES);
+    let x = this.pairHash || 1;
+    for (let i = 0; i < POOL_BYTES; i += 4) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      this.pool.writeUInt32LE(x >>> 0, i);
+    }
+  }
+
+  get lastSeq(): number {
+    return this.items.length;
+  }
+
+  item(seq: number): ModelItem {
+    const it = this.items[seq - 1];
+    if (!it) throw new RangeError(`${this.pairId} has no item ${seq}`);
+    return it;
+  }
+
+  add(item: ModelItem): void {
+    if (item.seq !== this.items.length + 1) throw new RangeError(`model of ${this.pairId}: item ${item.seq} after ${this.items.length}`);
+    this.items.push(item);
+  }
+
+  /** The payload of a generated write: a slice of the pair's pool with seq and pair stamped in every sector. */
+  payload(seq: number, length: number): Buffer {
+    const span = POOL_BYTES - length;
+    const start = (Math.imul(seq, 2654435761) >>> 0) % Math.max(1, span) & ~7;
+    const out = Buffer.allocUnsafe(length);
+    this.pool.copy(out, 0, start, start + length);
+    for (let s = 0; s + 8 <= length; s += 512) {
+      out.writeUInt32LE(seq >>> 0, s);
+      out.writeUInt32LE(this.pairHash, s + 4);
+    }
+    return out;
+  }
+
+  /** The data a write item carries: generated, or (delta resync) the image's own content at that moment. */
+  dataFor(item: Extract<ModelItem, { kind: 'write' }>, image?: Buffer): Buffer {
+    if (!item.fromImage) return this.payload(item.seq, item.length);
+    if (!image) throw new Error('a write copied from the image needs the image');
+    return Buffer.from(image.subarray(item.offset, item.offset + item.length));
+  }
+
+  /** The source disk after `seq`. */
+  imageAt(seq: number): Buffer {
+    const img = Buffer.alloc(this.diskBytes);
+    for (const it of this.items) {
+      if (it.seq > seq) break;
+      // A write copied from the image does not change it.
+      if (it.kind === 'write' && !it.fromImage) this.payload(it.seq, it.length).copy(img, it.offset);
+    }
+    return img;
+  }
+
+  sha256At(seq: number): string {
+    return createHash('sha256').update(this.imageAt(seq)).digest('hex');
+  }
+
+  /** Whether the state after `seq` is inside a resync window (not a recovery point). */
+  inResync(seq: number): boolean {
+    let open = false;
+    for (const it of this.items) {
+      if (it.seq > seq) break;
+      if (it.kind === 'resync-start') open = true;
+      else if (it.kind === 'resync-end') open = false;
+    }
+    return open;
+  }
+
+  /** The newest app tag outside a resync window, at or before `seq`. */
+  latestApp(upTo = this.lastSeq): Extract<ModelItem, { kind: 'tag' }> | null {
+    for (let s = upTo; s >= 1; s--) {
+      const it = this.item(s);
+      if (it.kind === 'tag' && it.tagKind === 'app' && !this.inResync(s)) return it;
+    }
+    return null;
+  }
+}

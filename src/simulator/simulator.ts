@@ -1,0 +1,499 @@
+// A process server in miniature: streams synthetic workloads into an agent,
+// keeps a compact model of every source disk, resumes from durableSeq after
+// any disconnect, and performs delta resyncs.
+import { createHash } from 'node:crypto';
+import { MtagentError } from '../errors';
+import type { ErrorMessage } from '../protocol/messages';
+import type { WriteRecordInput } from '../protocol/records';
+import { AgentRefusal, ReplicationClient, type ClientOptions } from './client';
+import { SourceModel, type ModelItem } from './model';
+import { makeWorkload, rng, type Workload, type WorkloadName } from './workload';
+
+export interface SimPair {
+  id: string;
+  diskBytes: number;
+  sectorBytes?: number;
+}
+
+export interface SimulateOptions {
+  client: ClientOptions;
+  pairs: readonly SimPair[];
+  workload: WorkloadName;
+  ioBytes: number;
+  /** null: flat out. */
+  rateBytesPerSecond: number | null;
+  /** Stop after this long (seconds), or after `items` items per pair, whichever first. */
+  durationSeconds: number | null;
+  items: number | null;
+  /** An app tag every N items of a pair (0: none). */
+  tagEvery: number;
+  /** Tags carry `<group>-<n>` as their group, so pairs share group points. */
+  group: string | null;
+  tickSeconds: number;
+  seed: number;
+  /** Records per binary message, up to this many bytes. */
+  messageBytes: number;
+  /** Reconnect and resume after a dropped connection (else the error ends the run). */
+  reconnect: boolean;
+  log?: (line: string) => void;
+}
+
+export interface PairReport {
+  pair: string;
+  sentSeq: number;
+  ackedSeq: number;
+  bytesAcked: number;
+}
+
+export interface SimulateReport {
+  seconds: number;
+  itemsAcked: number;
+  bytesAcked: number;
+  reconnects: number;
+  streamErrors: Record<string, number>;
+  ackLatencyMs: { p50: number; p99: number; samples: number };
+  pairs: PairReport[];
+}
+
+export interface ResyncReport {
+  pair: string;
+  blocks: number;
+  differing: number;
+  bytesSent: number;
+  diskBytes: number;
+  checksumBytes: number;
+}
+
+interface PairState {
+  cfg: SimPair;
+  sector: number;
+  model: SourceModel;
+  workload: Workload;
+  random: () => number;
+  stream: number | null;
+  sentSeq: number;
+  ackedSeq: number;
+  /** (seq, bytes, sentAt) of sent and not yet acknowledged items, oldest first. */
+  unacked: Array<{ seq: number; bytes: number; sentAt: number }>;
+  unackedBytes: number;
+  bytesAcked: number;
+  lastItemAt: number;
+  tagCount: number;
+  reopen: boolean;
+  reopenAfter: number;
+  done: boolean;
+  resyncWanted: boolean;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+}
+
+export class Simulator {
+  readonly options: SimulateOptions;
+  readonly pairs = new Map<string, PairState>();
+  client: ReplicationClient | null = null;
+  private stopped = false;
+  private reconnects = 0;
+  private readonly streamErrors: Record<string, number> = {};
+  private readonly latencies: number[] = [];
+  private startedAt = 0;
+  private progress: (() => void) | null = null;
+  readonly resyncReports: ResyncReport[] = [];
+
+  constructor(options: SimulateOptions) {
+    this.options = options;
+    for (const p of options.pairs) {
+      const random = rng(options.seed * 7919 + [...p.id].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 0));
+      const sector = p.sectorBytes ?? 512;
+      const model = new SourceModel(p.id, p.diskBytes, options.seed);
+      this.pairs.set(p.id, {
+        cfg: p,
+        sector,
+        model,
+        workload: makeWorkload(options.workload, p.diskBytes, options.ioBytes, sector, random),
+        random,
+        stream: null,
+        sentSeq: 0,
+        ackedSeq: 0,
+        unacked: [],
+        unackedBytes: 0,
+        bytesAcked: 0,
+        lastItemAt: 0,
+        tagCount: 0,
+        reopen: false,
+        reopenAfter: 0,
+        done: false,
+        resyncWanted: false,
+      });
+    }
+  }
+
+  model(pairId: string): SourceModel {
+    const p = this.pairs.get(pairId);
+    if (!p) throw new MtagentError('unknown-pair', `the simulator has no pair ${pairId}`);
+    return p.model;
+  }
+
+  /** Asks for a delta resync of a pair at the next opportunity. */
+  requestResync(pairId: string): void {
+    const p = this.pairs.get(pairId);
+    if (p) p.resyncWanted = true;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.progress?.();
+  }
+
+  private log(line: string): void {
+    this.options.log?.(line);
+  }
+
+  // ---- connection -----------------------------------------------------
+
+  private async connectAndOpen(): Promise<void> {
+    const client = new ReplicationClient(this.options.client);
+    await client.connect();
+    this.client = client;
+    client.on('ack', (stream, durableSeq) => this.onAck(stream, durableSeq));
+    client.on('error', (e) => this.onStreamError(e));
+    client.on('close', () => this.progress?.());
+    for (const p of this.pairs.values()) await this.openPair(p);
+  }
+
+  private async openPair(p: PairState): Promise<void> {
+    const client = this.client as ReplicationClient;
+    const opened = await client.open(p.cfg.id, p.cfg.diskBytes, p.sector);
+    if (opened.durableSeq > p.model.lastSeq) {
+      throw new MtagentError(
+        'model-behind',
+        `the agent already holds seq ${opened.durableSeq} of ${p.cfg.id}, more than this simulator streamed (${p.model.lastSeq}); use a fresh pair (or a fresh installation) to simulate against`,
+      );
+    }
+    p.stream = opened.stream;
+    p.reopen = false;
+    this.noteAcked(p, opened.durableSeq);
+    // Everything after durableSeq is sent again, from the model.
+    p.sentSeq = opened.durableSeq;
+    p.unacked = [];
+    p.unackedBytes = 0;
+    this.resendFrom(p);
+  }
+
+  private resendFrom(p: PairState): void {
+    const batch: WriteRecordInput[] = [];
+    let bytes = 0;
+    let image: Buffer | undefined;
+    for (let seq = p.sentSeq + 1; seq <= p.model.lastSeq; seq++) {
+      const it = p.model.item(seq);
+      if (it.kind === 'write') {
+        if (it.fromImage) image ??= p.model.imageAt(p.model.lastSeq);
+        batch.push({ stream: p.stream as number, seq, offset: it.offset, time: it.time, data: p.model.dataFor(it, image), resync: it.resync });
+        bytes += it.length;
+        if (bytes >= this.options.messageBytes) {
+          this.flushRecords(batch);
+          bytes = 0;
+        }
+      } else {
+        this.flushRecords(batch);
+        bytes = 0;
+        this.sendControl(p, it);
+      }
+      this.noteSent(p, seq, it.kind === 'write' ? it.length : 0);
+    }
+    this.flushRecords(batch);
+  }
+
+  private flushRecords(batch: WriteRecordInput[]): void {
+    if (batch.length === 0) return;
+    this.client?.sendRecords(batch);
+    batch.length = 0;
+  }
+
+  private sendControl(p: PairState, it: ModelItem): void {
+    if (it.kind === 'write') return;
+    const base = { stream: p.stream, seq: it.seq, time: it.time };
+    if (it.kind === 'tag') this.client?.sendJson({ type: 'tag', ...base, kind: it.tagKind, name: it.name, ...(it.group ? { group: it.group } : {}) });
+    else this.client?.sendJson({ type: it.kind, ...base });
+  }
+
+  private noteSent(p: PairState, seq: number, bytes: number): void {
+    p.sentSeq = seq;
+    p.unacked.push({ seq, bytes, sentAt: performance.now() });
+    p.unackedBytes += bytes;
+    p.lastItemAt = Date.now();
+  }
+
+  private noteAcked(p: PairState, durableSeq: number): void {
+    if (durableSeq <= p.ackedSeq) return;
+    const now = performance.now();
+    while (p.unacked.length > 0 && (p.unacked[0] as { seq: number }).seq <= durableSeq) {
+      const u = p.unacked.shift() as { seq: number; bytes: number; sentAt: number };
+      p.unackedBytes -= u.bytes;
+      p.bytesAcked += u.bytes;
+      if (this.latencies.length < 200_000) this.latencies.push(now - u.sentAt);
+    }
+    p.ackedSeq = durableSeq;
+  }
+
+  private onAck(stream: number, durableSeq: number): void {
+    for (const p of this.pairs.values()) if (p.stream === stream) this.noteAcked(p, durableSeq);
+    this.progress?.();
+  }
+
+  private onStreamError(e: ErrorMessage): void {
+    this.streamErrors[e.code] = (this.streamErrors[e.code] ?? 0) + 1;
+    if (e.stream === undefined || e.code === 'target-unavailable') {
+      this.log(`agent says ${e.code}: ${e.message}`);
+      return;
+    }
+    for (const p of this.pairs.values()) {
+      if (p.stream !== e.stream) continue;
+      this.log(`stream of ${p.cfg.id} ended: ${e.code}: ${e.message}; reopening`);
+      p.stream = null;
+      p.reopen = true;
+      p.reopenAfter = Date.now() + (e.code === 'retention-full' ? 1000 : 50);
+    }
+    this.progress?.();
+  }
+
+  // ---- producing ----------------------------------------------------------
+
+  private nextItem(p: PairState, now: number): ModelItem | null {
+    const seq = p.model.lastSeq + 1;
+    const time = Math.max(now * 1000, p.model.lastSeq > 0 ? p.model.item(p.model.lastSeq).time : 0);
+    if (this.options.workload === 'fill') {
+      if (p.model.lastSeq === 0) return { seq, time, kind: 'resync-start' };
+      const w = p.workload.next();
+      if (w === null) {
+        p.done = true;
+        return { seq, time, kind: 'resync-end' };
+      }
+      return { seq, time, kind: 'write', offset: w.offset, length: w.length, resync: true, fromImage: false };
+    }
+    const every = this.options.tagEvery;
+    if (every > 0 && p.model.lastSeq > 0 && p.model.lastSeq % every === 0 && p.model.item(p.model.lastSeq).kind !== 'tag') {
+      const n = ++p.tagCount;
+      return { seq, time, kind: 'tag', tagKind: 'app', name: `vss-${p.cfg.id}-${n}`, group: this.options.group ? `${this.options.group}-${n}` : null };
+    }
+    const w = p.workload.next();
+    if (w === null) return null;
+    return { seq, time, kind: 'write', offset: w.offset, length: w.length, resync: false, fromImage: false };
+  }
+
+  private finished(p: PairState, deadline: number | null): boolean {
+    if (this.stopped || p.done) return true;
+    if (deadline !== null && Date.now() >= deadline) return true;
+    if (this.options.items !== null && p.model.lastSeq >= this.options.items) return true;
+    return false;
+  }
+
+  /** Streams until the duration or item count is reached; resumes after disconnects. */
+  async run(): Promise<SimulateReport> {
+    this.startedAt = Date.now();
+    const deadline = this.options.durationSeconds === null ? null : this.startedAt + this.options.durationSeconds * 1000;
+    let backoff = 100;
+    for (;;) {
+      try {
+        if (this.client === null || this.client.closed) {
+          await this.connectAndOpen();
+          backoff = 100;
+        }
+        await this.produce(deadline);
+        await this.waitAllAcked(deadline === null ? 60_000 : Math.max(10_000, deadline - Date.now() + 10_000));
+        break;
+      } catch (err) {
+        if (err instanceof AgentRefusal && (err.code === 'auth-failed' || err.code === 'protocol-version')) throw err;
+        if (err instanceof MtagentError && err.code === 'model-behind') throw err;
+        if (!this.options.reconnect || this.stopped) throw err;
+        this.reconnects++;
+        this.log(`connection lost (${err instanceof Error ? err.message : String(err)}); reconnecting in ${backoff} ms`);
+        this.client?.terminate();
+        this.client = null;
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(2000, backoff * 2);
+      }
+    }
+    for (const p of this.pairs.values()) {
+      if (p.stream !== null && this.client && !this.client.closed) {
+        try {
+          this.noteAcked(p, await this.client.closeStream(p.stream));
+        } catch {
+          // The stream may have ended meanwhile; what was acked is already counted.
+        }
+      }
+    }
+    await this.client?.close();
+    return this.report();
+  }
+
+  report(): SimulateReport {
+    const sorted = [...this.latencies].sort((a, b) => a - b);
+    const pairs = [...this.pairs.values()].map((p) => ({ pair: p.cfg.id, sentSeq: p.sentSeq, ackedSeq: p.ackedSeq, bytesAcked: p.bytesAcked }));
+    return {
+      seconds: (Date.now() - this.startedAt) / 1000,
+      itemsAcked: pairs.reduce((n, p) => n + p.ackedSeq, 0),
+      bytesAcked: pairs.reduce((n, p) => n + p.bytesAcked, 0),
+      reconnects: this.reconnects,
+      streamErrors: { ...this.streamErrors },
+      ackLatencyMs: { p50: percentile(sorted, 50), p99: percentile(sorted, 99), samples: sorted.length },
+      pairs,
+    };
+  }
+
+  private async waitProgress(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(t);
+        resolve();
+      }
+      this.progress = done;
+    });
+    this.progress = null;
+  }
+
+  private checkConnection(): void {
+    if (this.client === null || this.client.closed) throw new MtagentError('connection-closed', `connection closed (${this.client?.closeCode ?? '?'})`);
+  }
+
+  private async produce(deadline: number | null): Promise<void> {
+    const window = Math.max(1, this.client?.windowBytes ?? 64 * 1024 * 1024);
+    const perPairWindow = Math.max(this.options.ioBytes * 2, Math.floor(window / Math.max(1, this.pairs.size)));
+    let tokens = 0;
+    let lastRefill = performance.now();
+    const pending: WriteRecordInput[] = [];
+    for (;;) {
+      this.checkConnection();
+      let active = 0;
+      let sentSomething = false;
+      for (const p of this.pairs.values()) {
+        if (p.reopen) {
+          if (Date.now() >= p.reopenAfter) await this.openPair(p);
+          active++;
+          continue;
+        }
+        if (p.stream === null) continue;
+        if (p.resyncWanted) {
+          p.resyncWanted = false;
+          this.resyncReports.push(await this.deltaResync(p.cfg.id));
+        }
+        if (this.finished(p, deadline)) continue;
+        active++;
+        let bytes = 0;
+        while (!this.finished(p, deadline) && p.unackedBytes < perPairWindow && bytes < this.options.messageBytes) {
+          if (this.options.rateBytesPerSecond !== null) {
+            const now = performance.now();
+            tokens = Math.min(this.options.rateBytesPerSecond, tokens + ((now - lastRefill) / 1000) * this.options.rateBytesPerSecond);
+            lastRefill = now;
+            if (tokens < this.options.ioBytes) break;
+          }
+          const item = this.nextItem(p, Date.now());
+          if (item === null) break;
+          p.model.add(item);
+          if (item.kind === 'write') {
+            pending.push({ stream: p.stream, seq: item.seq, offset: item.offset, time: item.time, data: p.model.dataFor(item), resync: item.resync });
+            bytes += item.length;
+            tokens -= item.length;
+          } else {
+            this.flushRecords(pending);
+            this.sendControl(p, item);
+          }
+          this.noteSent(p, item.seq, item.kind === 'write' ? item.length : 0);
+          sentSomething = true;
+        }
+        this.flushRecords(pending);
+        // Ticks keep RPO measurable while a disk is idle.
+        if (!this.finished(p, deadline) && Date.now() - p.lastItemAt >= this.options.tickSeconds * 1000 && p.unackedBytes < perPairWindow) {
+          const seq = p.model.lastSeq + 1;
+          const tick: ModelItem = { seq, time: Math.max(Date.now() * 1000, p.model.lastSeq > 0 ? p.model.item(p.model.lastSeq).time : 0), kind: 'tick' };
+          p.model.add(tick);
+          this.sendControl(p, tick);
+          this.noteSent(p, seq, 0);
+          sentSomething = true;
+        }
+      }
+      if (active === 0) return;
+      // Do not let the socket buffer run away from the agent: wait for acks or drain.
+      if (!sentSomething || (this.client?.bufferedAmount ?? 0) > 8 * 1024 * 1024) await this.waitProgress(sentSomething ? 5 : 20);
+      else await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  private async waitAllAcked(timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      this.checkConnection();
+      let waiting = false;
+      for (const p of this.pairs.values()) {
+        if (p.reopen && Date.now() >= p.reopenAfter) await this.openPair(p);
+        if (p.ackedSeq < p.model.lastSeq) waiting = true;
+      }
+      if (!waiting) return;
+      if (Date.now() > until) throw new MtagentError('timeout', 'not every item was acknowledged in time');
+      await this.waitProgress(50);
+    }
+  }
+
+  // ---- delta resync ---------------------------------------------------------
+
+  /**
+   * Asks the agent for block checksums of the whole target, compares them
+   * with the source, and sends only the blocks that differ, between
+   * resync-start and resync-end.
+   */
+  async deltaResync(pairId: string, blockBytes = 64 * 1024): Promise<ResyncReport> {
+    const p = this.pairs.get(pairId);
+    if (!p || p.stream === null || !this.client) throw new MtagentError('not-open', `pair ${pairId} is not open`);
+    await this.waitAllAcked(120_000);
+    const client = this.client;
+    const image = p.model.imageAt(p.model.lastSeq);
+    const maxSpan = blockBytes * 16384;
+    const differing: number[] = [];
+    let id = Date.now() % 1_000_000;
+    let checksumBytes = 0;
+    for (let off = 0; off < p.cfg.diskBytes; off += maxSpan) {
+      const len = Math.min(maxSpan, p.cfg.diskBytes - off);
+      const r = await client.checksums(p.stream, id++, off, len, blockBytes);
+      checksumBytes += JSON.stringify(r).length;
+      r.sha256.forEach((h, i) => {
+        const start = off + i * blockBytes;
+        const end = Math.min(p.cfg.diskBytes, start + blockBytes);
+        if (createHash('sha256').update(image.subarray(start, end)).digest('hex') !== h) differing.push(start);
+      });
+    }
+    const now = (): number => Math.max(Date.now() * 1000, p.model.item(p.model.lastSeq)?.time ?? 0);
+    const start: ModelItem = { seq: p.model.lastSeq + 1, time: now(), kind: 'resync-start' };
+    p.model.add(start);
+    this.sendControl(p, start);
+    this.noteSent(p, start.seq, 0);
+    let bytesSent = 0;
+    const batch: WriteRecordInput[] = [];
+    let batchBytes = 0;
+    for (const off of differing) {
+      const length = Math.min(blockBytes, p.cfg.diskBytes - off);
+      const it: ModelItem = { seq: p.model.lastSeq + 1, time: now(), kind: 'write', offset: off, length, resync: true, fromImage: true };
+      p.model.add(it);
+      batch.push({ stream: p.stream, seq: it.seq, offset: off, time: it.time, data: image.subarray(off, off + length), resync: true });
+      this.noteSent(p, it.seq, length);
+      bytesSent += length;
+      batchBytes += length;
+      if (batchBytes >= this.options.messageBytes) {
+        this.flushRecords(batch);
+        batchBytes = 0;
+        while (p.unackedBytes > 32 * 1024 * 1024) await this.waitProgress(20);
+      }
+    }
+    this.flushRecords(batch);
+    const end: ModelItem = { seq: p.model.lastSeq + 1, time: now(), kind: 'resync-end' };
+    p.model.add(end);
+    this.sendControl(p, end);
+    this.noteSent(p, end.seq, 0);
+    await this.waitAllAcked(120_000);
+    const report = { pair: pairId, blocks: Math.ceil(p.cfg.diskBytes / blockBytes), differing: differing.length, bytesSent, diskBytes: p.cfg.diskBytes, checksumBytes };
+    this.log(`delta resync of ${pairId}: ${differing.length} of ${report.blocks} blocks differed; sent ${bytesSent} of ${p.cfg.diskBytes} bytes`);
+    return report;
+  }
+}
