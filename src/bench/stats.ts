@@ -27,16 +27,7 @@ export function formatBytes(n: number): string {
   return `${n} B`;
 }
 
-/** Renders rows as an aligned text table; the first row is the header. */
-export function table(rows: ReadonlyArray<ReadonlyArray<string>>): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  const line = (row: ReadonlyArray<string>): string =>
-    row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
-  const [header, ...body] = rows;
-  if (header === undefined) return '';
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
+export { table } from '../text';
 
 /** Seconds since an hrtime.bigint() mark. */
 export function secondsSince(start: bigint): number {

@@ -1,28 +1,44 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { packageVersion } from '../package-root';
+import { registerCheckRetention } from './check-retention';
+import { EXIT_USAGE, reportError } from './common';
+import { registerInit } from './init';
+import { registerOperations } from './operations';
+import { registerRun } from './run';
+import { registerSimulate } from './simulate';
+import { registerStart } from './start';
 
 function buildProgram(): Command {
   const program = new Command();
   program
     .name('mtagent')
     .description('Master-target replication agent: receives changed blocks over TLS, keeps every recovery point of the retention window')
-    .version(packageVersion, '-V, --version', 'print the version and exit');
-  program
-    .command('start')
-    .description('create a working installation under ./mtagent-home on first start and run the agent on it')
-    .action(() => {
-      process.stderr.write(
-        'mtagent: the daemon is not built yet: this release has the native I/O layer only (see README, "Status").\n',
-      );
-      process.exitCode = 1;
-    });
+    .version(packageVersion, '-V, --version', 'print the version and exit')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerInit(program);
+  registerRun(program);
+  registerStart(program);
+  registerOperations(program);
+  registerCheckRetention(program);
+  registerSimulate(program);
+  for (const c of program.commands) c.exitOverride();
   return program;
 }
+
+// A reader that went away (| head) is not an error of ours.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 buildProgram()
   .parseAsync(process.argv)
   .catch((err: unknown) => {
-    process.stderr.write(`mtagent: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : EXIT_USAGE;
+      return;
+    }
+    process.exitCode = reportError(err);
   });

@@ -7,11 +7,14 @@ import { sdNotify } from '../native';
 import { packageRoot, packageVersion } from '../package-root';
 import { checkRetentionVolume, failedRules } from '../retention/volume-rules';
 import { ReplicationServer } from './listener';
+import { ControlServer } from '../control/socket';
+import type { AgentContext } from '../control/operations';
 
 export interface Daemon {
   config: AgentConfig;
   engine: Engine;
   server: ReplicationServer;
+  control: ControlServer;
   startedAt: Date;
   stop(): Promise<void>;
 }
@@ -76,16 +79,26 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     throw err;
   }
   const startedAt = new Date();
+  const context: AgentContext = {
+    engine,
+    agentId: config.agentId,
+    startedAt,
+    processServers: () => server.processServers(),
+    heartbeat: () => null,
+  };
+  const control = await ControlServer.start(config.dataDir, context, log);
   let stopping: Promise<void> | null = null;
   return {
     config,
     engine,
     server,
+    control,
     startedAt,
     stop: () => {
       stopping ??= (async () => {
         sdNotify('STOPPING=1');
         log.info('stopping: no new connections; making everything received durable');
+        await control.close();
         await server.close();
         await engine.close();
         log.info('stopped');

@@ -305,7 +305,8 @@ export class Simulator {
         await this.waitAllAcked(deadline === null ? 60_000 : Math.max(10_000, deadline - Date.now() + 10_000));
         break;
       } catch (err) {
-        if (err instanceof AgentRefusal && (err.code === 'auth-failed' || err.code === 'protocol-version')) throw err;
+        // A refusal (bad proof, unknown pair, size mismatch, failed over…) is an answer, not a lost connection.
+        if (err instanceof AgentRefusal) throw err;
         if (err instanceof MtagentError && err.code === 'model-behind') throw err;
         if (!this.options.reconnect || this.stopped) throw err;
         this.reconnects++;

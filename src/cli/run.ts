@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { createLogger } from '../log';
+import { runDaemon } from '../server/daemon';
+import { configFrom } from './common';
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('run the agent in the foreground, logging JSON lines to stdout; SIGTERM/SIGINT stop it cleanly')
+    .option('--config <file>', 'configuration file (default /etc/mtagent/agent.yaml)')
+    .action(async (opts: { config?: string }) => {
+      const config = configFrom(opts);
+      process.exitCode = await runDaemon(config, createLogger());
+    });
+}

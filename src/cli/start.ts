@@ -1,0 +1,31 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { initInstallation } from '../config/init';
+import { loadConfig } from '../config/load';
+import { createLogger } from '../log';
+import { runDaemon } from '../server/daemon';
+
+/** `npm start`: an embedded installation under ./mtagent-home, created on first start. */
+export function registerStart(program: Command): void {
+  program
+    .command('start')
+    .description('run the agent on an embedded installation in DIR (./mtagent-home), made on first start')
+    .option('--dir <dir>', 'installation folder', 'mtagent-home')
+    .action(async (o: { dir: string }) => {
+      const dir = resolve(o.dir);
+      const configPath = join(dir, 'agent.yaml');
+      if (!existsSync(configPath)) {
+        const r = initInstallation({ dir });
+        process.stderr.write(`mtagent: created an installation in ${dir} (certificate SHA-256 ${r.fingerprint})\n`);
+      }
+      const config = loadConfig(configPath);
+      process.stderr.write(
+        `mtagent: listening on wss://${config.listen.host}:${config.listen.port}/v1/replicate with pairs ${config.pairs.map((p) => p.id).join(', ')}
+  stream into it:  node dist/src/cli/main.js simulate --config ${configPath} --workload oltp --tag-every 50 --duration 60 --verify 3
+  look at it:      node dist/src/cli/main.js status --config ${configPath}
+`,
+      );
+      process.exitCode = await runDaemon(config, createLogger());
+    });
+}

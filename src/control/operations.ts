@@ -1,0 +1,225 @@
+// The operations behind the commands that need the agent's coordination
+// (SPEC §5): run against an engine, in the daemon (through the control
+// socket) or in the command's own process when no daemon runs.
+import { hostname } from 'node:os';
+import type { Engine, PairStatus } from '../engine/engine';
+import { MtagentError } from '../errors';
+import { packageVersion } from '../package-root';
+import { PROTOCOL_VERSION } from '../protocol/constants';
+import { rebuildGroup, resolveGroupPoint } from '../recovery/groups';
+import { isoTime, resolvePoint, timeOf, windowAt } from '../recovery/points';
+import { catchUp, rebuild, timelineOf, type RebuildResult } from '../recovery/rebuild';
+import { verifyPair, type VerifyResult } from '../recovery/verify';
+
+export type Progress = (phase: string, done: number, total: number) => void;
+
+export interface AgentContext {
+  engine: Engine;
+  agentId: string;
+  startedAt: Date;
+  /** Process servers connected now (the daemon's), empty offline. */
+  processServers: () => Array<{ id: string; address: string; connectedSince: string }>;
+  /** Heartbeat state (the daemon's), null offline. */
+  heartbeat: () => HeartbeatState | null;
+}
+
+export interface HeartbeatState {
+  lastSuccess: string | null;
+  lastFailure: string | null;
+  lastError: string | null;
+  consecutiveFailures: number;
+  failures: number;
+}
+
+export interface PairRow {
+  pair: string;
+  group: string | null;
+  state: PairStatus['state'];
+  durableSeq: number;
+  appliedSeq: number;
+  oldestPoint: string | null;
+  latestPoint: string | null;
+  latestAppPoint: string | null;
+  rpoSeconds: number | null;
+  rpoHealth: PairStatus['rpoHealth'];
+  journalBytes: number;
+  ingestBytesPerSecond: number;
+  lastError: string | null;
+}
+
+export interface StatusReport {
+  agentId: string;
+  hostname: string;
+  version: string;
+  protocol: number;
+  time: string;
+  uptimeSeconds: number;
+  daemon: boolean;
+  retention: { path: string; capacityBytes: number; freeBytes: number; usedBytes: number; healthy: boolean; problems: string[] };
+  processServers: Array<{ id: string; address: string; connectedSince: string }>;
+  heartbeat: HeartbeatState | null;
+  pairs: PairRow[];
+  events: Array<{ time: string; pair: string | null; kind: string; message: string }>;
+}
+
+function pairRow(engine: Engine, s: PairStatus): PairRow {
+  const tags = engine.catalog.tags(s.pair);
+  const windows = engine.catalog.resyncWindows(s.pair);
+  let app: (typeof tags)[number] | null = null;
+  for (let i = tags.length - 1; i >= 0; i--) {
+    const t = tags[i];
+    if (t && t.kind === 'app' && t.seq >= s.oldestSeq && t.seq <= s.appliedSeq && windowAt(windows, t.seq) === null) {
+      app = t;
+      break;
+    }
+  }
+  return {
+    pair: s.pair,
+    group: s.group,
+    state: s.state,
+    durableSeq: s.durableSeq,
+    appliedSeq: s.appliedSeq,
+    oldestPoint: isoTime(s.oldestTime),
+    latestPoint: isoTime(s.latestTime),
+    latestAppPoint: app ? isoTime(app.time) : null,
+    rpoSeconds: s.rpoSeconds === null ? null : Math.round(s.rpoSeconds * 10) / 10,
+    rpoHealth: s.rpoHealth,
+    journalBytes: s.journalBytes,
+    ingestBytesPerSecond: Math.round(s.ingestBytesPerSecond),
+    lastError: s.lastError,
+  };
+}
+
+export async function status(ctx: AgentContext, daemon: boolean): Promise<StatusReport> {
+  const { engine } = ctx;
+  const space = await engine.space();
+  const problems: string[] = [];
+  if (space.availableBytes < 0.05 * space.capacityBytes) problems.push(`retention volume nearly full: ${space.availableBytes} of ${space.capacityBytes} bytes left`);
+  const rows = engine.pairIds().concat(engine.catalog.pairs().map((p) => p.pairId).filter((id) => !engine.pairIds().includes(id)));
+  return {
+    agentId: ctx.agentId,
+    hostname: hostname(),
+    version: packageVersion,
+    protocol: PROTOCOL_VERSION,
+    time: new Date().toISOString(),
+    uptimeSeconds: Math.round((Date.now() - ctx.startedAt.getTime()) / 1000),
+    daemon,
+    retention: {
+      path: engine.options.retentionDir,
+      capacityBytes: space.capacityBytes,
+      freeBytes: space.availableBytes,
+      usedBytes: space.usedBytes,
+      healthy: problems.length === 0,
+      problems,
+    },
+    processServers: ctx.processServers(),
+    heartbeat: ctx.heartbeat(),
+    pairs: rows.filter((id) => { try { engine.status(id); return true; } catch { return false; } }).map((id) => pairRow(engine, engine.status(id))),
+    events: engine.catalog.events(20).map((e) => ({ time: e.time, pair: e.pairId, kind: e.kind, message: e.message })),
+  };
+}
+
+export interface PointsReport {
+  pair: string;
+  oldest: { seq: number; time: string | null };
+  latest: { seq: number; time: string | null };
+  resyncWindows: Array<{ startSeq: number; startTime: string | null; endSeq: number | null; endTime: string | null }>;
+  tags: Array<{ seq: number; time: string | null; kind: string; name: string; group: string | null }>;
+}
+
+export async function points(ctx: AgentContext, pairId: string): Promise<PointsReport> {
+  const { engine } = ctx;
+  await catchUp(engine, pairId).catch(() => undefined);
+  const t = timelineOf(engine, pairId);
+  return {
+    pair: pairId,
+    oldest: { seq: t.oldest.seq, time: isoTime(await timeOf(t, t.oldest.seq)) },
+    latest: { seq: t.latestSeq, time: isoTime(await timeOf(t, t.latestSeq)) },
+    resyncWindows: t.windows.map((w) => ({ startSeq: w.startSeq, startTime: isoTime(w.startTime), endSeq: w.endSeq, endTime: isoTime(w.endTime) })),
+    tags: t.tags.map((x) => ({ seq: x.seq, time: isoTime(x.time), kind: x.kind, name: x.name, group: x.group })),
+  };
+}
+
+export interface RecoverResult {
+  pair: string;
+  seq: number;
+  time: string | null;
+  path: string;
+  sha256: string;
+  sizeBytes: number;
+}
+
+function recoverRow(r: RebuildResult): RecoverResult {
+  return { pair: r.pairId, seq: r.seq, time: isoTime(r.time), path: r.path, sha256: r.sha256, sizeBytes: r.sizeBytes };
+}
+
+export async function recover(ctx: AgentContext, pairId: string, at: string, out: string, force: boolean, progress?: Progress): Promise<RecoverResult> {
+  return recoverRow(await rebuild(ctx.engine, pairId, at, out, { force, onProgress: progress }));
+}
+
+export async function recoverGroup(ctx: AgentContext, group: string, at: string, outDir: string, force: boolean, progress?: Progress): Promise<RecoverResult[]> {
+  return (await rebuildGroup(ctx.engine, group, at, outDir, { force, onProgress: progress })).map(recoverRow);
+}
+
+export async function failover(ctx: AgentContext, pairId: string, at: string): Promise<{ pair: string; seq: number; time: string | null }> {
+  const { engine } = ctx;
+  await catchUp(engine, pairId);
+  const unpin = engine.pin(pairId);
+  try {
+    const point = await resolvePoint(timelineOf(engine, pairId), at);
+    await engine.failover(pairId, point.seq);
+    return { pair: pairId, seq: point.seq, time: isoTime(point.time) };
+  } finally {
+    unpin();
+  }
+}
+
+export async function commit(ctx: AgentContext, pairId: string): Promise<{ pair: string }> {
+  await ctx.engine.commit(pairId);
+  return { pair: pairId };
+}
+
+export async function verify(ctx: AgentContext, pairId: string): Promise<VerifyResult> {
+  return verifyPair(ctx.engine, pairId);
+}
+
+export async function purge(ctx: AgentContext, pairId: string): Promise<{ pair: string }> {
+  await ctx.engine.purge(pairId);
+  return { pair: pairId };
+}
+
+export async function groupPoint(ctx: AgentContext, group: string, at: string): Promise<Array<{ pair: string; seq: number; time: string | null }>> {
+  return (await resolveGroupPoint(ctx.engine, group, at)).map((p) => ({ pair: p.pairId, seq: p.seq, time: isoTime(p.time) }));
+}
+
+export const OPERATIONS = ['status', 'points', 'recover', 'recover-group', 'failover', 'commit', 'verify', 'purge'] as const;
+export type OperationName = (typeof OPERATIONS)[number];
+
+/** Runs one named operation with JSON arguments: the control socket's dispatcher. */
+export async function runOperation(ctx: AgentContext, daemon: boolean, name: string, args: Record<string, unknown>, progress?: Progress): Promise<unknown> {
+  const str = (k: string): string => {
+    const v = args[k];
+    if (typeof v !== 'string' || v.length === 0) throw new MtagentError('bad-usage', `${name}: ${k} is required`);
+    return v;
+  };
+  switch (name) {
+    case 'status':
+      return status(ctx, daemon);
+    case 'points':
+      return points(ctx, str('pair'));
+    case 'recover':
+      return recover(ctx, str('pair'), str('at'), str('out'), args.force === true, progress);
+    case 'recover-group':
+      return recoverGroup(ctx, str('group'), str('at'), str('out'), args.force === true, progress);
+    case 'failover':
+      return failover(ctx, str('pair'), str('at'));
+    case 'commit':
+      return commit(ctx, str('pair'));
+    case 'verify':
+      return verify(ctx, str('pair'));
+    case 'purge':
+      return purge(ctx, str('pair'));
+    default:
+      throw new MtagentError('bad-usage', `unknown operation ${name}`);
+  }
+}

@@ -1,0 +1,146 @@
+// The daemon's control socket: a Unix socket in dataDir, mode 0600, carrying
+// newline-delimited JSON. Each request is {id, op, args}; the daemon answers
+// with progress lines {id, progress} and one final {id, ok, result | error}.
+import { chmodSync, existsSync, rmSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { MtagentError } from '../errors';
+import type { Logger } from '../log';
+import { runOperation, type AgentContext, type Progress } from './operations';
+
+export function controlSocketPath(dataDir: string): string {
+  return join(dataDir, 'control.sock');
+}
+
+interface Request {
+  id: number;
+  op: string;
+  args: Record<string, unknown>;
+}
+
+type Reply =
+  | { id: number; progress: { phase: string; done: number; total: number } }
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: { code: string; message: string } };
+
+function lines(socket: Socket, onLine: (line: string) => void): void {
+  let buf = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim().length > 0) onLine(line);
+    }
+  });
+}
+
+export class ControlServer {
+  private readonly server: Server;
+  readonly path: string;
+
+  private constructor(server: Server, path: string) {
+    this.server = server;
+    this.path = path;
+  }
+
+  static async start(dataDir: string, ctx: AgentContext, log: Logger): Promise<ControlServer> {
+    const path = controlSocketPath(dataDir);
+    // A socket file left by a killed daemon: nobody answers on it any more.
+    if (existsSync(path) && !(await isAnswering(path))) rmSync(path, { force: true });
+    const server = createServer((socket) => {
+      lines(socket, (line) => {
+        let req: Request;
+        try {
+          req = JSON.parse(line) as Request;
+        } catch {
+          socket.end(`${JSON.stringify({ id: 0, ok: false, error: { code: 'bad-usage', message: 'unparsable request' } })}\n`);
+          return;
+        }
+        const send = (r: Reply): void => void (socket.writable && socket.write(`${JSON.stringify(r)}\n`));
+        let lastProgress = 0;
+        const progress: Progress = (phase, done, total) => {
+          const now = Date.now();
+          if (now - lastProgress < 200 && done < total) return;
+          lastProgress = now;
+          send({ id: req.id, progress: { phase, done, total } });
+        };
+        log.info({ op: req.op, args: req.args }, 'control request');
+        runOperation(ctx, true, req.op, req.args ?? {}, progress).then(
+          (result) => send({ id: req.id, ok: true, result }),
+          (err: unknown) => {
+            const code = err instanceof MtagentError ? err.code : 'internal';
+            if (code === 'internal') log.error({ err, op: req.op }, 'control request failed');
+            send({ id: req.id, ok: false, error: { code, message: err instanceof Error ? err.message : String(err) } });
+          },
+        );
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    chmodSync(path, 0o600);
+    return new ControlServer(server, path);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    rmSync(this.path, { force: true });
+  }
+}
+
+function isAnswering(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Sends one operation to the running daemon. Resolves with its result, or
+ * with `undefined` when no daemon listens (the caller then works offline).
+ */
+export function callDaemon(dataDir: string, op: string, args: Record<string, unknown>, onProgress?: Progress): Promise<{ result: unknown } | undefined> {
+  const path = controlSocketPath(dataDir);
+  return new Promise((resolve, reject) => {
+    if (!existsSync(path)) {
+      resolve(undefined);
+      return;
+    }
+    const socket = createConnection(path);
+    let connected = false;
+    socket.once('connect', () => {
+      connected = true;
+      socket.write(`${JSON.stringify({ id: 1, op, args })}\n`);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      if (!connected && (err.code === 'ECONNREFUSED' || err.code === 'ENOENT')) resolve(undefined);
+      else reject(new MtagentError('control-failed', `the daemon's control socket ${path}: ${err.message}`));
+    });
+    socket.once('close', () => {
+      if (connected) reject(new MtagentError('control-failed', `the daemon closed the control socket before answering ${op}`));
+    });
+    lines(socket, (line) => {
+      const r = JSON.parse(line) as Reply;
+      if ('progress' in r) {
+        onProgress?.(r.progress.phase, r.progress.done, r.progress.total);
+        return;
+      }
+      socket.removeAllListeners('close');
+      socket.end();
+      if (r.ok) resolve({ result: r.result });
+      else reject(new MtagentError(r.error.code, r.error.message));
+    });
+  });
+}
