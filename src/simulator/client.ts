@@ -40,14 +40,14 @@ export class AgentRefusal extends MtagentError {
 
 export interface ClientEvents {
   ack: [stream: number, durableSeq: number];
-  error: [err: ErrorMessage];
+  refusal: [err: ErrorMessage];
   close: [code: number, reason: string];
   message: [msg: AgentMessage];
 }
 
 /**
  * One connection to an agent. `connect()` resolves after `welcome`. Every
- * message from the agent is emitted; acks also as 'ack', errors as 'error'.
+ * message from the agent is emitted; acks also as 'ack', errors as 'refusal'.
  */
 export class ReplicationClient extends EventEmitter<ClientEvents> {
   readonly options: ClientOptions;
@@ -92,7 +92,7 @@ export class ReplicationClient extends EventEmitter<ClientEvents> {
       const msg = JSON.parse((data as Buffer).toString('utf8')) as AgentMessage;
       this.emit('message', msg);
       if (msg.type === 'ack') this.emit('ack', msg.stream, msg.durableSeq);
-      if (msg.type === 'error') this.emit('error', msg);
+      if (msg.type === 'error') this.emit('refusal', msg);
       const i = this.waiters.findIndex((w) => w.match(msg));
       if (i >= 0) {
         const [w] = this.waiters.splice(i, 1);

@@ -158,7 +158,7 @@ export class Simulator {
     await client.connect();
     this.client = client;
     client.on('ack', (stream, durableSeq) => this.onAck(stream, durableSeq));
-    client.on('error', (e) => this.onStreamError(e));
+    client.on('refusal', (e) => this.onStreamError(e));
     client.on('close', () => this.progress?.());
     for (const p of this.pairs.values()) await this.openPair(p);
   }

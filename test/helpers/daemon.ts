@@ -1,0 +1,126 @@
+// Spawns the real daemon (dist/, built by `npm test`'s pretest) on a fresh
+// installation in a temp folder, and talks to it as a process server would.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { initInstallation } from '../../src/config/init';
+import { loadConfig, readPassphrase, type AgentConfig } from '../../src/config/load';
+import { packageRoot } from '../../src/package-root';
+import { ReplicationClient, type ClientOptions } from '../../src/simulator/client';
+
+export const MAIN = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface TestPair {
+  id: string;
+  sizeBytes: number;
+  group?: string;
+}
+
+/** A fresh installation with the given pairs; returns its config path. */
+export async function makeInstallation(dir: string, pairs: TestPair[], extra = ''): Promise<string> {
+  const port = await freePort();
+  const r = initInstallation({ dir, port, metricsPort: null, samplePairs: false });
+  const text = readFileSync(r.configPath, 'utf8').replace(
+    'pairs: []',
+    `pairs:\n${pairs.map((p) => `  - { id: ${p.id}, target: datastore/${p.id}.img, sizeBytes: ${p.sizeBytes}${p.group ? `, group: ${p.group}` : ''} }`).join('\n')}`,
+  );
+  writeFileSync(r.configPath, text + extra);
+  return r.configPath;
+}
+
+export class RunningDaemon {
+  readonly configPath: string;
+  readonly config: AgentConfig;
+  proc: ChildProcess | null = null;
+  output = '';
+
+  constructor(configPath: string) {
+    this.configPath = configPath;
+    this.config = loadConfig(configPath);
+  }
+
+  get url(): string {
+    return `wss://127.0.0.1:${this.config.listen.port}`;
+  }
+
+  clientOptions(extra: Partial<ClientOptions> = {}): ClientOptions {
+    return { url: this.url, passphrase: readPassphrase(this.config), processServerId: 'ps-test', ca: readFileSync(this.config.tls.cert), ...extra };
+  }
+
+  async client(extra: Partial<ClientOptions> = {}): Promise<ReplicationClient> {
+    const c = new ReplicationClient(this.clientOptions(extra));
+    await c.connect();
+    return c;
+  }
+
+  /** Starts `mtagent run` and resolves once it logs that it runs. */
+  async start(env: NodeJS.ProcessEnv = {}): Promise<void> {
+    const proc = spawn(process.execPath, [MAIN, 'run', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.proc = proc;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`daemon did not start:\n${this.output}`)), 20_000);
+      const onData = (d: Buffer): void => {
+        this.output += d.toString();
+        if (this.output.includes('"mtagent running"')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      proc.stdout?.on('data', onData);
+      proc.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`daemon exited ${code}:\n${this.output}`));
+      });
+    });
+  }
+
+  /** SIGKILL: nothing is flushed, nothing cleaned up. */
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+    this.proc = null;
+  }
+
+  /** SIGTERM, and the exit code. */
+  async stop(): Promise<number | null> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return p?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    p.kill('SIGTERM');
+    const code = await exited;
+    this.proc = null;
+    return code;
+  }
+
+  get alive(): boolean {
+    return this.proc !== null && this.proc.exitCode === null;
+  }
+}
+
+/** Runs the CLI to completion. */
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
