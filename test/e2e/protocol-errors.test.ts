@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crc32c } from '../../src/native';
 import { encodeRecords } from '../../src/protocol/records';
-import { AgentRefusal, type ReplicationClient } from '../../src/simulator/client';
+import { AgentRefusal, ReplicationClient } from '../../src/simulator/client';
 import { RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
 import { useTempDir } from '../helpers/temp-dir';
 import type { AgentMessage, ErrorMessage } from '../../src/protocol/messages';
@@ -67,7 +67,6 @@ afterAll(async () => {
 describe('handshake', () => {
   it('refuses a bad proof with auth-failed and close 4401', async () => {
     const c = daemon.clientOptions({ proof: '0'.repeat(64) });
-    const { ReplicationClient } = await import('../../src/simulator/client');
     const client = new ReplicationClient(c);
     const err = await client.connect().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AgentRefusal);
@@ -81,7 +80,6 @@ describe('handshake', () => {
   });
 
   it('refuses an unknown protocol with protocol-version and close 4400', async () => {
-    const { ReplicationClient } = await import('../../src/simulator/client');
     const client = new ReplicationClient(daemon.clientOptions({ protocol: 2 }));
     await expect(client.connect()).rejects.toMatchObject({ code: 'protocol-version' });
     await new Promise((r) => setTimeout(r, 100));

@@ -67,6 +67,7 @@ export class RunningDaemon {
 
   /** Starts `mtagent run` and resolves once it logs that it runs. */
   async start(env: NodeJS.ProcessEnv = {}): Promise<void> {
+    this.output = '';
     const proc = spawn(process.execPath, [MAIN, 'run', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.proc = proc;
     await new Promise<void>((resolve, reject) => {
