@@ -127,7 +127,7 @@ const DEFAULTS = {
   undoSegmentBytes: 64 * 1024 * 1024,
   maxBatchBytes: 8 * 1024 * 1024,
   cycleBytes: 8 * 1024 * 1024,
-  applierMemoryBytes: 64 * 1024 * 1024,
+  applierMemoryBytes: 32 * 1024 * 1024,
   targetRetryMs: 2000,
   pruneIntervalMs: 10_000,
   spaceWaitMs: 30_000,

@@ -1,0 +1,177 @@
+// npm run bench:ingest [-- --seconds 8 --runs 1 --quick]
+//
+// The simulator against the real daemon over TLS on loopback: acked MB/s,
+// ack latency, the daemon's CPU and peak RSS, against a bare wss sink (same
+// client, a server that only parses and acks) and the raw O_DIRECT append
+// limit, all measured in the same run.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { initInstallation } from '../src/config/init';
+import { BlockFile, alignedBuffer } from '../src/native';
+import { measureRawAppend } from '../src/bench/raw-append';
+import { GiB, KiB, MB, MiB, formatBytes, median, table } from '../src/bench/stats';
+import { Simulator, type SimulateReport } from '../src/simulator/simulator';
+import { writeFileSync } from 'node:fs';
+
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string', default: 'bench-tmp' },
+    seconds: { type: 'string', default: '8' },
+    runs: { type: 'string', default: '1' },
+    quick: { type: 'boolean', default: false },
+  },
+});
+const dir = resolve(values.dir);
+const seconds = Number(values.seconds);
+const runs = Math.max(1, Number(values.runs));
+const main = join(__dirname, '..', 'src', 'cli', 'main.js');
+const sinkScript = join(__dirname, 'bench-sink.js');
+
+function waitFor(proc: ChildProcess, text: string): Promise<void> {
+  return new Promise((res, rej) => {
+    let out = '';
+    const t = setTimeout(() => rej(new Error(`not ready: ${out}`)), 20_000);
+    proc.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(text)) {
+        clearTimeout(t);
+        res();
+      }
+    });
+    proc.once('exit', (c) => rej(new Error(`exited ${c}: ${out}`)));
+  });
+}
+
+/** utime+stime in seconds, and VmHWM (peak RSS) in bytes, of a process. */
+function procStats(pid: number): { cpu: number; hwm: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  const tick = 100;
+  const cpu = (Number(stat[11]) + Number(stat[12])) / tick;
+  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+  return { cpu, hwm };
+}
+
+interface Outcome {
+  mbps: number;
+  p50: number;
+  p99: number;
+  cpuPct: number;
+  hwm: number;
+}
+
+async function simulate(url: string, ca: Buffer, passphrase: Buffer, pairs: number, io: number, rate: number | null): Promise<SimulateReport> {
+  const sim = new Simulator({
+    client: { url, passphrase, processServerId: 'ps-bench', ca },
+    pairs: Array.from({ length: pairs }, (_, i) => ({ id: `b${i}`, diskBytes: GiB })),
+    workload: 'sequential',
+    ioBytes: io,
+    rateBytesPerSecond: rate,
+    durationSeconds: seconds,
+    items: null,
+    tagEvery: 0,
+    group: null,
+    tickSeconds: 60,
+    seed: 1,
+    messageBytes: MiB,
+    reconnect: false,
+  });
+  return sim.run();
+}
+
+async function againstDaemon(pairs: number, io: number, rate: number | null): Promise<Outcome> {
+  const root = join(dir, 'install');
+  rmSync(root, { recursive: true, force: true });
+  const port = 19000 + Math.floor(Math.random() * 500);
+  const init = initInstallation({ dir: root, port, metricsPort: null, samplePairs: false });
+  writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${Array.from({ length: pairs }, (_, i) => `  - { id: b${i}, target: datastore/b${i}.img, sizeBytes: ${GiB} }`).join('\n')}`));
+  const proc = spawn(process.execPath, [main, 'run', '--config', init.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await waitFor(proc, '"mtagent running"');
+  const before = procStats(proc.pid as number);
+  const passphrase = Buffer.from(readFileSync(join(root, 'passphrase'), 'utf8').trim());
+  const r = await simulate(`wss://127.0.0.1:${port}`, readFileSync(init.certPath), passphrase, pairs, io, rate);
+  const after = procStats(proc.pid as number);
+  const exited = new Promise((res) => proc.once('exit', res));
+  proc.kill('SIGTERM');
+  await exited;
+  rmSync(root, { recursive: true, force: true });
+  return { mbps: r.bytesAcked / r.seconds / MB, p50: r.ackLatencyMs.p50, p99: r.ackLatencyMs.p99, cpuPct: (100 * (after.cpu - before.cpu)) / r.seconds, hwm: after.hwm };
+}
+
+async function againstSink(pairs: number, io: number): Promise<Outcome> {
+  const root = join(dir, 'sink');
+  rmSync(root, { recursive: true, force: true });
+  const init = initInstallation({ dir: root, port: 1, metricsPort: null, samplePairs: false });
+  const port = 19600 + Math.floor(Math.random() * 300);
+  const proc = spawn(process.execPath, [sinkScript, init.certPath, join(root, 'tls', 'agent.key'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await waitFor(proc, 'sink ready');
+  const before = procStats(proc.pid as number);
+  const r = await simulate(`wss://127.0.0.1:${port}`, readFileSync(init.certPath), Buffer.from('x'), pairs, io, null);
+  const after = procStats(proc.pid as number);
+  proc.kill('SIGKILL');
+  rmSync(root, { recursive: true, force: true });
+  return { mbps: r.bytesAcked / r.seconds / MB, p50: r.ackLatencyMs.p50, p99: r.ackLatencyMs.p99, cpuPct: (100 * (after.cpu - before.cpu)) / r.seconds, hwm: after.hwm };
+}
+
+/** One 1 MiB O_DIRECT write and fdatasync on the same filesystem, median of 20: the flush latency. */
+async function flushLatencyMs(): Promise<number> {
+  const f = await BlockFile.open(join(dir, 'flush.bin'), { create: true, direct: true });
+  const b = alignedBuffer(MiB);
+  const samples: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const t = performance.now();
+    await f.write(b, i * MiB);
+    await f.datasync();
+    samples.push(performance.now() - t);
+  }
+  await f.close();
+  rmSync(join(dir, 'flush.bin'), { force: true });
+  return median(samples);
+}
+
+async function mainBench(): Promise<void> {
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(dir, { recursive: true });
+  console.log(`bench:ingest  ${new Date().toISOString()}  ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), ${seconds} s per case, medians of ${runs}`);
+  const limit = measureRawAppend(dir, MiB, GiB, 8 * MiB).bytesPerSecond / MB;
+  const flushMs = await flushLatencyMs();
+  console.log(`raw append limit ${limit.toFixed(0)} MB/s; flush latency (1 MiB O_DIRECT + fdatasync) ${flushMs.toFixed(2)} ms\n`);
+  const rows: string[][] = [['writes', 'pairs', 'agent MB/s', 'sink MB/s', 'x sink', 'x limit', 'ack p50 ms', 'ack p99 ms', 'agent CPU %', 'agent peak RSS']];
+  const sizes = values.quick ? [MiB, 64 * KiB] : [MiB, 64 * KiB, 4 * KiB];
+  for (const io of sizes) {
+    for (const pairs of [1, 8]) {
+      const agent: Outcome[] = [];
+      const sink: Outcome[] = [];
+      for (let r = 0; r < runs; r++) {
+        sink.push(await againstSink(pairs, io));
+        agent.push(await againstDaemon(pairs, io, null));
+      }
+      const m = (xs: Outcome[], k: keyof Outcome): number => median(xs.map((x) => x[k]));
+      rows.push([
+        formatBytes(io),
+        String(pairs),
+        m(agent, 'mbps').toFixed(0),
+        m(sink, 'mbps').toFixed(0),
+        (m(agent, 'mbps') / m(sink, 'mbps')).toFixed(2),
+        (m(agent, 'mbps') / limit).toFixed(2),
+        m(agent, 'p50').toFixed(1),
+        m(agent, 'p99').toFixed(1),
+        m(agent, 'cpuPct').toFixed(0),
+        `${(Math.max(...agent.map((a) => a.hwm)) / MiB).toFixed(0)} MiB`,
+      ]);
+    }
+  }
+  console.log(table(rows));
+  // Latency at half load: the rate of the 64 KiB, 1-pair case halved.
+  const full = await againstDaemon(1, 64 * KiB, null);
+  const half = await againstDaemon(1, 64 * KiB, (full.mbps * MB) / 2);
+  console.log(`\nat half load (64 KiB writes, ${(full.mbps / 2).toFixed(0)} MB/s): ack p50 ${half.p50.toFixed(2)} ms, p99 ${half.p99.toFixed(2)} ms = ${(half.p99 / flushMs).toFixed(1)} x the flush latency`);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+mainBench().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
