@@ -39,6 +39,8 @@ export interface ConnectionOptions {
   maxInflightBytes: number;
   onAuthenticated: (conn: ReplicationConnection) => void;
   onClosed: (conn: ReplicationConnection) => void;
+  /** Items of a pair became durable: their write bytes, and how long since they were handed over. */
+  onDurable?: (pairId: string, bytes: number, seconds: number) => void;
 }
 
 export interface StreamSession {
@@ -287,11 +289,13 @@ export class ReplicationConnection {
       this.paused = true;
       this.ws.pause();
     }
+    const handedOver = performance.now();
     const p: Promise<void> = this.o.engine
       .append(st.pairId, items, st.session)
       .then((durable) => {
         if (durable > st.durableSeq) st.durableSeq = durable;
         this.scheduleAck();
+        this.o.onDurable?.(st.pairId, bytes, (performance.now() - handedOver) / 1000);
       })
       .catch((err: unknown) => this.onAppendError(st, err))
       .finally(() => {

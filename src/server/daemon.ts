@@ -8,7 +8,9 @@ import { packageRoot, packageVersion } from '../package-root';
 import { checkRetentionVolume, failedRules } from '../retention/volume-rules';
 import { ReplicationServer } from './listener';
 import { ControlServer } from '../control/socket';
-import type { AgentContext } from '../control/operations';
+import { status, type AgentContext, type StatusReport } from '../control/operations';
+import { Heartbeat, heartbeatBody } from '../heartbeat/client';
+import { AgentMetrics, startMetricsServer } from '../metrics/server';
 
 export interface Daemon {
   config: AgentConfig;
@@ -57,6 +59,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   await assertRetentionVolume(config);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
   const engine = await Engine.open(engineOptionsFor(config, log));
+  let metrics: AgentMetrics | null = null;
   let server: ReplicationServer;
   try {
     server = await ReplicationServer.start({
@@ -69,6 +72,10 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       passphrase,
       engine,
       log,
+      onDurable: (pairId, bytes, seconds) => {
+        metrics?.ackLatency.observe(seconds);
+        metrics?.ingestedBytes.inc({ pair: pairId }, bytes);
+      },
     });
   } catch (err) {
     await engine.close();
@@ -79,14 +86,49 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     throw err;
   }
   const startedAt = new Date();
+  let heartbeat: Heartbeat | null = null;
   const context: AgentContext = {
     engine,
     agentId: config.agentId,
     startedAt,
     processServers: () => server.processServers(),
-    heartbeat: () => null,
+    heartbeat: () => (heartbeat ? { ...heartbeat.state } : null),
+  };
+  // Status is what the heartbeat, the metrics and `mtagent status` all report; computed at most once a second.
+  let cached: { at: number; value: Promise<StatusReport> } | null = null;
+  const currentStatus = (): Promise<StatusReport> => {
+    if (!cached || Date.now() - cached.at > 1000) cached = { at: Date.now(), value: status(context, true) };
+    return cached.value;
   };
   const control = await ControlServer.start(config.dataDir, context, log);
+  let metricsServer: import('node:http').Server | null = null;
+  if (config.metrics) {
+    const sources = { status: currentStatus, connections: () => server.connectionCount, retentionPolicySeconds: config.policy.retentionSeconds };
+    metrics = new AgentMetrics(sources);
+    try {
+      metricsServer = await startMetricsServer(config.metrics.listen, metrics, sources, log);
+    } catch (err) {
+      await control.close();
+      await server.close();
+      await engine.close();
+      throw new ConfigError(`cannot serve metrics on ${config.metrics.listen} (${(err as NodeJS.ErrnoException).code ?? String(err)}): change metrics.listen in ${config.configPath}, or set it to null`);
+    }
+  }
+  if (config.configServer) {
+    const cs = config.configServer;
+    heartbeat = new Heartbeat({
+      url: cs.url,
+      agentId: config.agentId,
+      passphrase,
+      intervalSeconds: cs.heartbeatSeconds,
+      ca: cs.caFile ? readTlsFile(config, 'clientCa', cs.caFile) : null,
+      fingerprint: cs.fingerprint,
+      body: async () => heartbeatBody(await status(context, true)),
+      log,
+      onFailure: () => metrics?.heartbeatFailures.inc(),
+    });
+    heartbeat.start();
+  }
   let stopping: Promise<void> | null = null;
   return {
     config,
@@ -98,6 +140,8 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       stopping ??= (async () => {
         sdNotify('STOPPING=1');
         log.info('stopping: no new connections; making everything received durable');
+        heartbeat?.stop();
+        await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
         await control.close();
         await server.close();
         await engine.close();

@@ -24,6 +24,7 @@ export interface ServerOptions {
   helloTimeoutMs?: number;
   authFailDelayMs?: number;
   maxInflightBytes?: number;
+  onDurable?: (pairId: string, bytes: number, seconds: number) => void;
 }
 
 export interface ProcessServerInfo {
@@ -110,6 +111,7 @@ export class ReplicationServer {
       maxInflightBytes: this.o.maxInflightBytes ?? 2 * WINDOW_BYTES,
       onAuthenticated: () => undefined,
       onClosed: (c) => this.connections.delete(c),
+      onDurable: this.o.onDurable,
     });
     this.connections.add(conn);
     conn.start();

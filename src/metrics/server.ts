@@ -1,0 +1,97 @@
+// /metrics (Prometheus) and /healthz, on metrics.listen.
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { StatusReport } from '../control/operations';
+import type { Logger } from '../log';
+
+export interface MetricsSources {
+  status: () => Promise<StatusReport>;
+  connections: () => number;
+  retentionPolicySeconds: number;
+}
+
+/** The agent's metrics. Gauges are read from the status at scrape time; counters and the histogram are fed as things happen. */
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly ackLatency: Histogram;
+  readonly heartbeatFailures: Counter;
+  readonly ingestedBytes: Counter<'pair'>;
+
+  constructor(sources: MetricsSources) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'mtagent_process_' });
+    this.ackLatency = new Histogram({
+      name: 'mtagent_ack_latency_seconds',
+      help: 'From handing items to the journal to their acknowledgement (durable)',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers: [r],
+    });
+    this.heartbeatFailures = new Counter({ name: 'mtagent_heartbeat_failures_total', help: 'Heartbeats not delivered', registers: [r] });
+    this.ingestedBytes = new Counter({ name: 'mtagent_ingested_bytes_total', help: 'Write payload bytes made durable', labelNames: ['pair'], registers: [r] });
+    const perPair = (name: string, help: string, pick: (p: StatusReport['pairs'][number]) => number | null): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['pair'],
+        registers: [r],
+        async collect() {
+          this.reset();
+          for (const p of (await sources.status()).pairs) {
+            const v = pick(p);
+            if (v !== null) this.set({ pair: p.pair }, v);
+          }
+        },
+      });
+    };
+    perPair('mtagent_pair_durable_seq', 'Highest seq durable', (p) => p.durableSeq);
+    perPair('mtagent_pair_applied_seq', 'Highest seq applied to the target', (p) => p.appliedSeq);
+    perPair('mtagent_pair_rpo_seconds', 'Now minus the source time of the newest durable item', (p) => p.rpoSeconds);
+    perPair('mtagent_pair_journal_bytes', "Bytes of the pair's undo history", (p) => p.journalBytes);
+    perPair('mtagent_pair_history_seconds', 'How far back the retained history reaches', (p) =>
+      p.oldestPoint && p.latestPoint ? (Date.parse(p.latestPoint) - Date.parse(p.oldestPoint)) / 1000 : null,
+    );
+    perPair('mtagent_pair_state_ok', '1 when the pair is protected or resyncing, else 0', (p) => (p.state === 'protected' || p.state === 'resyncing' ? 1 : 0));
+    new Gauge({ name: 'mtagent_history_policy_seconds', help: 'The retention window the policy asks for', registers: [r], collect() { this.set(sources.retentionPolicySeconds); } });
+    const retention = (name: string, help: string, pick: (s: StatusReport['retention']) => number): void => {
+      new Gauge({ name, help, registers: [r], async collect() { this.set(pick((await sources.status()).retention)); } });
+    };
+    retention('mtagent_retention_used_bytes', 'Bytes the agent uses on the retention volume', (s) => s.usedBytes);
+    retention('mtagent_retention_free_bytes', 'Bytes the agent may still use', (s) => s.freeBytes);
+    retention('mtagent_retention_capacity_bytes', 'What the agent may use in all', (s) => s.capacityBytes);
+    new Gauge({ name: 'mtagent_connections', help: 'Replication connections', registers: [r], collect() { this.set(sources.connections()); } });
+  }
+}
+
+export async function startMetricsServer(listen: string, metrics: AgentMetrics, sources: MetricsSources, log: Logger): Promise<Server> {
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(listen.slice(i + 1));
+  const server = createServer((req, res) => {
+    void (async () => {
+      if (req.url === '/metrics') {
+        const body = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(body);
+        return;
+      }
+      if (req.url === '/healthz') {
+        const s = await sources.status();
+        const problems = [...s.retention.problems, ...s.pairs.filter((p) => p.state === 'error' || p.state === 'target-unavailable').map((p) => `${p.pair}: ${p.state}${p.lastError ? `: ${p.lastError}` : ''}`)];
+        res.writeHead(problems.length === 0 ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: problems.length === 0 ? 'ok' : 'degraded', problems }));
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('mtagent: /metrics or /healthz\n');
+    })().catch((err: unknown) => {
+      log.error({ err }, 'metrics request failed');
+      res.writeHead(500);
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
