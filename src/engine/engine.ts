@@ -755,6 +755,72 @@ export class Engine {
     log({ pair: pair.pairId, segment: victim.segment, oldestSeq: pair.oldest.seq, reason }, reason === 'space' ? 'history shortened for space' : 'history past the retention window dropped');
   }
 
+  // ---- reconfiguration (SIGHUP) -------------------------------------------
+
+  /**
+   * Takes a new set of pairs and a new policy without a restart. Added pairs
+   * open (or come back with their retention); removed ones stop applying and
+   * keep their retention until purged. Returns what changed.
+   */
+  async reconfigure(pairs: readonly EnginePairConfig[], policy: EnginePolicy, maxBytes: number | null): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+    const next = new Map(pairs.map((p) => [p.id, p]));
+    const added: string[] = [];
+    const removed: string[] = [];
+    const changed: string[] = [];
+    for (const pair of this.pairs.values()) {
+      const cfg = next.get(pair.pairId);
+      if (pair.config !== null && cfg === undefined) {
+        removed.push(pair.pairId);
+        pair.config = null;
+        pair.paused = true;
+        pair.opened = false;
+        pair.session++;
+        pair.lastError = 'not in the configuration: retention kept until `mtagent pair purge`';
+        const t = pair.target;
+        pair.target = null;
+        await t?.close().catch(() => undefined);
+      } else if (cfg !== undefined && pair.config !== null && (cfg.target !== pair.config.target || (cfg.group ?? null) !== (pair.config.group ?? null))) {
+        changed.push(pair.pairId);
+        const targetMoved = cfg.target !== pair.config.target;
+        pair.config = cfg;
+        if (targetMoved) {
+          // Another disk: nothing proves it holds what the old one did.
+          const t = pair.target;
+          pair.target = null;
+          await t?.close().catch(() => undefined);
+          pair.needsResync = true;
+          this.catalog.updatePair(pair.pairId, { needsResync: true });
+          if (await this.attachTarget(pair)) pair.wantsResume = true;
+        }
+      } else if (cfg !== undefined && pair.config === null) {
+        added.push(pair.pairId);
+        pair.config = cfg;
+        pair.lastError = null;
+        if (pair.failover === null && (await this.attachTarget(pair))) {
+          pair.paused = true;
+          pair.wantsResume = true;
+        }
+      }
+    }
+    for (const cfg of pairs) {
+      if (this.pairs.has(cfg.id)) continue;
+      added.push(cfg.id);
+      await this.openPairHistory(cfg.id, cfg);
+      const pair = this.pairs.get(cfg.id) as PairRuntime;
+      pair.appliedSeq = pair.durableSeq;
+      pair.appliedPoint = this.pointAtOrBefore(pair, pair.appliedSeq);
+      pair.lastSeq = pair.durableSeq;
+      await this.attachTarget(pair);
+    }
+    (this.options as { policy: EnginePolicy }).policy = policy;
+    (this.options as { maxBytes?: number | null }).maxBytes = maxBytes;
+    (this.options as { pairs: readonly EnginePairConfig[] }).pairs = pairs;
+    this.applier.poke();
+    for (const id of added) this.catalog.addEvent(id, 'configured', 'pair added to the configuration');
+    for (const id of removed) this.catalog.addEvent(id, 'unconfigured', 'pair removed from the configuration; retention kept');
+    return { added, removed, changed };
+  }
+
   // ---- recovery support --------------------------------------------------
 
   /** Keeps a pair's history from being pruned while it is read; call the result to release. */

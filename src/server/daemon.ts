@@ -1,6 +1,7 @@
 // `mtagent run`: the agent as a long-running process.
 import { mkdirSync } from 'node:fs';
-import { ConfigError, readPassphrase, readTlsFile, type AgentConfig } from '../config/load';
+import { ConfigError, loadConfig, readPassphrase, readTlsFile, type AgentConfig } from '../config/load';
+import { ProtocolError } from '../protocol/errors';
 import { Engine } from '../engine/engine';
 import type { Logger } from '../log';
 import { sdNotify } from '../native';
@@ -13,6 +14,7 @@ import { Heartbeat, heartbeatBody } from '../heartbeat/client';
 import { AgentMetrics, startMetricsServer } from '../metrics/server';
 
 export interface Daemon {
+  /** The configuration in force (replaced on SIGHUP). */
   config: AgentConfig;
   engine: Engine;
   server: ReplicationServer;
@@ -173,5 +175,31 @@ export async function runDaemon(config: AgentConfig, log: Logger): Promise<numbe
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    process.on('SIGHUP', () => void reload(daemon, log));
   });
+}
+
+/**
+ * SIGHUP: pairs added or removed and the policy changed, without dropping
+ * other pairs' connections. A bad file is logged and the running
+ * configuration kept. Other settings need a restart (said in the log).
+ */
+export async function reload(daemon: Daemon, log: Logger): Promise<void> {
+  let next: AgentConfig;
+  try {
+    next = loadConfig(daemon.config.configPath);
+  } catch (err) {
+    log.error({ err: err instanceof Error ? err.message : String(err) }, 'SIGHUP: the configuration does not load; keeping the running one');
+    return;
+  }
+  const old = daemon.config;
+  for (const key of ['agentId', 'dataDir', 'listen', 'tls', 'passphraseFile', 'retention.path', 'configServer', 'metrics'] as const) {
+    const get = (c: AgentConfig): unknown => (key === 'retention.path' ? c.retention.path : c[key]);
+    if (JSON.stringify(get(old)) !== JSON.stringify(get(next))) log.warn({ key }, 'SIGHUP: this setting changed and takes effect after a restart');
+  }
+  const opts = engineOptionsFor(next, log);
+  const r = await daemon.engine.reconfigure(opts.pairs, opts.policy, next.retention.maxBytes);
+  for (const id of r.removed) daemon.server.endPair(id, (stream) => new ProtocolError('unknown-pair', `pair ${id} was removed from the configuration`, { stream }));
+  daemon.config = { ...next, agentId: old.agentId, dataDir: old.dataDir, listen: old.listen, tls: old.tls, retention: { ...next.retention, path: old.retention.path } };
+  log.info({ added: r.added, removed: r.removed, changed: r.changed, policy: next.policy }, 'configuration reloaded');
 }
