@@ -13,8 +13,11 @@ export function registerInit(program: Command): void {
     .option('--metrics-port <port>', 'metrics port (on 127.0.0.1)', '9464')
     .option('--no-metrics', 'no /metrics endpoint')
     .option('--no-sample-pairs', 'no sample pairs in the configuration')
+    .option('--data-dir <path>', 'dataDir (default: data/ in DIR)')
+    .option('--retention <path>', 'retention path (default: retention/ in DIR)')
+    .option('--listen-host <host>', 'listen address', '127.0.0.1')
     .option('--json', 'machine-readable output')
-    .action((opts: { dir: string; force?: boolean; agentId: string; port: string; metricsPort: string; metrics: boolean; samplePairs: boolean; json?: boolean }) => {
+    .action((opts: { dir: string; force?: boolean; agentId: string; port: string; metricsPort: string; metrics: boolean; samplePairs: boolean; dataDir?: string; retention?: string; listenHost: string; json?: boolean }) => {
       const port = Number(opts.port);
       const metricsPort = Number(opts.metricsPort);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port must be 1..65535, not ${opts.port}`);
@@ -25,6 +28,9 @@ export function registerInit(program: Command): void {
         port,
         metricsPort: opts.metrics ? metricsPort : null,
         samplePairs: opts.samplePairs,
+        dataDir: opts.dataDir,
+        retentionPath: opts.retention,
+        host: opts.listenHost,
       });
       if (opts.json) {
         printJson(r);

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { packageVersion } from '../package-root';
 import { registerCheckRetention } from './check-retention';
 import { EXIT_USAGE, reportError } from './common';
+import { registerDisks } from './disks';
 import { registerInit } from './init';
 import { registerOperations } from './operations';
 import { registerRun } from './run';
@@ -22,6 +23,7 @@ function buildProgram(): Command {
   registerStart(program);
   registerOperations(program);
   registerCheckRetention(program);
+  registerDisks(program);
   registerSimulate(program);
   for (const c of program.commands) c.exitOverride();
   return program;

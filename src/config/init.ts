@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { MtagentError } from '../errors';
 
 export interface InitOptions {
@@ -14,6 +14,11 @@ export interface InitOptions {
   metricsPort?: number | null;
   /** Sample pairs on sparse image files in datastore/. */
   samplePairs?: boolean;
+  /** Absolute paths for a system installation; default: folders inside DIR. */
+  dataDir?: string;
+  retentionPath?: string;
+  /** Listen address; default 127.0.0.1. */
+  host?: string;
 }
 
 export interface InitResult {
@@ -57,7 +62,10 @@ export function initInstallation(options: InitOptions): InitResult {
   }
   const agentId = options.agentId ?? 'mt-01';
   const port = options.port ?? 9443;
-  for (const d of ['retention', 'datastore', 'data']) mkdirSync(join(dir, d), { recursive: true, mode: 0o750 });
+  const dataDir = options.dataDir ?? 'data';
+  const retention = options.retentionPath ?? 'retention';
+  // Folders inside DIR are made here; absolute ones (a system install) are the installer's to make.
+  for (const d of [retention, 'datastore', dataDir]) if (!isAbsolute(d)) mkdirSync(resolve(dir, d), { recursive: true, mode: 0o750 });
   makeCertificate(dir, agentId);
   const passphrase = join(dir, 'passphrase');
   writeFileSync(passphrase, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
@@ -81,11 +89,11 @@ export function initInstallation(options: InitOptions): InitResult {
     configPath,
     `# mtagent configuration (SPEC §4). Relative paths are relative to this file.
 agentId: ${agentId}
-dataDir: data                        # metadata database, state
-listen: { host: 127.0.0.1, port: ${port} }
+dataDir: ${dataDir}                        # metadata database, state
+listen: { host: ${options.host ?? '127.0.0.1'}, port: ${port} }
 tls: { cert: tls/agent.crt, key: tls/agent.key, clientCa: null }
 passphraseFile: passphrase           # mode 0600
-retention: { path: retention, maxBytes: null }
+retention: { path: ${retention}, maxBytes: null }
 policy: { rpoThresholdSeconds: 900, retentionSeconds: 86400, appConsistentFrequencySeconds: 3600 }
 configServer: null
 metrics: ${metrics}

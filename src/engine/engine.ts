@@ -531,6 +531,7 @@ export class Engine {
   }
 
   private onDurable(batch: WrittenBatch): void {
+    this.lastBatchAt = Date.now();
     for (const r of batch.records) {
       if (!r.item) continue;
       const pair = this.pairs.get(r.fields.pairId);
@@ -589,6 +590,18 @@ export class Engine {
     this.lagWaiters.delete(pairId);
     for (const w of list) w();
   }
+
+  /**
+   * For the systemd watchdog: true while the engine works — no fatal error,
+   * and the ingest log either idle or finishing batches (one stuck for more
+   * than `stuckMs` is not healthy).
+   */
+  healthy(stuckMs = 20_000): boolean {
+    if (this.fatal !== null || this.closed) return false;
+    return !this.ingest.busy || Date.now() - this.lastBatchAt < stuckMs;
+  }
+
+  private lastBatchAt = Date.now();
 
   /** Bytes written to the retention volume since open: ingest batches and undo batches. */
   retentionBytesWritten(): number {

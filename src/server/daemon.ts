@@ -160,11 +160,22 @@ export async function runDaemon(config: AgentConfig, log: Logger): Promise<numbe
   const { host, port } = daemon.server.address();
   log.info({ version: packageVersion, agentId: config.agentId, listen: `${host}:${port}`, retention: config.retention.path, pairs: daemon.engine.pairIds() }, 'mtagent running');
   sdNotify(`READY=1\nSTATUS=listening on ${host}:${port}\nMAINPID=${process.pid}`);
+  // systemd's watchdog is fed only while the engine is healthy, never from a blind timer.
+  const watchdogUs = Number(process.env.WATCHDOG_USEC ?? 0);
+  let watchdog: NodeJS.Timeout | null = null;
+  if (watchdogUs > 0 && (!process.env.WATCHDOG_PID || Number(process.env.WATCHDOG_PID) === process.pid)) {
+    watchdog = setInterval(() => {
+      if (daemon.engine.healthy()) sdNotify('WATCHDOG=1');
+      else log.error('engine not healthy: the systemd watchdog is not fed');
+    }, Math.max(500, watchdogUs / 2000));
+    watchdog.unref();
+  }
   return new Promise<number>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'signal received');
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
+      if (watchdog) clearInterval(watchdog);
       daemon.stop().then(
         () => resolve(0),
         (err: unknown) => {
