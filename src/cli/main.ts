@@ -9,6 +9,7 @@ import { registerOperations } from './operations';
 import { registerRun } from './run';
 import { registerSimulate } from './simulate';
 import { registerStart } from './start';
+import { registerSupportBundle } from './support-bundle';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -24,6 +25,7 @@ function buildProgram(): Command {
   registerOperations(program);
   registerCheckRetention(program);
   registerDisks(program);
+  registerSupportBundle(program);
   registerSimulate(program);
   for (const c of program.commands) c.exitOverride();
   return program;

@@ -1,0 +1,80 @@
+// `mtagent support-bundle --out FILE.tar.gz`: what support needs to see, and
+// never a secret: no passphrase file, no private key, the config with any
+// inline secret masked.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create } from 'tar';
+import type { AgentConfig } from '../config/load';
+import { packageRoot, packageVersion } from '../package-root';
+import { checkRetentionVolume } from '../retention/volume-rules';
+
+export interface BundleInputs {
+  config: AgentConfig;
+  /** `status --json`, from the daemon or offline; null when it could not be had. */
+  status: unknown;
+  statusError: string | null;
+}
+
+function tryRun(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+  } catch (err) {
+    return `(${cmd} ${args.join(' ')} failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)})\n`;
+  }
+}
+
+/** The config text with the value of any key that could hold a secret inline masked (paths are kept). */
+export function redactConfig(text: string): string {
+  return text.replace(/^(\s*-?\s*(?:passphrase|secret|password|token|key)\s*:\s*)(?!null\b)([^\s#][^#\n]*)/gim, (_m, key: string, value: string) =>
+    /^["']?(\/|\.{0,2}\/?[\w.-]+\/)/.test(value) ? `${key}${value}` : `${key}[redacted]`,
+  );
+}
+
+export async function writeSupportBundle(inputs: BundleInputs, outFile: string): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'mtagent-bundle-'));
+  try {
+    const c = inputs.config;
+    const files: string[] = [];
+    const put = (name: string, content: string): void => {
+      writeFileSync(join(dir, name), content);
+      files.push(name);
+    };
+    put('agent.yaml', redactConfig(readFileSync(c.configPath, 'utf8')));
+    put('status.json', `${JSON.stringify(inputs.status ?? { error: inputs.statusError }, null, 2)}\n`);
+    put(
+      'versions.txt',
+      `${[
+        `mtagent ${packageVersion} (${packageRoot})`,
+        `node ${process.version} ${process.platform} ${process.arch}`,
+        tryRun('uname', ['-a']).trim(),
+        existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8').trim() : '(no /etc/os-release)',
+      ].join('\n')}\n`,
+    );
+    const rules = await checkRetentionVolume({
+      retentionPath: c.retention.path,
+      targets: c.pairs.map((p) => p.target),
+      installDir: packageRoot,
+      dataDir: c.dataDir,
+      agentId: c.agentId,
+      configPath: c.configPath,
+    }).catch((err: unknown) => [{ rule: 'error', ok: false, detail: String(err) }]);
+    put('retention-rules.txt', `${rules.map((r) => `${r.ok ? 'pass' : 'FAIL'} ${r.rule}: ${r.detail}`).join('\n')}\n`);
+    put('journal.log', tryRun('journalctl', ['-u', 'mtagent', '--no-pager', '-n', '5000', '-o', 'cat']));
+    put('tls.txt', existsSync(c.tls.cert) ? tryRun('openssl', ['x509', '-in', c.tls.cert, '-noout', '-subject', '-issuer', '-dates', '-fingerprint', '-sha256']) : '(no certificate)\n');
+    const catalog = join(c.dataDir, 'catalog.db');
+    if (existsSync(catalog)) {
+      copyFileSync(catalog, join(dir, 'catalog.db'));
+      files.push('catalog.db');
+      if (existsSync(`${catalog}-wal`)) {
+        copyFileSync(`${catalog}-wal`, join(dir, 'catalog.db-wal'));
+        files.push('catalog.db-wal');
+      }
+    }
+    create({ gzip: true, file: outFile, cwd: dir, prefix: 'mtagent-support', portable: true, sync: true }, files);
+    return files;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
