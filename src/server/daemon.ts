@@ -23,8 +23,25 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/**
+ * MTAGENT_TUNING (JSON) overrides engine sizes for tests and the soak, so a
+ * short run still rotates and prunes segments. Not configuration: operators
+ * never need it.
+ */
+function tuning(): Partial<Parameters<typeof Engine.open>[0]> {
+  const raw = process.env.MTAGENT_TUNING;
+  if (!raw) return {};
+  const t = JSON.parse(raw) as Record<string, unknown>;
+  const out: Record<string, number> = {};
+  for (const key of ['ingestSegmentBytes', 'undoSegmentBytes', 'maxBatchBytes', 'cycleBytes', 'applierMemoryBytes', 'maxApplyLagBytes', 'reserveBytes', 'pruneIntervalMs', 'targetRetryMs']) {
+    if (typeof t[key] === 'number') out[key] = t[key] as number;
+  }
+  return out;
+}
+
 export function engineOptionsFor(config: AgentConfig, log: Logger): Parameters<typeof Engine.open>[0] {
   return {
+    ...tuning(),
     agentId: config.agentId,
     configPath: config.configPath,
     retentionDir: config.retention.path,

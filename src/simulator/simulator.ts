@@ -79,6 +79,8 @@ interface PairState {
   bytesAcked: number;
   lastItemAt: number;
   tagCount: number;
+  /** A tag round all pairs take part in (a VSS snapshot tags every disk at once). */
+  pendingTag: number | null;
   reopen: boolean;
   reopenAfter: number;
   done: boolean;
@@ -101,6 +103,11 @@ export class Simulator {
   private startedAt = 0;
   private progress: (() => void) | null = null;
   readonly resyncReports: ResyncReport[] = [];
+  /** Items generated over all pairs, and tag rounds started, for tags taken together. */
+  private generated = 0;
+  private tagRounds = 0;
+  /** Which pair goes first in a round: turns, so one pair cannot take the whole rate. */
+  private turn = 0;
 
   constructor(options: SimulateOptions) {
     this.options = options;
@@ -122,6 +129,7 @@ export class Simulator {
         bytesAcked: 0,
         lastItemAt: 0,
         tagCount: 0,
+        pendingTag: null,
         reopen: false,
         reopenAfter: 0,
         done: false,
@@ -273,13 +281,20 @@ export class Simulator {
       }
       return { seq, time, kind: 'write', offset: w.offset, length: w.length, resync: true, fromImage: false };
     }
-    const every = this.options.tagEvery;
-    if (every > 0 && p.model.lastSeq > 0 && p.model.lastSeq % every === 0 && p.model.item(p.model.lastSeq).kind !== 'tag') {
-      const n = ++p.tagCount;
+    if (p.pendingTag !== null) {
+      const n = p.pendingTag;
+      p.pendingTag = null;
+      p.tagCount++;
       return { seq, time, kind: 'tag', tagKind: 'app', name: `vss-${p.cfg.id}-${n}`, group: this.options.group ? `${this.options.group}-${n}` : null };
     }
     const w = p.workload.next();
     if (w === null) return null;
+    const every = this.options.tagEvery * Math.max(1, this.pairs.size);
+    if (this.options.tagEvery > 0 && ++this.generated % every === 0) {
+      // Every pair takes a tag of this round next: the same moment on every disk.
+      const n = ++this.tagRounds;
+      for (const q of this.pairs.values()) q.pendingTag = n;
+    }
     return { seq, time, kind: 'write', offset: w.offset, length: w.length, resync: false, fromImage: false };
   }
 
@@ -370,7 +385,9 @@ export class Simulator {
       this.checkConnection();
       let active = 0;
       let sentSomething = false;
-      for (const p of this.pairs.values()) {
+      const order = [...this.pairs.values()];
+      this.turn = (this.turn + 1) % Math.max(1, order.length);
+      for (const p of [...order.slice(this.turn), ...order.slice(0, this.turn)]) {
         if (p.reopen) {
           if (Date.now() >= p.reopenAfter) await this.openPair(p);
           active++;
