@@ -123,6 +123,18 @@ export async function checkRetentionVolume(ctx: VolumeContext): Promise<RuleResu
   return results;
 }
 
+/** The rule context of a loaded configuration. */
+export function volumeContextFor(config: { retention: { path: string }; pairs: ReadonlyArray<{ target: string }>; dataDir: string; agentId: string; configPath: string }, installDir: string): VolumeContext {
+  return {
+    retentionPath: config.retention.path,
+    targets: config.pairs.map((p) => p.target),
+    installDir,
+    dataDir: config.dataDir,
+    agentId: config.agentId,
+    configPath: config.configPath,
+  };
+}
+
 export function failedRules(results: readonly RuleResult[]): RuleResult[] {
   return results.filter((r) => !r.ok);
 }

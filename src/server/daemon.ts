@@ -6,7 +6,7 @@ import { Engine } from '../engine/engine';
 import type { Logger } from '../log';
 import { sdNotify } from '../native';
 import { packageRoot, packageVersion } from '../package-root';
-import { checkRetentionVolume, failedRules } from '../retention/volume-rules';
+import { checkRetentionVolume, failedRules, volumeContextFor } from '../retention/volume-rules';
 import { ReplicationServer } from './listener';
 import { ControlServer } from '../control/socket';
 import { status, type AgentContext, type StatusReport } from '../control/operations';
@@ -55,14 +55,7 @@ export function engineOptionsFor(config: AgentConfig, log: Logger): Parameters<t
 
 /** Checks the retention volume (SPEC §6) and refuses a path that fails, naming the rule. */
 export async function assertRetentionVolume(config: AgentConfig): Promise<void> {
-  const results = await checkRetentionVolume({
-    retentionPath: config.retention.path,
-    targets: config.pairs.map((p) => p.target),
-    installDir: packageRoot,
-    dataDir: config.dataDir,
-    agentId: config.agentId,
-    configPath: config.configPath,
-  });
+  const results = await checkRetentionVolume(volumeContextFor(config, packageRoot));
   const failed = failedRules(results);
   if (failed.length > 0) {
     const f = failed[0] as { rule: string; detail: string };

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { create } from 'tar';
 import type { AgentConfig } from '../config/load';
 import { packageRoot, packageVersion } from '../package-root';
-import { checkRetentionVolume } from '../retention/volume-rules';
+import { checkRetentionVolume, volumeContextFor } from '../retention/volume-rules';
 
 export interface BundleInputs {
   config: AgentConfig;
@@ -52,14 +52,7 @@ export async function writeSupportBundle(inputs: BundleInputs, outFile: string):
         existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8').trim() : '(no /etc/os-release)',
       ].join('\n')}\n`,
     );
-    const rules = await checkRetentionVolume({
-      retentionPath: c.retention.path,
-      targets: c.pairs.map((p) => p.target),
-      installDir: packageRoot,
-      dataDir: c.dataDir,
-      agentId: c.agentId,
-      configPath: c.configPath,
-    }).catch((err: unknown) => [{ rule: 'error', ok: false, detail: String(err) }]);
+    const rules = await checkRetentionVolume(volumeContextFor(c, packageRoot)).catch((err: unknown) => [{ rule: 'error', ok: false, detail: String(err) }]);
     put('retention-rules.txt', `${rules.map((r) => `${r.ok ? 'pass' : 'FAIL'} ${r.rule}: ${r.detail}`).join('\n')}\n`);
     put('journal.log', tryRun('journalctl', ['-u', 'mtagent', '--no-pager', '-n', '5000', '-o', 'cat']));
     put('tls.txt', existsSync(c.tls.cert) ? tryRun('openssl', ['x509', '-in', c.tls.cert, '-noout', '-subject', '-issuer', '-dates', '-fingerprint', '-sha256']) : '(no certificate)\n');

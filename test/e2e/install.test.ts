@@ -2,24 +2,15 @@
 // the daemon's READY and watchdog notifications.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useFileTempDirs } from '../helpers/temp-dir';
 import { packageRoot } from '../../src/package-root';
 import { MAIN, RunningDaemon, makeInstallation } from '../helpers/daemon';
 
 const INSTALL = join(packageRoot, 'scripts', 'install.sh');
-const roots: string[] = [];
-afterAll(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
-
-function temp(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  roots.push(d);
-  return d;
-}
+const temp = useFileTempDirs();
 
 function install(root: string, ...extra: string[]): { code: number; out: string } {
   try {

@@ -1,24 +1,16 @@
 // The release package (built with tar, run from where it is extracted) and
 // the support bundle (never a secret).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { extract, list } from 'tar';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useFileTempDirs } from '../helpers/temp-dir';
 import { readPassphrase } from '../../src/config/load';
 import { packageRoot, packageVersion } from '../../src/package-root';
 import { RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
 
-const roots: string[] = [];
-afterAll(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
-function temp(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  roots.push(d);
-  return d;
-}
+const temp = useFileTempDirs();
 
 describe('release package', () => {
   it('extracts to a folder from which mtagent --version and init run', async () => {

@@ -1,11 +1,11 @@
 // Delta resync, the receiver under fuzzing, and mutual TLS, against the real daemon.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useFileTempDirs } from '../helpers/temp-dir';
 import { crc32c } from '../../src/native';
 import { encodeRecords, type WriteRecordInput } from '../../src/protocol/records';
 import { ReplicationClient } from '../../src/simulator/client';
@@ -13,16 +13,7 @@ import { Simulator } from '../../src/simulator/simulator';
 import { RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
 
 const MiB = 1024 * 1024;
-const roots: string[] = [];
-afterAll(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
-
-function tempRoot(prefix: string): string {
-  const r = mkdtempSync(join(tmpdir(), prefix));
-  roots.push(r);
-  return r;
-}
+const tempRoot = useFileTempDirs();
 
 async function latestSha(daemon: RunningDaemon, pair: string, root: string): Promise<{ sha256: string; seq: number; path: string }> {
   const out = join(root, `${pair}-latest.img`);

@@ -1,17 +1,9 @@
 import type { StreamItem } from '../../src/journal/items';
+import { rng } from '../../src/simulator/workload';
 import { payload } from './engine-fixture';
 
-/** A small PRNG (mulberry32) so a stream is a pure function of (seed, seq). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The simulator's PRNG (mulberry32): a stream is a pure function of (seed, seq). */
+export const prng = rng;
 
 export const STREAM_T0 = 1_764_000_000_000_000;
 

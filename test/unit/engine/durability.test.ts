@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readdirSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/engine/engine';
@@ -9,6 +9,7 @@ import { rebuild } from '../../../src/recovery/rebuild';
 import { verifyPair } from '../../../src/recovery/verify';
 import { DiskModel } from '../../helpers/disk-model';
 import { KiB, MiB, fixture, openEngine, write } from '../../helpers/engine-fixture';
+import { patch } from '../../helpers/files';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -22,11 +23,6 @@ async function fill(e: Engine, model: DiskModel, from: number, to: number, pairI
   }
 }
 
-function patch(path: string, offset: number, bytes: Buffer): void {
-  const fd = openSync(path, 'r+');
-  writeSync(fd, bytes, 0, bytes.length, offset);
-  closeSync(fd);
-}
 
 describe('engine durability', () => {
   it('recovers silently from a torn last batch in the ingest log', async () => {

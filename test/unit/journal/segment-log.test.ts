@@ -1,4 +1,4 @@
-import { openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JournalCorruptError } from '../../../src/journal/errors';
@@ -12,6 +12,7 @@ import {
   type PendingRecord,
   type WrittenBatch,
 } from '../../../src/journal/segment-log';
+import { patch } from '../../helpers/files';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -50,11 +51,6 @@ async function fill(dir: string, n: number, perBatch = 3): Promise<WrittenBatch[
   return out;
 }
 
-function patch(path: string, offset: number, bytes: Buffer): void {
-  const fd = openSync(path, 'r+');
-  writeSync(fd, bytes, 0, bytes.length, offset);
-  closeSync(fd);
-}
 
 describe('segment log', () => {
   it('Empty: a new log scans as empty and starts at segment 1', async () => {
