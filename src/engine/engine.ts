@@ -695,6 +695,8 @@ export class Engine {
       if (mayWait && this.ingest?.hasSpare()) return;
       const account = await this.space();
       if (account.availableBytes >= bytes) return;
+      // Idle recycled ingest segments go before any history does (one is kept for the next roll).
+      if (this.ingest && this.ingest.dropSpares(mayWait ? 0 : 1) > 0) continue;
       if (this.pruneForSpace(bytes - account.availableBytes) > 0) continue;
       if (Date.now() >= deadline || this.closed) {
         throw new EngineError(

@@ -92,6 +92,13 @@ export class IngestLog {
     return this.writer.spareCount > 0;
   }
 
+  /** Gives back the disk space of recycled segments beyond `keep`. */
+  dropSpares(keep: number): number {
+    const freed = this.writer.dropSpares(keep);
+    if (freed > 0) this.usedCache.at = 0;
+    return freed;
+  }
+
   /** Where the next batch will be written. */
   get end(): LogPosition {
     return { segment: this.writer.currentSegment, fileOffset: this.writer.currentPosition };

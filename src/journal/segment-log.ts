@@ -416,6 +416,22 @@ export class SegmentLogWriter {
     return this.spares.length;
   }
 
+  /** Deletes spares beyond `keep`; returns the bytes freed. */
+  dropSpares(keep: number): number {
+    let freed = 0;
+    while (this.spares.length > keep) {
+      const path = this.spares.pop() as string;
+      try {
+        freed += statSync(path).size;
+        rmSync(path, { force: true });
+      } catch {
+        // Already gone.
+      }
+    }
+    if (freed > 0) fsyncDir(this.dir);
+    return freed;
+  }
+
   /** A released segment is renamed to a spare and reused for a later segment, already allocated. */
   addSpare(path: string): void {
     const spare = join(this.dir, `spare-${Date.now()}-${this.spares.length}-${Math.random().toString(36).slice(2, 8)}.${this.extension}`);
