@@ -315,6 +315,7 @@ export class Engine {
         else if (r.kind === RecordKind.ResyncEnd) markers.push({ kind: 'end', seq: r.seq, time: r.time });
       },
       (bytes) => this.makeRoom(bytes, false),
+      this.catalog.segments(pairId),
     );
     const segments = undo.segments();
     this.catalog.transaction(() => {

@@ -198,8 +198,10 @@ export async function scanLog(
   dir: string,
   extension: string,
   onBatch: (batch: LogBatch) => void | Promise<void>,
+  fromSegment = 0,
 ): Promise<ScanSummary> {
-  const segments = listSegments(dir, extension);
+  // Segments before `fromSegment` are known already (closed, indexed): not read again.
+  const segments = listSegments(dir, extension).filter((n) => n >= fromSegment);
   let expected: number | null = null;
   let batches = 0;
   let end: LogPosition = { segment: segments[0] ?? 1, fileOffset: 0 };

@@ -68,10 +68,24 @@ export class UndoLog {
     segmentBytes: number,
     onRecord?: (record: DecodedRecord, batch: LogBatch) => void,
     beforeAllocate?: (bytes: number) => Promise<void>,
+    known: readonly UndoSegmentSummary[] = [],
   ): Promise<UndoLog> {
     const dir = undoDir(retentionDir, pairId);
     const summaries = new Map<number, UndoSegmentSummary>();
     let last: ItemPoint | null = null;
+    // Closed segments the catalog already indexes are taken from it, not read:
+    // everything but the last two on disk (the one being written, and the one
+    // before in case it rolled after the last checkpoint). The rest is read.
+    const onDisk = listSegments(dir, 'undo');
+    const indexed = new Map(known.map((k) => [k.segment, k]));
+    let fromSegment = 0;
+    for (const n of onDisk.slice(0, -2)) {
+      const k = indexed.get(n);
+      if (k === undefined || k.lastSeq === null || k.lastTime === null || (last !== null && k.prevSeq !== last.seq)) break;
+      summaries.set(n, { ...k });
+      last = { seq: k.lastSeq, time: k.lastTime };
+      fromSegment = n + 1;
+    }
     const scan = await scanLog(dir, 'undo', (batch) => {
       let s = summaries.get(batch.segment);
       for (const r of batch.records) {
@@ -92,12 +106,18 @@ export class UndoLog {
         last = { seq: r.seq, time: r.time };
         onRecord?.(r, batch);
       }
-    });
+    }, fromSegment);
     const writer = await SegmentLogWriter.open({ dir, extension: 'undo', segmentBytes, beforeAllocate, stagingBuffers: 1 }, scan);
     const log = new UndoLog(pairId, dir, writer, last);
     for (const [n, s] of summaries) {
       s.bytes = statSync(join(dir, segmentFileName(n, 'undo'))).size;
       log.summaries.set(n, s);
+    }
+    // The first record read must follow the last indexed one.
+    const firstScanned = [...summaries.values()].find((x) => x.segment >= fromSegment && x.firstSeq !== null);
+    const lastKnown = [...summaries.values()].filter((x) => x.segment < fromSegment).pop();
+    if (firstScanned && lastKnown && firstScanned.prevSeq !== lastKnown.lastSeq) {
+      throw new JournalCorruptError(join(dir, segmentFileName(firstScanned.segment, 'undo')), 0, `segment starts after seq ${firstScanned.prevSeq}, but the one before ended at seq ${lastKnown.lastSeq}`);
     }
     return log;
   }
@@ -159,7 +179,11 @@ export class UndoLog {
     this.summaries.delete(segment);
   }
 
-  /** Every intact batch of one segment, in order. */
+  /**
+   * Every batch of one segment, in order. A bad batch with an intact one
+   * after it is damage to acknowledged history: JournalCorruptError, never
+   * a silently shorter segment.
+   */
   async readSegment(segment: number): Promise<LogBatch[]> {
     const path = join(this.dir, segmentFileName(segment, 'undo'));
     const file = await BlockFile.open(path, { readOnly: true });
@@ -168,9 +192,17 @@ export class UndoLog {
       let pos = 0;
       for (;;) {
         const r = await readBatchAt(file, segment, pos, file.sizeAtOpen);
-        if (!r.ok) break;
-        out.push(r.batch);
-        pos += r.batch.bytes;
+        if (r.ok) {
+          out.push(r.batch);
+          pos += r.batch.bytes;
+          continue;
+        }
+        for (let p = Math.ceil((r.at + 1) / 4096) * 4096; p < file.sizeAtOpen; p += 4096) {
+          const later = await readBatchAt(file, segment, p, file.sizeAtOpen);
+          if (later.ok) throw new JournalCorruptError(path, r.at, `${r.reason}, yet later batches are intact`);
+          if (later.headerValid) break;
+        }
+        break;
       }
     } finally {
       await file.close();

@@ -3,6 +3,7 @@
 // after `toSeq` that touched it.
 import { EarliestWins, type Extent } from '../apply/overlay';
 
+import { JournalCorruptError } from '../journal/errors';
 import { RecordKind } from '../journal/record';
 import type { UndoLog } from '../journal/undo-log';
 
@@ -32,14 +33,22 @@ export async function rollBack(undo: UndoLog, sink: ExtentSink, toSeq: number, f
     const batches = await undo.readSegment(seg.segment);
     const resolver = new EarliestWins();
     const pieces: Extent[] = [];
+    // Every item between the two points has its record here; fewer means damage, not a shorter history.
+    const want = Math.min(fromSeq, seg.lastSeq as number) - Math.max(toSeq, seg.prevSeq);
+    let seen = 0;
     for (const batch of batches) {
       for (const r of batch.records) {
-        if (r.kind !== RecordKind.UndoWrite || r.seq <= toSeq || r.seq > fromSeq) continue;
+        if (r.kind === RecordKind.SegmentStart || r.seq <= toSeq || r.seq > fromSeq) continue;
+        seen++;
+        if (r.kind !== RecordKind.UndoWrite) continue;
         const data = batch.buffer.subarray(r.payloadStart, r.payloadStart + r.payloadLength);
         for (const p of resolver.add(r.offset, data)) pieces.push(p);
         stats.records++;
         stats.bytes += r.payloadLength;
       }
+    }
+    if (seen < want) {
+      throw new JournalCorruptError(undo.segmentPath(seg.segment), 0, `holds ${seen} of the ${want} undo records between seq ${Math.max(toSeq, seg.prevSeq)} and ${Math.min(fromSeq, seg.lastSeq as number)}`);
     }
     await sink.writeExtents(pieces);
   }

@@ -110,8 +110,42 @@ describe('engine durability', () => {
     const at = victim.fileOffset + (rec?.payloadStart ?? 0) + 100;
     const old = readFileSync(victimPath).subarray(at, at + 1);
     patch(victimPath, at, Buffer.from([(old[0] as number) ^ 0x01]));
-    // Corruption in the middle of acknowledged history stops the agent with its place named.
-    await expect(openEngine(f)).rejects.toMatchObject({ code: 'ERR_JOURNAL_CORRUPT', file: victimPath });
+    // The agent starts (closed segments are not read at start), but nothing built from the damage is handed out:
+    // verify names the place, and a rebuild that needs the damaged segment refuses instead of returning a wrong image.
+    e = await openEngine(f);
+    try {
+      const v = await verifyPair(e, 'p');
+      expect(v.ok).toBe(false);
+      expect(v.problem).toContain(victimPath);
+      const err = await rebuild(e, 'p', 'seq:1', join(f.root, 'old.img')).catch((x: unknown) => x);
+      expect(err).toMatchObject({ code: 'ERR_JOURNAL_CORRUPT', file: victimPath });
+      // Points that need only later segments are still recoverable.
+      const tail = await rebuild(e, 'p', 'latest', join(f.root, 'latest.img'));
+      expect(tail.sha256).toBe(model.sha256At(60));
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('starts without reading closed undo segments, yet keeps the catalog and seq chain right', async () => {
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }]);
+    const model = new DiskModel(DISK);
+    let e = await openEngine(f);
+    await e.openPair('p', DISK, 512);
+    await fill(e, model, 1, 60);
+    await e.settle();
+    await e.close();
+    e = await openEngine(f);
+    try {
+      expect(e.status('p')).toMatchObject({ durableSeq: 60, appliedSeq: 60 });
+      await e.openPair('p', DISK, 512);
+      await fill(e, model, 61, 80);
+      await e.settle();
+      for (const seq of [1, 30, 60, 80]) expect((await rebuild(e, 'p', `seq:${seq}`, join(f.root, `r${seq}.img`), { force: true })).sha256).toBe(model.sha256At(seq));
+      expect((await verifyPair(e, 'p')).ok).toBe(true);
+    } finally {
+      await e.close();
+    }
   });
 
   it('verify names a flipped byte while the agent runs', async () => {
