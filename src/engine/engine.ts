@@ -651,6 +651,18 @@ export class Engine {
     }
   }
 
+  /** Whether the pair's target is attached (cheap: for the endpoint's informational notice). */
+  targetAttached(pairId: string): boolean {
+    const pair = this.pairs.get(pairId);
+    return pair !== undefined && pair.target !== null && !(pair.paused && pair.lastError !== null && !pair.target.stillAttached());
+  }
+
+  /** The reason a pair's target is unavailable, if it is. */
+  targetProblem(pairId: string): string | null {
+    const pair = this.pairs.get(pairId);
+    return pair?.lastError ?? null;
+  }
+
   /** Resolves once the pair has applied `seq` (or rejects after `timeoutMs`). */
   waitApplied(pairId: string, seq: number, timeoutMs = 60_000): Promise<void> {
     const pair = this.requirePair(pairId);

@@ -61,6 +61,8 @@ export interface StreamSession {
   pending: Set<Promise<void>>;
   /** While a checksum request is computed, later items wait here. */
   gated: boolean;
+  /** target-unavailable was said on this stream and the target has not come back since. */
+  toldTargetGone: boolean;
   backlog: StreamItem[][];
 }
 
@@ -208,14 +210,13 @@ export class ReplicationConnection {
       pending: new Set(),
       gated: false,
       backlog: [],
+      toldTargetGone: false,
     };
     this.streams.set(st.id, st);
     this.o.registry.set(msg.pair, st);
     this.send({ type: 'opened', pair: msg.pair, stream: st.id, durableSeq: opened.durableSeq, needsResync: opened.needsResync });
     const status = this.o.engine.status(msg.pair);
-    if (status.state === 'target-unavailable') {
-      this.send(new ProtocolError('target-unavailable', `the target of ${msg.pair} is unavailable (${status.lastError ?? 'not attached'}); items are still journaled`, { stream: st.id }).toMessage());
-    }
+    if (status.state === 'target-unavailable') this.tellTargetState(st);
     this.o.log.info({ pair: msg.pair, stream: st.id, durableSeq: opened.durableSeq, processServerId: this.processServerId }, 'pair opened');
   }
 
@@ -295,6 +296,7 @@ export class ReplicationConnection {
       .then((durable) => {
         if (durable > st.durableSeq) st.durableSeq = durable;
         this.scheduleAck();
+        this.tellTargetState(st);
         this.o.onDurable?.(st.pairId, bytes, (performance.now() - handedOver) / 1000);
       })
       .catch((err: unknown) => this.onAppendError(st, err))
@@ -307,6 +309,19 @@ export class ReplicationConnection {
         }
       });
     st.pending.add(p);
+  }
+
+  /** Says target-unavailable once when a stream's target goes (informational: the stream goes on). */
+  private tellTargetState(st: StreamSession): void {
+    const attached = this.o.engine.targetAttached(st.pairId);
+    if (attached) {
+      st.toldTargetGone = false;
+      return;
+    }
+    if (st.toldTargetGone || st.ended) return;
+    st.toldTargetGone = true;
+    const why = this.o.engine.targetProblem(st.pairId) ?? 'not attached';
+    this.send(new ProtocolError('target-unavailable', `the target of ${st.pairId} is unavailable (${why}); items are still journaled`, { stream: st.id }).toMessage());
   }
 
   private onAppendError(st: StreamSession, err: unknown): void {

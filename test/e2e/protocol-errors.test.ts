@@ -10,7 +10,7 @@ import { AgentRefusal, ReplicationClient } from '../../src/simulator/client';
 import { RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
 import { useTempDir } from '../helpers/temp-dir';
 import type { AgentMessage, ErrorMessage } from '../../src/protocol/messages';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 const MiB = 1024 * 1024;
@@ -233,6 +233,35 @@ describe('takeover and closing', () => {
     const o = await c.open('p13', DISK);
     c.sendRecords(Array.from({ length: 20 }, (_, i) => ({ stream: o.stream, seq: o.durableSeq + i + 1, offset: i * 8192, time: 1, data: block(i, 8192) })));
     expect(await c.closeStream(o.stream)).toBe(o.durableSeq + 20);
+    await c.close();
+  });
+});
+
+describe('a target that goes away', () => {
+  it('says target-unavailable on the stream, keeps journaling and acking, and applies when it is back', async () => {
+    const c = await daemon.client();
+    const o = await c.open('p12', DISK);
+    const base = o.durableSeq;
+    c.sendRecords([{ stream: o.stream, seq: base + 1, offset: 0, time: 1, data: block(1) }]);
+    await ackOf(c, o.stream, base + 1);
+    const target = join(root, 'datastore', 'p12.img');
+    renameSync(target, `${target}.away`);
+    const told = c.next((m) => m.type === 'error' && m.stream === o.stream && m.code === 'target-unavailable', 10_000);
+    // Keep writing until the agent notices: the applier finds the target gone on its next step.
+    let seq = base + 1;
+    const pump = setInterval(() => {
+      seq++;
+      c.sendRecords([{ stream: o.stream, seq, offset: (seq % 64) * 4096, time: seq, data: block(seq) }]);
+    }, 50);
+    try {
+      expect(await told).toMatchObject({ code: 'target-unavailable', stream: o.stream });
+    } finally {
+      clearInterval(pump);
+    }
+    await ackOf(c, o.stream, seq);
+    expect(c.closed).toBe(false);
+    renameSync(`${target}.away`, target);
+    expect(await c.closeStream(o.stream)).toBe(seq);
     await c.close();
   });
 });
