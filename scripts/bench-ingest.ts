@@ -5,7 +5,7 @@
 // client, a server that only parses and acks) and the raw O_DIRECT append
 // limit, all measured in the same run.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,6 +22,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '8' },
     runs: { type: 'string', default: '1' },
     quick: { type: 'boolean', default: false },
+    // Target images elsewhere than the retention volume, as on a master target (e.g. /dev/shm here).
+    'targets-dir': { type: 'string' },
   },
 });
 const dir = resolve(values.dir);
@@ -86,7 +88,9 @@ async function againstDaemon(pairs: number, io: number, rate: number | null): Pr
   rmSync(root, { recursive: true, force: true });
   const port = 19000 + Math.floor(Math.random() * 500);
   const init = initInstallation({ dir: root, port, metricsPort: null, samplePairs: false });
-  writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${Array.from({ length: pairs }, (_, i) => `  - { id: b${i}, target: datastore/b${i}.img, sizeBytes: ${GiB} }`).join('\n')}`));
+  const targets = values['targets-dir'] ? resolve(values['targets-dir']) : join(root, 'datastore');
+  mkdirSync(targets, { recursive: true });
+  writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${Array.from({ length: pairs }, (_, i) => `  - { id: b${i}, target: ${join(targets, `b${i}.img`)}, sizeBytes: ${GiB} }`).join('\n')}`));
   const proc = spawn(process.execPath, [main, 'run', '--config', init.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitFor(proc, '"mtagent running"');
   const before = procStats(proc.pid as number);
@@ -97,6 +101,7 @@ async function againstDaemon(pairs: number, io: number, rate: number | null): Pr
   proc.kill('SIGTERM');
   await exited;
   rmSync(root, { recursive: true, force: true });
+  if (values['targets-dir']) for (let i = 0; i < pairs; i++) rmSync(join(targets, `b${i}.img`), { force: true });
   return { mbps: r.bytesAcked / r.seconds / MB, p50: r.ackLatencyMs.p50, p99: r.ackLatencyMs.p99, cpuPct: (100 * (after.cpu - before.cpu)) / r.seconds, hwm: after.hwm };
 }
 
@@ -132,9 +137,8 @@ async function flushLatencyMs(): Promise<number> {
 }
 
 async function mainBench(): Promise<void> {
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(dir, { recursive: true });
-  console.log(`bench:ingest  ${new Date().toISOString()}  ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), ${seconds} s per case, medians of ${runs}`);
+  console.log(`bench:ingest  ${new Date().toISOString()}  ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), ${seconds} s per case, medians of ${runs}; targets ${values['targets-dir'] ? `in ${values['targets-dir']}` : 'on the retention filesystem'}`);
   const limit = measureRawAppend(dir, MiB, GiB, 8 * MiB).bytesPerSecond / MB;
   const flushMs = await flushLatencyMs();
   console.log(`raw append limit ${limit.toFixed(0)} MB/s; flush latency (1 MiB O_DIRECT + fdatasync) ${flushMs.toFixed(2)} ms\n`);
