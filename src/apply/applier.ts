@@ -3,11 +3,10 @@
 // memory (bounded), older ones are read back from the log. A pair whose
 // target fails is paused alone: it remembers where to resume, and the rest
 // go on.
-import { BlockFile } from '../native';
 import { comparePositions, type IngestLog } from '../journal/ingest-log';
 import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
 import { RECORD_HEADER_BYTES } from '../journal/record';
-import { readBatchAt, type LogBatch, type LogPosition, type WrittenBatch } from '../journal/segment-log';
+import { openForReading, readBatchAt, type LogBatch, type LogPosition, type WrittenBatch } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
 import type { Extent } from './overlay';
@@ -232,7 +231,7 @@ export class Applier {
     for (let attempts = 0; attempts < 2; attempts++) {
       if (comparePositions(pos, until) >= 0) return null;
       const path = this.options.ingest.segmentPath(pos.segment);
-      const file = await BlockFile.open(path, { readOnly: true });
+      const file = await openForReading(path);
       try {
         const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen);
         if (r.ok) return r.batch;

@@ -112,6 +112,17 @@ export function listSegments(dir: string, extension: string): number[] {
   return out.sort((a, b) => a - b);
 }
 
+/**
+ * Opens a log file for reading with O_DIRECT, like its writer. Buffered reads
+ * of a file written with O_DIRECT can be served stale pages from the page
+ * cache (a region read as zeros before a direct write landed in it): a hole
+ * where durable data is, seen by a rebuild or by the applier reading a
+ * recycled segment. Reading direct sees what is on the disk.
+ */
+export function openForReading(path: string): Promise<BlockFile> {
+  return BlockFile.open(path, { readOnly: true, direct: true });
+}
+
 /** Reads the batch at `fileOffset`, or says why there is none there. */
 export async function readBatchAt(
   file: BlockFile,
@@ -120,7 +131,8 @@ export async function readBatchAt(
   fileBytes: number,
 ): Promise<{ ok: true; batch: LogBatch } | { ok: false; headerValid: boolean; at: number; reason: string; batchNo?: number }> {
   if (fileOffset + RECORD_HEADER_BYTES > fileBytes) return { ok: false, headerValid: false, at: fileOffset, reason: 'end of file' };
-  const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
+  // Aligned reads: logs are read with O_DIRECT, as they are written (see openForReading).
+  const head = alignedBuffer(BATCH_ALIGNMENT);
   await file.read(head, fileOffset);
   const h = decodeRecord(head, 0, segment);
   if (!h.ok) return { ok: false, headerValid: false, at: fileOffset, reason: `no batch header (${h.reason})` };
@@ -133,7 +145,7 @@ export async function readBatchAt(
   if (fileOffset + bytes > fileBytes) {
     return { ok: false, headerValid: true, at: fileOffset, reason: 'batch runs past the end of the file', batchNo };
   }
-  const buffer = Buffer.allocUnsafe(bytes);
+  const buffer = alignedBuffer(bytes);
   const got = await file.read(buffer, fileOffset);
   if (got < bytes) return { ok: false, headerValid: true, at: fileOffset, reason: 'short read', batchNo };
   const records: DecodedRecord[] = [];
@@ -166,11 +178,11 @@ async function findLaterBatch(
   for (let i = fromIndex; i < segments.length; i++) {
     const segment = segments[i] as number;
     const path = join(dir, segmentFileName(segment, extension));
-    const file = await BlockFile.open(path, { readOnly: true });
+    const file = await openForReading(path);
     try {
       const size = file.sizeAtOpen;
       let pos = i === fromIndex ? alignBatch(fromOffset) : 0;
-      const chunk = Buffer.allocUnsafe(chunkBytes);
+      const chunk = alignedBuffer(chunkBytes);
       while (pos < size) {
         const got = await file.read(chunk, pos);
         for (let p = 0; p + RECORD_HEADER_BYTES <= got; p += BATCH_ALIGNMENT) {
@@ -208,7 +220,7 @@ export async function scanLog(
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i] as number;
     const path = join(dir, segmentFileName(segment, extension));
-    const file = await BlockFile.open(path, { readOnly: true });
+    const file = await openForReading(path);
     let stop = null as { headerValid: boolean; at: number; reason: string } | null;
     let pos = 0;
     try {

@@ -3,7 +3,6 @@
 // at the latest applied item, these records are what rebuilds the past.
 import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BlockFile } from '../native';
 import { JournalCorruptError } from './errors';
 import { isItemRecord } from './items';
 import { RecordKind, type DecodedRecord } from './record';
@@ -11,6 +10,7 @@ import {
   SegmentLogWriter,
   fsyncDir,
   listSegments,
+  openForReading,
   readBatchAt,
   scanLog,
   segmentFileName,
@@ -186,7 +186,7 @@ export class UndoLog {
    */
   async readSegment(segment: number): Promise<LogBatch[]> {
     const path = join(this.dir, segmentFileName(segment, 'undo'));
-    const file = await BlockFile.open(path, { readOnly: true });
+    const file = await openForReading(path);
     const out: LogBatch[] = [];
     try {
       let pos = 0;
