@@ -354,13 +354,13 @@ async function main_(): Promise<number> {
   checks.push(...groupCheck);
 
   // Acknowledged items lost: what a fresh open reports against what was acked.
-  const status = await cliJson<{ pairs: Array<{ pair: string; durableSeq: number }>; events: Array<{ kind: string }> }>(['status'], init.configPath);
+  const status = await cliJson<{ pairs: Array<{ pair: string; durableSeq: number }>; historyShortened: number }>(['status'], init.configPath);
   let lost = 0;
   for (const p of report.pairs) {
     const durable = status.pairs.find((x) => x.pair === p.pair)?.durableSeq ?? 0;
     if (durable < p.ackedSeq) lost += p.ackedSeq - durable;
   }
-  const historyShortened = status.events.filter((e) => e.kind === 'history-shortened').length;
+  const historyShortened = status.historyShortened;
   const exit = await agent.kill('SIGTERM');
 
   const third = Math.max(1, Math.floor(samples.length / 3));
@@ -375,8 +375,8 @@ async function main_(): Promise<number> {
     ['reconnects', String(report.reconnects)],
     ['stream errors', Object.entries(report.streamErrors).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
     ['faults', Object.entries(faultCounts).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
-    ['history shortened (events)', String(historyShortened)],
-    ['delta resyncs', sim.resyncReports.map((r) => `${r.pair}: ${r.differing}/${r.blocks} blocks`).join('; ') || 'none'],
+    ['history shortened for space', `${historyShortened} times`],
+    ['delta resyncs', sim.resyncReports.length === 0 ? 'none' : `${sim.resyncReports.length}, ${sim.resyncReports.reduce((n, r) => n + r.differing, 0)} blocks differed of ${sim.resyncReports.reduce((n, r) => n + r.blocks, 0)}`],
     ['points verified', `${checks.length - checks.filter((c) => !c.ok).length} of ${checks.length}${skipped > 0 ? ` (${skipped} more pruned before they were rebuilt: refused, rightly)` : ''}`],
     ['acknowledged items lost', String(lost)],
     ['agent exit on SIGTERM', String(exit)],

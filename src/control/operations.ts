@@ -56,6 +56,8 @@ export interface StatusReport {
   uptimeSeconds: number;
   daemon: boolean;
   retention: { path: string; capacityBytes: number; freeBytes: number; usedBytes: number; healthy: boolean; problems: string[] };
+  /** Times history was shortened for space since the catalog began. */
+  historyShortened: number;
   processServers: Array<{ id: string; address: string; connectedSince: string }>;
   heartbeat: HeartbeatState | null;
   pairs: PairRow[];
@@ -112,6 +114,7 @@ export async function status(ctx: AgentContext, daemon: boolean): Promise<Status
       healthy: problems.length === 0,
       problems,
     },
+    historyShortened: engine.catalog.eventCount('history-shortened'),
     processServers: ctx.processServers(),
     heartbeat: ctx.heartbeat(),
     pairs: rows.filter((id) => { try { engine.status(id); return true; } catch { return false; } }).map((id) => pairRow(engine, engine.status(id))),

@@ -372,6 +372,10 @@ export class Catalog {
     this.db.prepare('INSERT INTO events (time, pair_id, kind, message) VALUES (?, ?, ?, ?)').run(new Date().toISOString(), pairId, kind, message);
   }
 
+  eventCount(kind: string): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM events WHERE kind = ?').get(kind) as { n: number }).n;
+  }
+
   events(limit = 100): EventRow[] {
     const rows = this.db.prepare('SELECT id, time, pair_id, kind, message FROM events ORDER BY id DESC LIMIT ?').all(limit) as Array<{
       id: number;
