@@ -95,7 +95,7 @@ function readU64(buf: Buffer, pos: number): number {
  * position after it. The payload is copied in; the CRC covers the header
  * after the CRC field, and the payload.
  */
-export function encodeRecord(buf: Buffer, pos: number, segment: number, fields: RecordFields, payload?: Uint8Array): number {
+export function encodeRecord(buf: Buffer, pos: number, segment: number, fields: Omit<RecordFields, 'count'> & { count?: number }, payload?: Uint8Array): number {
   const payloadLength = payload?.length ?? 0;
   const size = recordSize(payloadLength);
   // Zero the header and the tail padding only: the payload is copied over the rest.
@@ -113,7 +113,7 @@ export function encodeRecord(buf: Buffer, pos: number, segment: number, fields: 
   writeU64(buf, pos + O_TIME, fields.time);
   writeU64(buf, pos + O_OFFSET, fields.offset);
   buf.writeUInt32LE(payloadLength, pos + O_PAYLOAD_LEN);
-  buf.writeUInt32LE(fields.count >>> 0, pos + O_COUNT);
+  buf.writeUInt32LE((fields.count ?? 0) >>> 0, pos + O_COUNT);
   buf.write(fields.pairId, pos + O_PAIR, 'utf8');
   if (payload && payloadLength > 0) buf.set(payload, pos + RECORD_HEADER_BYTES);
   const crc = crc32c(buf.subarray(pos + O_MAGIC, pos + RECORD_HEADER_BYTES + payloadLength));

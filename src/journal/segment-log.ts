@@ -391,7 +391,7 @@ export class SegmentLogWriter {
     const fileOffset = rolls ? 0 : this.reservedPosition;
     const buf = this.stagingBuffer(bytes);
     let pos = RECORD_HEADER_BYTES;
-    for (const r of all) pos = encodeRecord(buf, pos, segment, { ...r.fields, count: 0 }, r.payload);
+    for (const r of all) pos = encodeRecord(buf, pos, segment, r.fields, r.payload);
     buf.fill(0, pos, bytes);
     const batchNo = this.reservedBatchNo;
     encodeRecord(buf, 0, segment, { kind: RecordKind.Batch, flags: 0, pairId: '', seq: batchNo, time: 0, offset: bytes, count: all.length });
