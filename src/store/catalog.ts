@@ -2,6 +2,7 @@
 // durable. WAL mode with synchronous=NORMAL; the few changes that must
 // survive power loss on their own (failover, commit) call `flushDurably()`.
 import Database from 'better-sqlite3';
+import type { UndoSegmentSummary } from '../journal/undo-log';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -72,16 +73,9 @@ export interface PairRow {
   historyFloor: number;
 }
 
-export interface UndoSegmentRow {
+/** A pair's undo segment as the catalog indexes it: the log's own summary, keyed by pair. */
+export interface UndoSegmentRow extends UndoSegmentSummary {
   pairId: string;
-  segment: number;
-  prevSeq: number;
-  prevTime: number | null;
-  firstSeq: number | null;
-  lastSeq: number | null;
-  firstTime: number | null;
-  lastTime: number | null;
-  bytes: number;
 }
 
 export interface TagRow {
