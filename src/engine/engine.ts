@@ -612,6 +612,12 @@ export class Engine {
   }
 
   private onPaused(pair: PairRuntime, err: unknown): void {
+    // A pair taken out of the configuration closed its target on purpose; the
+    // write that was in flight failing on it is not the news an operator needs.
+    if (pair.config === null) {
+      this.wakeLagWaiters(pair.pairId);
+      return;
+    }
     pair.lastError = err instanceof Error ? err.message : String(err);
     const targetGone = pair.target !== null && !pair.target.stillAttached();
     this.log.warn({ pair: pair.pairId, appliedSeq: pair.appliedSeq, err: pair.lastError }, 'applying paused for this pair; ingest goes on');
