@@ -24,6 +24,10 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     // Target images elsewhere than the retention volume, as on a master target (e.g. /dev/shm here).
     'targets-dir': { type: 'string' },
+    // Writes a V8 CPU profile of each daemon run into this folder (node --cpu-prof).
+    profile: { type: 'string' },
+    // Runs one case only, e.g. --case 64k:1 (writes:pairs), and no half-load run.
+    case: { type: 'string' },
   },
 });
 const dir = resolve(values.dir);
@@ -91,7 +95,8 @@ async function againstDaemon(pairs: number, io: number, rate: number | null): Pr
   const targets = values['targets-dir'] ? resolve(values['targets-dir']) : join(root, 'datastore');
   mkdirSync(targets, { recursive: true });
   writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${Array.from({ length: pairs }, (_, i) => `  - { id: b${i}, target: ${join(targets, `b${i}.img`)}, sizeBytes: ${GiB} }`).join('\n')}`));
-  const proc = spawn(process.execPath, [main, 'run', '--config', init.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const profile = values.profile ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.profile)] : [];
+  const proc = spawn(process.execPath, [...profile, main, 'run', '--config', init.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitFor(proc, '"mtagent running"');
   const before = procStats(proc.pid as number);
   const passphrase = Buffer.from(readFileSync(join(root, 'passphrase'), 'utf8').trim());
@@ -143,9 +148,12 @@ async function mainBench(): Promise<void> {
   const flushMs = await flushLatencyMs();
   console.log(`raw append limit ${limit.toFixed(0)} MB/s; flush latency (1 MiB O_DIRECT + fdatasync) ${flushMs.toFixed(2)} ms\n`);
   const rows: string[][] = [['writes', 'pairs', 'agent MB/s', 'sink MB/s', 'x sink', 'x limit', 'ack p50 ms', 'ack p99 ms', 'agent CPU %', 'agent peak RSS']];
-  const sizes = values.quick ? [MiB, 64 * KiB] : [MiB, 64 * KiB, 4 * KiB];
+  const only = values.case ? /^(\d+)([km]):(\d+)$/i.exec(values.case) : null;
+  if (values.case && !only) throw new Error(`--case ${values.case}: expected e.g. 64k:1 or 1m:8`);
+  const sizes = only ? [Number(only[1]) * (only[2]?.toLowerCase() === 'm' ? MiB : KiB)] : values.quick ? [MiB, 64 * KiB] : [MiB, 64 * KiB, 4 * KiB];
+  const pairCounts = only ? [Number(only[3])] : [1, 8];
   for (const io of sizes) {
-    for (const pairs of [1, 8]) {
+    for (const pairs of pairCounts) {
       const agent: Outcome[] = [];
       const sink: Outcome[] = [];
       for (let r = 0; r < runs; r++) {
@@ -168,6 +176,7 @@ async function mainBench(): Promise<void> {
     }
   }
   console.log(table(rows));
+  if (only) return;
   // Latency at half load: the rate of the 64 KiB, 1-pair case halved.
   const full = await againstDaemon(1, 64 * KiB, null);
   const half = await againstDaemon(1, 64 * KiB, (full.mbps * MB) / 2);

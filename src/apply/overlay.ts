@@ -28,6 +28,21 @@ export function mergeRanges(ranges: readonly Range[]): Range[] {
 }
 
 /**
+ * Widens sorted, disjoint ranges to whole blocks of `alignment` bytes (never
+ * past `limit`, the disk's size) and merges the ones that then touch.
+ */
+export function alignRanges(ranges: readonly Range[], alignment: number, limit: number): Range[] {
+  if (alignment <= 1) return ranges.slice();
+  return mergeRanges(
+    ranges.map((r) => {
+      const start = Math.floor(r.offset / alignment) * alignment;
+      const end = Math.min(limit, Math.ceil((r.offset + r.length) / alignment) * alignment);
+      return { offset: start, length: end - start };
+    }),
+  );
+}
+
+/**
  * The content of a few disjoint disk ranges, read once from the target and
  * then updated write by write: the before-image of each write is what the
  * shadow holds just before it.

@@ -6,7 +6,7 @@ import { itemRecord } from '../journal/items';
 import { RecordFlag, RecordKind } from '../journal/record';
 import type { PendingRecord } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
-import { Shadow, mergeRanges, type Extent } from './overlay';
+import { Shadow, alignRanges, mergeRanges, type Extent } from './overlay';
 import { runLimited, type TargetDisk } from './target';
 
 export interface ApplyResult {
@@ -59,8 +59,10 @@ export async function prepareApply(
 ): Promise<ApplyPlan> {
   const writes = items.filter((i): i is WriteItem => i.kind === 'write');
   const ranges = mergeRanges(writes.map((w) => ({ offset: w.offset, length: w.data.length })));
-  const extents: Extent[] = ranges.map((r) => ({ offset: r.offset, data: Buffer.alloc(0) }));
-  await runLimited(extents.map((e, i) => [e, ranges[i]] as const), 8, async ([e, r]) => {
+  // Read and written back whole O_DIRECT blocks: a little more than the writes cover.
+  const blocks = alignRanges(ranges, target.ioAlignment, target.sizeBytes);
+  const extents: Extent[] = blocks.map((r) => ({ offset: r.offset, data: Buffer.alloc(0) }));
+  await runLimited(extents.map((e, i) => [e, blocks[i]] as const), 8, async ([e, r]) => {
     if (r) e.data = await target.read(r.offset, r.length);
   });
   if (inflight && inflight.length > 0) overlay(extents, inflight);
@@ -101,7 +103,7 @@ export async function prepareApply(
       appliedSeq: last.seq,
       appliedTime: last.time,
       undoBytes,
-      targetBytes: ranges.reduce((n, r) => n + r.length, 0),
+      targetBytes: blocks.reduce((n, r) => n + r.length, 0),
       itemBytes: writes.reduce((n, w) => n + w.data.length, 0),
       markers,
     },

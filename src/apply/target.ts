@@ -3,7 +3,7 @@
 import { statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { MtagentError, isSystemError } from '../errors';
-import { BlockFile } from '../native';
+import { BlockFile, DIRECT_ALIGNMENT, alignedBuffer, isDirectAligned } from '../native';
 import type { Extent } from './overlay';
 
 export class TargetError extends MtagentError {
@@ -42,11 +42,18 @@ export class TargetDisk {
   /** True when this open created the image: its content is all zeros, not the source's. */
   readonly created: boolean;
   private readonly file: BlockFile;
+  /**
+   * The same disk opened with O_DIRECT, where the filesystem allows it: the
+   * applier's aligned reads and writes bypass the page cache, which on a VM
+   * is several times slower than the disk. Linux keeps the two coherent.
+   */
+  private readonly direct: BlockFile | null;
   private readonly identity: { dev: number; ino: number };
 
-  private constructor(path: string, file: BlockFile, size: number, created: boolean, identity: { dev: number; ino: number }) {
+  private constructor(path: string, file: BlockFile, direct: BlockFile | null, size: number, created: boolean, identity: { dev: number; ino: number }) {
     this.path = path;
     this.file = file;
+    this.direct = direct;
     this.sizeBytes = size;
     this.blockDevice = file.blockDevice;
     this.created = created;
@@ -85,8 +92,27 @@ export class TargetDisk {
       await file.close();
       throw new TargetError('size-mismatch', spec.path, `target ${spec.path} is ${size} bytes but sizeBytes is ${spec.sizeBytes}; it is never truncated or grown`);
     }
+    let direct: BlockFile | null = null;
+    try {
+      direct = await BlockFile.open(spec.path, { direct: true });
+      if (!direct.direct) {
+        await direct.close();
+        direct = null;
+      }
+    } catch (err) {
+      await file.close();
+      throw unavailable(spec.path, err);
+    }
     const fst = statSync(spec.path);
-    return new TargetDisk(spec.path, file, size, created, { dev: fst.dev, ino: fst.ino });
+    return new TargetDisk(spec.path, file, direct, size, created, { dev: fst.dev, ino: fst.ino });
+  }
+
+  /**
+   * The granularity the applier rounds its extents to, so that they go
+   * through O_DIRECT: 4096 where it is in force, 1 where it is not.
+   */
+  get ioAlignment(): number {
+    return this.direct ? DIRECT_ALIGNMENT : 1;
   }
 
   /**
@@ -102,9 +128,11 @@ export class TargetDisk {
     }
   }
 
+  /** Reads a range; an aligned one comes into aligned memory through O_DIRECT. */
   async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
-    const got = await this.io(() => this.file.read(buf, offset));
+    const direct = this.direct !== null && offset % DIRECT_ALIGNMENT === 0 && length % DIRECT_ALIGNMENT === 0 ? this.direct : null;
+    const buf = direct ? alignedBuffer(length) : Buffer.allocUnsafe(length);
+    const got = await this.io(() => (direct ?? this.file).read(buf, offset));
     if (got < length) buf.fill(0, got);
     return buf;
   }
@@ -114,7 +142,7 @@ export class TargetDisk {
   }
 
   async writeExtents(extents: readonly Extent[]): Promise<void> {
-    await runLimited(extents, MAX_IN_FLIGHT, (e) => this.io(() => this.file.write(e.data, e.offset)));
+    await runLimited(extents, MAX_IN_FLIGHT, (e) => this.io(() => this.fileFor(e).write(e.data, e.offset)));
   }
 
   async flush(): Promise<void> {
@@ -130,7 +158,11 @@ export class TargetDisk {
   }
 
   async close(): Promise<void> {
-    await this.file.close();
+    await Promise.all([this.file.close(), this.direct?.close()]);
+  }
+
+  private fileFor(e: Extent): BlockFile {
+    return this.direct !== null && e.offset % DIRECT_ALIGNMENT === 0 && isDirectAligned(e.data) ? this.direct : this.file;
   }
 
   private async io<T>(op: () => Promise<T>): Promise<T> {

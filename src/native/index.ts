@@ -10,9 +10,23 @@ export function alignUp(n: number, alignment: number = DIRECT_ALIGNMENT): number
   return Math.ceil(n / alignment) * alignment;
 }
 
+export function alignDown(n: number, alignment: number = DIRECT_ALIGNMENT): number {
+  return Math.floor(n / alignment) * alignment;
+}
+
+/** The memory alignedBuffer() handed out: a view into one of them on a 4096 boundary is aligned too. */
+const alignedStores = new WeakSet<ArrayBufferLike>();
+
 /** Zero-filled memory starting on a 4096-byte boundary, for O_DIRECT. */
 export function alignedBuffer(size: number): Buffer {
-  return binding.alignedBuffer(size);
+  const buf = binding.alignedBuffer(size);
+  alignedStores.add(buf.buffer);
+  return buf;
+}
+
+/** Whether O_DIRECT takes this buffer as it is: aligned memory of a whole number of blocks. */
+export function isDirectAligned(buf: Buffer): boolean {
+  return buf.byteOffset % DIRECT_ALIGNMENT === 0 && buf.length % DIRECT_ALIGNMENT === 0 && alignedStores.has(buf.buffer);
 }
 
 /** CRC-32C (Castagnoli). Pass a previous result as `seed` to continue over more bytes. */

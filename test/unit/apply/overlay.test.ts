@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EarliestWins, Shadow, mergeRanges, type Extent } from '../../../src/apply/overlay';
+import { EarliestWins, Shadow, alignRanges, mergeRanges, type Extent } from '../../../src/apply/overlay';
 
 /** Applies extents to a plain buffer. */
 function lay(size: number, extents: readonly Extent[], base?: Buffer): Buffer {
@@ -15,6 +15,15 @@ describe('overlay arithmetic', () => {
       { offset: 0, length: 22 },
       { offset: 30, length: 1 },
     ]);
+  });
+
+  it('widens ranges to whole blocks, never past the disk, and merges what then touches', () => {
+    expect(alignRanges([{ offset: 512, length: 512 }, { offset: 4096 + 1024, length: 512 }, { offset: 16384, length: 4096 }, { offset: 40960 - 512, length: 512 }], 4096, 40960 - 512)).toEqual([
+      { offset: 0, length: 8192 },
+      { offset: 16384, length: 4096 },
+      { offset: 36864, length: 4096 - 512 },
+    ]);
+    expect(alignRanges([{ offset: 512, length: 512 }], 1, 4096)).toEqual([{ offset: 512, length: 512 }]);
   });
 
   it('EarliestWins gives disjoint pieces equal to laying the pieces in reverse order', () => {
