@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <malloc.h>
 #include <memory>
 #include <string>
 
@@ -70,7 +71,10 @@ Napi::Value Statfs(const Napi::CallbackInfo& info) {
   return call->Start();
 }
 
-// alignedBuffer(size) -> zero-filled Buffer whose memory starts on a 4096-byte boundary
+// alignedBuffer(size, zero = true) -> Buffer whose memory starts on a 4096-byte
+// boundary; zero-filled unless the caller is about to overwrite all of it.
+// V8 counts the memory of every ArrayBuffer it holds, so it is not reported
+// again here: doing so made the collector run twice as often.
 Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber()) ThrowType(env, "size must be a number");
@@ -86,12 +90,23 @@ Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
     e.set(rc, "posix_memalign");
     throw MakeSysError(env, e);
   }
-  std::memset(mem, 0, size);
-  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(size));
-  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(mem), size, [size](Napi::Env env, uint8_t* data) {
-    std::free(data);
-    Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(size));
-  });
+  bool zero = info.Length() < 2 || !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
+  if (zero) std::memset(mem, 0, size);
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(mem), size, [](Napi::Env, uint8_t* data) { std::free(data); });
+}
+
+// returnFreedMemory(thresholdBytes) -> true if set. Fixes glibc's mmap
+// threshold: blocks this big or bigger are mapped on their own and unmapped
+// when freed. By default glibc raises the threshold each time such a block
+// is freed, so a daemon that churns through megabyte buffers keeps them all
+// in its heap and its RSS never comes down.
+Napi::Value ReturnFreedMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) ThrowType(env, "thresholdBytes must be a number");
+  int threshold = info[0].As<Napi::Number>().Int32Value();
+  if (threshold < 4096) ThrowRange(env, "thresholdBytes must be at least 4096");
+  bool ok = mallopt(M_MMAP_THRESHOLD, threshold) == 1 && mallopt(M_TRIM_THRESHOLD, 2 * threshold) == 1;
+  return Napi::Boolean::New(env, ok);
 }
 
 // sdNotify(state) -> true if sent, false when not run by systemd ($NOTIFY_SOCKET unset)
@@ -156,6 +171,7 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
 void InitSystem(Napi::Env env, Napi::Object exports) {
   exports.Set("statfs", Napi::Function::New(env, Statfs, "statfs"));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
+  exports.Set("returnFreedMemory", Napi::Function::New(env, ReturnFreedMemory, "returnFreedMemory"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
   exports.Set("flock", Napi::Function::New(env, Flock, "flock"));
 }

@@ -147,7 +147,7 @@ async function mainBench(): Promise<void> {
   const limit = measureRawAppend(dir, MiB, GiB, 8 * MiB).bytesPerSecond / MB;
   const flushMs = await flushLatencyMs();
   console.log(`raw append limit ${limit.toFixed(0)} MB/s; flush latency (1 MiB O_DIRECT + fdatasync) ${flushMs.toFixed(2)} ms\n`);
-  const rows: string[][] = [['writes', 'pairs', 'agent MB/s', 'sink MB/s', 'x sink', 'x limit', 'ack p50 ms', 'ack p99 ms', 'agent CPU %', 'agent peak RSS']];
+  const rows: string[][] = [['writes', 'pairs', 'agent MB/s', 'sink MB/s', 'x sink', 'x limit', 'ack p50 ms', 'ack p99 ms', 'agent CPU %', 'sink CPU %', 'agent peak RSS']];
   const only = values.case ? /^(\d+)([km]):(\d+)$/i.exec(values.case) : null;
   if (values.case && !only) throw new Error(`--case ${values.case}: expected e.g. 64k:1 or 1m:8`);
   const sizes = only ? [Number(only[1]) * (only[2]?.toLowerCase() === 'm' ? MiB : KiB)] : values.quick ? [MiB, 64 * KiB] : [MiB, 64 * KiB, 4 * KiB];
@@ -171,6 +171,7 @@ async function mainBench(): Promise<void> {
         m(agent, 'p50').toFixed(1),
         m(agent, 'p99').toFixed(1),
         m(agent, 'cpuPct').toFixed(0),
+        m(sink, 'cpuPct').toFixed(0),
         `${(Math.max(...agent.map((a) => a.hwm)) / MiB).toFixed(0)} MiB`,
       ]);
     }

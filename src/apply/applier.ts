@@ -10,6 +10,7 @@ import { openForReading, readBatchAt, type LogBatch, type LogPosition, type Writ
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
 import type { Extent } from './overlay';
+import type { BlockFile } from '../native';
 import type { TargetDisk } from './target';
 
 export interface ApplierPair {
@@ -94,6 +95,13 @@ export class Applier {
   private stopped = false;
   private wake: (() => void) | null = null;
   private idleWaiters: Array<() => void> = [];
+  /**
+   * The next cycle, read from the log while the current one is applied. It
+   * has moved the cursor already; nothing else reads the log until it settles.
+   */
+  private prefetched: Promise<CycleBatch[]> | null = null;
+  /** The log segment being read, kept open from one batch to the next. */
+  private reader: { segment: number; file: BlockFile } | null = null;
 
   constructor(options: ApplierOptions, start: LogPosition, durableEnd: LogPosition) {
     this.options = options;
@@ -153,10 +161,31 @@ export class Applier {
     this.stopped = true;
     this.poke();
     await this.idle();
+    await this.settlePrefetch();
+    await this.closeReader();
   }
 
   get pending(): boolean {
-    return comparePositions(this.cursor, this.durableEnd) < 0 || this.memory.length > 0;
+    return comparePositions(this.cursor, this.durableEnd) < 0 || this.memory.length > 0 || this.prefetched !== null;
+  }
+
+  private takeCycle(): Promise<CycleBatch[]> {
+    const cycle = this.prefetched ?? this.nextCycle();
+    this.prefetched = null;
+    return cycle;
+  }
+
+  /** Starts reading the next cycle when it comes from the log: that read overlaps this cycle's work. */
+  private prefetch(): void {
+    if (this.diskUntil === null || this.prefetched !== null) return;
+    const cycle = this.nextCycle();
+    cycle.catch(() => undefined); // raised where it is taken
+    this.prefetched = cycle;
+  }
+
+  /** Waits for a read ahead to finish moving the cursor. */
+  private async settlePrefetch(): Promise<void> {
+    await this.prefetched?.catch(() => undefined);
   }
 
   /**
@@ -171,11 +200,14 @@ export class Applier {
         if (this.options.shouldYield?.()) break;
         if ([...this.options.pairs.values()].some((p) => p.wantsResume)) {
           await stageB;
+          await this.settlePrefetch();
           await this.resumePairs();
         }
-        const cycle = await this.nextCycle();
+        const cycle = await this.takeCycle();
         if (cycle.length === 0) break;
-        const cycleEnd = this.cursor;
+        const last = (cycle[cycle.length - 1] as CycleBatch).batch;
+        const cycleEnd = { segment: last.segment, fileOffset: last.fileOffset + last.bytes };
+        this.prefetch();
         const plans = await this.prepareCycle(cycle, () => stageB);
         await stageB;
         stageB = this.finishCycle(plans).then(() => {
@@ -185,8 +217,11 @@ export class Applier {
       }
       await stageB;
       this.options.ingest.release(this.releasePosition());
+      if (this.stopped) await this.settlePrefetch();
     } catch (err) {
       await stageB.catch(() => undefined);
+      await this.settlePrefetch();
+      this.prefetched = null;
       this.options.onError(err);
     } finally {
       this.running = false;
@@ -230,18 +265,32 @@ export class Applier {
     let pos = from;
     for (let attempts = 0; attempts < 2; attempts++) {
       if (comparePositions(pos, until) >= 0) return null;
-      const path = this.options.ingest.segmentPath(pos.segment);
-      const file = await openForReading(path);
-      try {
-        const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen);
-        if (r.ok) return r.batch;
-      } finally {
-        await file.close();
-      }
+      const file = await this.readerFor(pos.segment);
+      const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen);
+      if (r.ok) return r.batch;
       pos = { segment: pos.segment + 1, fileOffset: 0 };
       this.cursor = pos;
     }
     throw new Error(`the ingest log has no batch at ${from.segment}:${from.fileOffset} though it should (durable end ${until.segment}:${until.fileOffset})`);
+  }
+
+  /**
+   * The open segment, or the named one opened instead. A segment recycled
+   * under an open reader is harmless: its new records carry another segment
+   * number, and readBatchAt refuses them.
+   */
+  private async readerFor(segment: number): Promise<BlockFile> {
+    if (this.reader?.segment === segment) return this.reader.file;
+    await this.closeReader();
+    const file = await openForReading(this.options.ingest.segmentPath(segment));
+    this.reader = { segment, file };
+    return file;
+  }
+
+  private async closeReader(): Promise<void> {
+    const r = this.reader;
+    this.reader = null;
+    await r?.file.close();
   }
 
   private setResume(pair: ApplierPair, pos: LogPosition): void {

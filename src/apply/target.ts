@@ -131,7 +131,7 @@ export class TargetDisk {
   /** Reads a range; an aligned one comes into aligned memory through O_DIRECT. */
   async read(offset: number, length: number): Promise<Buffer> {
     const direct = this.direct !== null && offset % DIRECT_ALIGNMENT === 0 && length % DIRECT_ALIGNMENT === 0 ? this.direct : null;
-    const buf = direct ? alignedBuffer(length) : Buffer.allocUnsafe(length);
+    const buf = direct ? alignedBuffer(length, false) : Buffer.allocUnsafe(length);
     const got = await this.io(() => (direct ?? this.file).read(buf, offset));
     if (got < length) buf.fill(0, got);
     return buf;

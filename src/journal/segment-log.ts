@@ -145,7 +145,7 @@ export async function readBatchAt(
   if (fileOffset + bytes > fileBytes) {
     return { ok: false, headerValid: true, at: fileOffset, reason: 'batch runs past the end of the file', batchNo };
   }
-  const buffer = alignedBuffer(bytes);
+  const buffer = alignedBuffer(bytes, false);
   const got = await file.read(buffer, fileOffset);
   if (got < bytes) return { ok: false, headerValid: true, at: fileOffset, reason: 'short read', batchNo };
   const records: DecodedRecord[] = [];

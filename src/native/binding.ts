@@ -41,7 +41,8 @@ export interface NativeBinding {
   seekHole(fd: number, offset: number): Promise<number>;
   flock(fd: number): boolean;
   statfs(path: string): Promise<RawStatfs>;
-  alignedBuffer(size: number): Buffer;
+  alignedBuffer(size: number, zero?: boolean): Buffer;
+  returnFreedMemory(thresholdBytes: number): boolean;
   sdNotify(state: string): boolean;
   crc32c(data: Uint8Array, seed?: number): number;
   crc32cSoftware(data: Uint8Array, seed?: number): number;

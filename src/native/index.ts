@@ -17,9 +17,12 @@ export function alignDown(n: number, alignment: number = DIRECT_ALIGNMENT): numb
 /** The memory alignedBuffer() handed out: a view into one of them on a 4096 boundary is aligned too. */
 const alignedStores = new WeakSet<ArrayBufferLike>();
 
-/** Zero-filled memory starting on a 4096-byte boundary, for O_DIRECT. */
-export function alignedBuffer(size: number): Buffer {
-  const buf = binding.alignedBuffer(size);
+/**
+ * Memory starting on a 4096-byte boundary, for O_DIRECT: zero-filled, unless
+ * `zero` is false because the caller overwrites all of it (a read).
+ */
+export function alignedBuffer(size: number, zero = true): Buffer {
+  const buf = binding.alignedBuffer(size, zero);
   alignedStores.add(buf.buffer);
   return buf;
 }
@@ -50,6 +53,15 @@ export type FilesystemStats = RawStatfs;
 /** Filesystem type (by magic number), capacity, free space and the read-only flag for `path`. */
 export function statfs(path: string): Promise<FilesystemStats> {
   return binding.statfs(path);
+}
+
+/**
+ * Makes the C allocator hand blocks of `thresholdBytes` or more back to the
+ * system when they are freed (glibc's mmap threshold, fixed). The daemon's
+ * payload buffers are such blocks; without it its RSS keeps its peak.
+ */
+export function returnFreedMemory(thresholdBytes: number): boolean {
+  return binding.returnFreedMemory(thresholdBytes);
 }
 
 /** One datagram to systemd's $NOTIFY_SOCKET; false when not started by systemd. */

@@ -4,7 +4,7 @@ import { ConfigError, loadConfig, readPassphrase, readTlsFile, type AgentConfig 
 import { ProtocolError } from '../protocol/errors';
 import { Engine } from '../engine/engine';
 import type { Logger } from '../log';
-import { sdNotify } from '../native';
+import { returnFreedMemory, sdNotify } from '../native';
 import { packageRoot, packageVersion } from '../package-root';
 import { checkRetentionVolume, failedRules, volumeContextFor } from '../retention/volume-rules';
 import { ReplicationServer } from './listener';
@@ -166,6 +166,8 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
 
 /** Runs until SIGTERM or SIGINT; resolves with the exit code. */
 export async function runDaemon(config: AgentConfig, log: Logger): Promise<number> {
+  // Payload buffers (a message, a batch, an extent) are 64 KiB or more.
+  returnFreedMemory(256 * 1024);
   const daemon = await startDaemon(config, log);
   const { host, port } = daemon.server.address();
   log.info({ version: packageVersion, agentId: config.agentId, listen: `${host}:${port}`, retention: config.retention.path, pairs: daemon.engine.pairIds() }, 'mtagent running');

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockFile, alignedBuffer, sdNotify, statfs } from '../../../src/native';
+import { BlockFile, alignedBuffer, returnFreedMemory, sdNotify, statfs } from '../../../src/native';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -60,9 +60,28 @@ describe('alignedBuffer', () => {
     }
   });
 
+  it('skips the zero fill on request, for memory a read overwrites, and O_DIRECT still takes it', async () => {
+    const f = await BlockFile.open(join(tempDir(), 'b.bin'), { create: true, direct: true });
+    try {
+      await f.write(alignedBuffer(8192).fill(0xab), 0);
+      const b = alignedBuffer(8192, false);
+      await expect(f.read(b, 0)).resolves.toBe(8192);
+      expect(b.every((x) => x === 0xab)).toBe(true);
+    } finally {
+      await f.close();
+    }
+  });
+
   it('refuses sizes that are not positive integers', () => {
     expect(() => alignedBuffer(0)).toThrow(RangeError);
     expect(() => alignedBuffer(1.5)).toThrow(RangeError);
+  });
+});
+
+describe('returnFreedMemory', () => {
+  it('fixes the allocator mmap threshold, and refuses a silly one', () => {
+    expect(returnFreedMemory(256 * 1024)).toBe(true);
+    expect(() => returnFreedMemory(100)).toThrow(RangeError);
   });
 });
 
