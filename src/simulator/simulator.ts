@@ -321,9 +321,13 @@ export class Simulator {
         break;
       } catch (err) {
         // A refusal (bad proof, unknown pair, size mismatch, failed over…) is an answer, not a lost connection.
-        if (err instanceof AgentRefusal) throw err;
-        if (err instanceof MtagentError && err.code === 'model-behind') throw err;
-        if (!this.options.reconnect || this.stopped) throw err;
+        const final = err instanceof AgentRefusal || (err instanceof MtagentError && err.code === 'model-behind') || !this.options.reconnect || this.stopped;
+        if (final) {
+          // An open connection would keep the process alive after the error is told.
+          this.client?.terminate();
+          this.client = null;
+          throw err;
+        }
         this.reconnects++;
         this.log(`connection lost (${err instanceof Error ? err.message : String(err)}); reconnecting in ${backoff} ms`);
         this.client?.terminate();

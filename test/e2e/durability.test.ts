@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Simulator } from '../../src/simulator/simulator';
 import { checkPoint, choosePoints } from '../../src/simulator/verify';
 import { rng } from '../../src/simulator/workload';
-import { MAIN, RunningDaemon, makeInstallation } from '../helpers/daemon';
+import { MAIN, RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
 
 const MiB = 1024 * 1024;
 const roots: string[] = [];
@@ -72,6 +72,10 @@ describe('acknowledged items survive SIGKILL of the daemon', () => {
         expect(check.ok).toBe(true);
       }
     }
+    // A second simulator knows nothing of what the first streamed: it says so and exits.
+    const again = await cli(['simulate', '--config', daemon.configPath, '--pairs', `a:${16 * MiB}`, '--duration', '1']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already holds seq \d+ of a.*fresh pair/);
     expect(await daemon.stop()).toBe(0);
   }, 180_000);
 });
