@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { initInstallation } from '../src/config/init';
 import { Simulator } from '../src/simulator/simulator';
 import { checkPoint } from '../src/simulator/verify';
+import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
 
 const { values } = parseArgs({ options: { duration: { type: 'string', default: '60' }, dir: { type: 'string', default: 'mtagent-demo' }, port: { type: 'string', default: '19443' } } });
 const MiB = 1024 * 1024;
@@ -19,7 +20,7 @@ async function main(): Promise<void> {
   const pairs = [{ id: 'erp-db', sizeBytes: 256 * MiB }, { id: 'erp-logs', sizeBytes: 128 * MiB }];
   writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${pairs.map((p) => `  - { id: ${p.id}, target: datastore/${p.id}.img, sizeBytes: ${p.sizeBytes}, group: erp }`).join('\n')}`));
   const main = join(__dirname, '..', 'src', 'cli', 'main.js');
-  const agent = spawn(process.execPath, [main, 'run', '--config', init.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const agent = spawn(process.execPath, [...DAEMON_NODE_FLAGS, main, 'run', '--config', init.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((res, rej) => {
     let out = '';
     agent.stdout.on('data', (d: Buffer) => {

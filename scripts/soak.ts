@@ -17,6 +17,7 @@ import { Simulator } from '../src/simulator/simulator';
 import { checkPoint, type PointCheck } from '../src/simulator/verify';
 import { rng, WORKLOADS, type WorkloadName } from '../src/simulator/workload';
 import { table } from '../src/text';
+import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
 
 const FAULTS = ['kill', 'drop', 'corrupt', 'target', 'resync', 'hup', 'retention'] as const;
 type Fault = (typeof FAULTS)[number];
@@ -68,7 +69,7 @@ class Agent {
   proc: ChildProcess | null = null;
   constructor(readonly configPath: string) {}
   async start(): Promise<void> {
-    const proc = spawn(process.execPath, [main, 'run', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MTAGENT_TUNING: TUNING } });
+    const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, main, 'run', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MTAGENT_TUNING: TUNING } });
     this.proc = proc;
     let out = '';
     await new Promise<void>((res, rej) => {

@@ -5,12 +5,13 @@
 // go on.
 import { comparePositions, type IngestLog } from '../journal/ingest-log';
 import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
-import { RECORD_HEADER_BYTES } from '../journal/record';
+import { BATCH_ALIGNMENT, RECORD_HEADER_BYTES } from '../journal/record';
 import { openForReading, readBatchAt, type LogBatch, type LogPosition, type WrittenBatch } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
 import type { Extent } from './overlay';
-import type { BlockFile } from '../native';
+import { alignedBuffer, type BlockFile } from '../native';
+import { SlabPool } from './slab-pool';
 import type { TargetDisk } from './target';
 
 export interface ApplierPair {
@@ -50,6 +51,8 @@ export interface ApplierOptions {
 
 /** A durable batch as the applier sees it: its place in the log and the items in it. */
 export interface ApplyBatch {
+  /** Pooled memory the entries are views of, when the batch was read back from the log. */
+  slab?: Buffer;
   segment: number;
   fileOffset: number;
   bytes: number;
@@ -60,9 +63,9 @@ export interface ApplyBatch {
 
 const ENTRY_OVERHEAD = 160;
 
-export function fromLogBatch(batch: LogBatch): ApplyBatch {
+export function fromLogBatch(batch: LogBatch, slab?: Buffer): ApplyBatch {
   const entries = batch.records.filter(isItemRecord).map((r) => ({ pairId: r.pairId, item: recordItem(r, batch.buffer) }));
-  return { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries, memoryBytes: batch.bytes };
+  return { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries, memoryBytes: batch.bytes, ...(slab ? { slab } : {}) };
 }
 
 /** A batch just written: the items are the ones appended, no decoding and no copy. */
@@ -102,6 +105,11 @@ export class Applier {
   private prefetched: Promise<CycleBatch[]> | null = null;
   /** The log segment being read, kept open from one batch to the next. */
   private reader: { segment: number; file: BlockFile } | null = null;
+  /** Memory for the extents of one pair's step: two cycles are alive at once (stage A and stage B), per pair. */
+  private readonly slabs: SlabPool;
+  /** Memory for batches read back from the log: the cycle being prepared and the one read ahead. */
+  private readonly batchSlabs: SlabPool;
+  private readonly batchHead = alignedBuffer(BATCH_ALIGNMENT);
 
   constructor(options: ApplierOptions, start: LogPosition, durableEnd: LogPosition) {
     this.options = options;
@@ -109,6 +117,9 @@ export class Applier {
     this.appliedUpTo = start;
     this.durableEnd = durableEnd;
     this.diskUntil = comparePositions(start, durableEnd) < 0 ? durableEnd : null;
+    // One idle slab of each kind is what a busy pair needs between cycles.
+    this.slabs = new SlabPool(4 * options.cycleBytes, 1.5 * options.cycleBytes);
+    this.batchSlabs = new SlabPool(4 * options.cycleBytes, 1.5 * options.cycleBytes);
   }
 
   /**
@@ -195,6 +206,12 @@ export class Applier {
    */
   private async loop(): Promise<void> {
     let stageB: Promise<void> = Promise.resolve();
+    // The plans whose stage B is `stageB`: their memory is given back once it is done.
+    let landing: ReadonlyArray<{ plan: ApplyPlan }> = [];
+    const giveBack = (): void => {
+      for (const { plan } of landing) if (plan.slab) this.slabs.give(plan.slab);
+      landing = [];
+    };
     try {
       while (!this.stopped) {
         if (this.options.shouldYield?.()) break;
@@ -209,13 +226,19 @@ export class Applier {
         const cycleEnd = { segment: last.segment, fileOffset: last.fileOffset + last.bytes };
         this.prefetch();
         const plans = await this.prepareCycle(cycle, () => stageB);
+        // Stage A has copied what it needs out of the batches (into extents and undo records).
+        for (const { batch } of cycle) if (batch.slab) this.batchSlabs.give(batch.slab);
         await stageB;
+        // The previous cycle has landed and this one's stage A has overlaid it: its memory is free.
+        giveBack();
+        landing = plans;
         stageB = this.finishCycle(plans).then(() => {
           this.appliedUpTo = cycleEnd;
           this.options.ingest.release(this.releasePosition());
         });
       }
       await stageB;
+      giveBack();
       this.options.ingest.release(this.releasePosition());
       if (this.stopped) await this.settlePrefetch();
     } catch (err) {
@@ -242,12 +265,15 @@ export class Applier {
     while (bytes < this.options.cycleBytes) {
       let batch: ApplyBatch | null = null;
       if (this.diskUntil !== null) {
-        const read = await this.readFromLog(this.cursor, this.diskUntil);
+        const until = this.diskUntil;
+        const read = await this.readFromLog(this.cursor, until, true);
         if (read === null) {
-          this.diskUntil = null;
+          // Memory overflowed again while this read was under way: the log
+          // holds more to read before the memory queue takes over.
+          if (this.diskUntil === until) this.diskUntil = null;
           continue;
         }
-        batch = fromLogBatch(read);
+        batch = fromLogBatch(read.batch, read.slab);
       } else {
         batch = this.memory.shift() ?? null;
         if (batch) this.memoryBytes -= batch.memoryBytes;
@@ -261,13 +287,18 @@ export class Applier {
   }
 
   /** The batch at `from` (or at the start of the next segment), or null on reaching `until`. */
-  private async readFromLog(from: LogPosition, until: LogPosition): Promise<LogBatch | null> {
+  private async readFromLog(from: LogPosition, until: LogPosition, pooled: true): Promise<{ batch: LogBatch; slab: Buffer | undefined } | null>;
+  private async readFromLog(from: LogPosition, until: LogPosition): Promise<LogBatch | null>;
+  private async readFromLog(from: LogPosition, until: LogPosition, pooled = false): Promise<LogBatch | { batch: LogBatch; slab: Buffer | undefined } | null> {
     let pos = from;
     for (let attempts = 0; attempts < 2; attempts++) {
       if (comparePositions(pos, until) >= 0) return null;
       const file = await this.readerFor(pos.segment);
-      const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen);
-      if (r.ok) return r.batch;
+      let slab: Buffer | undefined;
+      const memory = pooled ? { head: this.batchHead, take: (bytes: number) => (slab = this.batchSlabs.take(bytes)) } : undefined;
+      const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen, memory);
+      if (r.ok) return pooled ? { batch: r.batch, slab } : r.batch;
+      if (slab) this.batchSlabs.give(slab);
       pos = { segment: pos.segment + 1, fileOffset: 0 };
       this.cursor = pos;
     }
@@ -334,7 +365,7 @@ export class Applier {
             }
             inflight = null;
           }
-          const plan = await prepareApply(pair.pairId, steps[steps.length - 1] as StreamItem[], pair.target, pair.undo, pair.appliedPoint, inflight);
+          const plan = await prepareApply(pair.pairId, steps[steps.length - 1] as StreamItem[], pair.target, pair.undo, pair.appliedPoint, inflight, this.slabs);
           pair.inflight = plan.extents;
           plans.push({ pair, plan, firstBatch });
         } catch (err) {

@@ -7,6 +7,7 @@ import { RecordFlag, RecordKind } from '../journal/record';
 import type { PendingRecord } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { Shadow, alignRanges, mergeRanges, type Extent } from './overlay';
+import type { SlabPool } from './slab-pool';
 import { runLimited, type TargetDisk } from './target';
 
 export interface ApplyResult {
@@ -26,6 +27,8 @@ export interface ApplyResult {
 export interface ApplyPlan {
   extents: readonly Extent[];
   result: ApplyResult;
+  /** The pooled memory the extents are views of, to give back once stage B is done and nobody overlays them. */
+  slab: Buffer | null;
 }
 
 /** Copies into each read extent the parts that `newer` (sorted, disjoint) covers. */
@@ -56,15 +59,32 @@ export async function prepareApply(
   undo: UndoLog,
   before: ItemPoint,
   inflight: readonly Extent[] | null,
+  pool: SlabPool | null = null,
 ): Promise<ApplyPlan> {
   const writes = items.filter((i): i is WriteItem => i.kind === 'write');
   const ranges = mergeRanges(writes.map((w) => ({ offset: w.offset, length: w.data.length })));
   // Read and written back whole O_DIRECT blocks: a little more than the writes cover.
   const blocks = alignRanges(ranges, target.ioAlignment, target.sizeBytes);
-  const extents: Extent[] = blocks.map((r) => ({ offset: r.offset, data: Buffer.alloc(0) }));
-  await runLimited(extents.map((e, i) => [e, blocks[i]] as const), 8, async ([e, r]) => {
-    if (r) e.data = await target.read(r.offset, r.length);
-  });
+  let extents: Extent[];
+  let slab: Buffer | null = null;
+  const total = blocks.reduce((n, r) => n + r.length, 0);
+  if (pool !== null && target.ioAlignment > 1) {
+    // Views of one pooled slab: each block starts on a 4096 boundary in it, so O_DIRECT takes it.
+    const memory = pool.take(total);
+    slab = memory;
+    let at = 0;
+    extents = blocks.map((r) => {
+      const e = { offset: r.offset, data: memory.subarray(at, at + r.length) };
+      at += r.length;
+      return e;
+    });
+    await runLimited(extents, 8, (e) => target.readFully(e.data, e.offset));
+  } else {
+    extents = blocks.map((r) => ({ offset: r.offset, data: Buffer.alloc(0) }));
+    await runLimited(extents.map((e, i) => [e, blocks[i]] as const), 8, async ([e, r]) => {
+      if (r) e.data = await target.read(r.offset, r.length);
+    });
+  }
   if (inflight && inflight.length > 0) overlay(extents, inflight);
   const shadow = new Shadow(extents);
 
@@ -99,6 +119,7 @@ export async function prepareApply(
   const last = items[items.length - 1] as StreamItem;
   return {
     extents: shadow.all(),
+    slab,
     result: {
       appliedSeq: last.seq,
       appliedTime: last.time,

@@ -141,6 +141,13 @@ export class TargetDisk {
     return this.io(() => this.file.read(buf, offset));
   }
 
+  /** Fills `buf` from `offset` (zeros past the end), through O_DIRECT when `buf` is aligned memory. */
+  async readFully(buf: Buffer, offset: number): Promise<void> {
+    const file = this.direct !== null && offset % DIRECT_ALIGNMENT === 0 && isDirectAligned(buf) ? this.direct : this.file;
+    const got = await this.io(() => file.read(buf, offset));
+    if (got < buf.length) buf.fill(0, got);
+  }
+
   async writeExtents(extents: readonly Extent[]): Promise<void> {
     await runLimited(extents, MAX_IN_FLIGHT, (e) => this.io(() => this.fileFor(e).write(e.data, e.offset)));
   }

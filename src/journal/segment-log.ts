@@ -123,16 +123,27 @@ export function openForReading(path: string): Promise<BlockFile> {
   return BlockFile.open(path, { readOnly: true, direct: true });
 }
 
-/** Reads the batch at `fileOffset`, or says why there is none there. */
+/** Memory for reading batches: a 4 KiB header buffer to reuse, and where the batch's own memory comes from. */
+export interface BatchReadMemory {
+  head: Buffer;
+  take(bytes: number): Buffer;
+}
+
+/**
+ * Reads the batch at `fileOffset`, or says why there is none there. The
+ * batch's buffer is `bytes` long, or a view of that length into memory from
+ * `memory.take`.
+ */
 export async function readBatchAt(
   file: BlockFile,
   segment: number,
   fileOffset: number,
   fileBytes: number,
+  memory?: BatchReadMemory,
 ): Promise<{ ok: true; batch: LogBatch } | { ok: false; headerValid: boolean; at: number; reason: string; batchNo?: number }> {
   if (fileOffset + RECORD_HEADER_BYTES > fileBytes) return { ok: false, headerValid: false, at: fileOffset, reason: 'end of file' };
   // Aligned reads: logs are read with O_DIRECT, as they are written (see openForReading).
-  const head = alignedBuffer(BATCH_ALIGNMENT);
+  const head = memory?.head ?? alignedBuffer(BATCH_ALIGNMENT);
   await file.read(head, fileOffset);
   const h = decodeRecord(head, 0, segment);
   if (!h.ok) return { ok: false, headerValid: false, at: fileOffset, reason: `no batch header (${h.reason})` };
@@ -145,7 +156,7 @@ export async function readBatchAt(
   if (fileOffset + bytes > fileBytes) {
     return { ok: false, headerValid: true, at: fileOffset, reason: 'batch runs past the end of the file', batchNo };
   }
-  const buffer = alignedBuffer(bytes, false);
+  const buffer = memory ? memory.take(bytes).subarray(0, bytes) : alignedBuffer(bytes, false);
   const got = await file.read(buffer, fileOffset);
   if (got < bytes) return { ok: false, headerValid: true, at: fileOffset, reason: 'short read', batchNo };
   const records: DecodedRecord[] = [];

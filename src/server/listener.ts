@@ -5,8 +5,17 @@ import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import type { Engine } from '../engine/engine';
 import type { Logger } from '../log';
-import { CloseCode, HELLO_TIMEOUT_MS, MAX_MESSAGE_BYTES, REPLICATE_PATH, WINDOW_BYTES } from '../protocol/constants';
+import { CloseCode, HELLO_TIMEOUT_MS, MAX_MESSAGE_BYTES, REPLICATE_PATH } from '../protocol/constants';
 import { ReplicationConnection, type StreamRegistry } from './connection';
+
+/**
+ * Payload a connection may have handed to the journal and not yet seen
+ * durable before it stops reading its socket. Two 8 MiB batches (one being
+ * flushed, the next being encoded) and the one filling: enough to keep the
+ * disk busy. More only held the client's whole window (64 MiB) in memory
+ * while the journal pushed back; the socket holds it instead.
+ */
+export const MAX_INFLIGHT_BYTES = 24 * 1024 * 1024;
 
 export interface ServerOptions {
   host: string;
@@ -108,7 +117,7 @@ export class ReplicationServer {
       registry: this.registry,
       helloTimeoutMs: this.o.helloTimeoutMs ?? HELLO_TIMEOUT_MS,
       authFailDelayMs: this.o.authFailDelayMs ?? 500,
-      maxInflightBytes: this.o.maxInflightBytes ?? 2 * WINDOW_BYTES,
+      maxInflightBytes: this.o.maxInflightBytes ?? MAX_INFLIGHT_BYTES,
       onAuthenticated: () => undefined,
       onClosed: (c) => this.connections.delete(c),
       onDurable: this.o.onDurable,

@@ -8,6 +8,7 @@ import { initInstallation } from '../../src/config/init';
 import { loadConfig, readPassphrase, type AgentConfig } from '../../src/config/load';
 import { packageRoot } from '../../src/package-root';
 import { ReplicationClient, type ClientOptions } from '../../src/simulator/client';
+import { DAEMON_NODE_FLAGS } from '../../src/server/node-flags';
 
 export const MAIN = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
@@ -68,7 +69,7 @@ export class RunningDaemon {
   /** Starts `mtagent run` and resolves once it logs that it runs. */
   async start(env: NodeJS.ProcessEnv = {}): Promise<void> {
     this.output = '';
-    const proc = spawn(process.execPath, [MAIN, 'run', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, MAIN, 'run', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.proc = proc;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`daemon did not start:\n${this.output}`)), 20_000);

@@ -63,7 +63,14 @@ function toItems(ops: readonly Op[]): { items: StreamItem[]; model: DiskModel } 
 }
 
 describe('rebuild (property)', () => {
-  it('rebuilds exactly the model disk at random points, by seq, time, tag and latest-app', async () => {
+  // Every way the applier gets its items: from memory, read back from the log
+  // (a budget of 1 byte; it reads ahead and reuses its buffers), and both in
+  // turn as the budget overflows and drains.
+  it.each([
+    { source: 'memory', applierMemoryBytes: 32 * 1024 * 1024, numRuns: 25 },
+    { source: 'the log', applierMemoryBytes: 1, numRuns: 15 },
+    { source: 'memory and the log in turn', applierMemoryBytes: 40 * 1024, numRuns: 15 },
+  ])('rebuilds exactly the model disk at random points, by seq, time, tag and latest-app (items from $source)', async ({ applierMemoryBytes, numRuns }) => {
     let run = 0;
     await fc.assert(
       fc.asyncProperty(
@@ -74,7 +81,7 @@ describe('rebuild (property)', () => {
           const { items, model } = toItems(ops);
           if (items.length === 0) return;
           const root = tempDir();
-          const f = fixture(root, [{ id: 'p', sizeBytes: DISK }], { undoSegmentBytes: 96 * KiB, cycleBytes: 16 * KiB, ingestSegmentBytes: 128 * KiB, maxBatchBytes: 32 * KiB });
+          const f = fixture(root, [{ id: 'p', sizeBytes: DISK }], { undoSegmentBytes: 96 * KiB, cycleBytes: 16 * KiB, ingestSegmentBytes: 128 * KiB, maxBatchBytes: 32 * KiB, applierMemoryBytes });
           const e = await openEngine(f);
           try {
             await e.openPair('p', DISK, SECTOR);
@@ -119,7 +126,7 @@ describe('rebuild (property)', () => {
           }
         },
       ),
-      { numRuns: 25 },
+      { numRuns },
     );
   }, 120_000);
 });
