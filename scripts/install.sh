@@ -104,7 +104,7 @@ if [ "${plan%% *}" = 0 ]; then say ok "application in $INSTALL_DIR (${plan#* of 
 else act "install the application in $INSTALL_DIR (${plan})" "$NODE" "$SRC/dist/scripts/sync-app.js" --from "$SRC" --to "$(r "$INSTALL_DIR")"
 fi
 wrapper="#!/bin/sh
-exec $NODE --initial-old-space-size=128 $INSTALL_DIR/dist/src/cli/main.js \"\$@\""
+exec $NODE --initial-old-space-size=64 $INSTALL_DIR/dist/src/cli/main.js \"\$@\""
 if [ -f "$(r "$INSTALL_DIR/bin/mtagent")" ] && [ "$(cat "$(r "$INSTALL_DIR/bin/mtagent")")" = "$wrapper" ]; then say ok "command $INSTALL_DIR/bin/mtagent"
 else act "write the command $INSTALL_DIR/bin/mtagent" sh -c "mkdir -p '$(r "$INSTALL_DIR/bin")' && printf '%s\n' '$wrapper' > '$(r "$INSTALL_DIR/bin/mtagent")' && chmod 0755 '$(r "$INSTALL_DIR/bin/mtagent")'"
 fi
