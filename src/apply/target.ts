@@ -137,14 +137,15 @@ export class TargetDisk {
     return buf;
   }
 
+  /** Reads into `buf`; through O_DIRECT when it is aligned memory and the offset a block boundary. */
   async readInto(buf: Buffer, offset: number): Promise<number> {
-    return this.io(() => this.file.read(buf, offset));
+    const file = this.direct !== null && offset % DIRECT_ALIGNMENT === 0 && isDirectAligned(buf) ? this.direct : this.file;
+    return this.io(() => file.read(buf, offset));
   }
 
   /** Fills `buf` from `offset` (zeros past the end), through O_DIRECT when `buf` is aligned memory. */
   async readFully(buf: Buffer, offset: number): Promise<void> {
-    const file = this.direct !== null && offset % DIRECT_ALIGNMENT === 0 && isDirectAligned(buf) ? this.direct : this.file;
-    const got = await this.io(() => file.read(buf, offset));
+    const got = await this.readInto(buf, offset);
     if (got < buf.length) buf.fill(0, got);
   }
 

@@ -1,6 +1,6 @@
 // Copying and hashing disk images without reading their holes.
 import { createHash } from 'node:crypto';
-import type { BlockFile } from '../native';
+import { alignedBuffer, type BlockFile } from '../native';
 
 export const CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -46,7 +46,8 @@ const ZERO = Buffer.alloc(64 * 1024);
 export async function copyImage(src: ReadableImage, dst: BlockFile, size: number, onProgress?: (bytes: number) => void): Promise<number> {
   let copied = 0;
   const inFlight = new Set<Promise<void>>();
-  const buffers: Buffer[] = Array.from({ length: 4 }, () => Buffer.allocUnsafe(CHUNK_BYTES));
+  // Aligned, so that a target reads them through O_DIRECT: what is on the disk, not a cached page.
+  const buffers: Buffer[] = Array.from({ length: 4 }, () => alignedBuffer(CHUNK_BYTES, false));
   for await (const ext of dataExtents(src, size)) {
     for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK_BYTES) {
       const len = Math.min(CHUNK_BYTES, ext.offset + ext.length - off);
@@ -75,7 +76,7 @@ export async function copyImage(src: ReadableImage, dst: BlockFile, size: number
 /** SHA-256 of the whole image, holes hashed as the zeros they read as. */
 export async function hashImage(src: ReadableImage, size: number): Promise<string> {
   const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  const buf = alignedBuffer(CHUNK_BYTES, false);
   const zeros = Buffer.alloc(CHUNK_BYTES);
   let pos = 0;
   const feedZeros = (n: number): void => {

@@ -1,6 +1,7 @@
 // SHA-256 per block of a target's content, for delta resync (SPEC §2.5).
 // Holes are not read: a block that lies wholly in one hashes as zeros.
 import { createHash } from 'node:crypto';
+import { alignUp, alignedBuffer } from '../native';
 import { dataExtents, type ReadableImage } from '../recovery/image';
 
 const CHUNK = 4 * 1024 * 1024;
@@ -25,7 +26,7 @@ export async function blockChecksums(src: ReadableImage, diskBytes: number, offs
   const hasData = (from: number, to: number): boolean => extents.some((e) => e.offset < to && e.offset + e.length > from);
   const out: string[] = [];
   const chunkBytes = Math.max(CHUNK - (CHUNK % blockBytes), blockBytes);
-  const buf = Buffer.allocUnsafe(chunkBytes);
+  const buf = alignedBuffer(alignUp(chunkBytes), false);
   for (let c = offset; c < end; c += chunkBytes) {
     const cEnd = Math.min(end, c + chunkBytes);
     if (!hasData(c, cEnd)) {
