@@ -134,6 +134,9 @@ const DEFAULTS = {
   maxApplyLagBytes: 1024 * 1024 * 1024,
 };
 
+/** How often the ingest rate in status is measured. */
+const RATE_WINDOW_MS = 5000;
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -282,6 +285,7 @@ export class Engine {
     await this.space();
     this.applier.poke();
     this.timers.push(setInterval(() => this.retryPausedPairs(), this.opt('targetRetryMs')).unref());
+    this.timers.push(setInterval(() => this.rollRates(), RATE_WINDOW_MS).unref());
     this.timers.push(setInterval(() => void this.space().catch(() => undefined), 2000).unref());
     this.timers.push(setInterval(() => void this.pruneByTime().catch((err: unknown) => this.log.error({ err }, 'pruning failed')), this.opt('pruneIntervalMs')).unref());
     this.log.info(
@@ -962,16 +966,21 @@ export class Engine {
 
   // ---- status ----------------------------------------------------------
 
+  /** Closes each pair's ingest-rate window: status reports the last whole one, and reading it changes nothing. */
+  private rollRates(): void {
+    const now = Date.now();
+    for (const pair of this.pairs.values()) {
+      const elapsed = (now - pair.rate.since) / 1000;
+      if (elapsed <= 0) continue;
+      pair.rate = { since: now, bytes: 0, perSecond: pair.rate.bytes / elapsed };
+    }
+  }
+
   status(pairId: string): PairStatus {
     const pair = this.requirePair(pairId);
     const nowUs = this.now();
     const rpoSeconds = pair.durableTime !== null && pair.durableTime > 0 ? Math.max(0, (nowUs - pair.durableTime) / 1e6) : null;
     const threshold = this.options.policy.rpoThresholdSeconds;
-    const elapsed = (Date.now() - pair.rate.since) / 1000;
-    if (elapsed >= 5) {
-      pair.rate.perSecond = pair.rate.bytes / elapsed;
-      pair.rate = { since: Date.now(), bytes: 0, perSecond: pair.rate.perSecond };
-    }
     let journalBytes = 0;
     for (const s of pair.undo?.segments() ?? []) journalBytes += s.bytes;
     return {
