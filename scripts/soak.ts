@@ -119,6 +119,9 @@ interface Sample {
   maxRpo: number | null;
 }
 
+/** Target moves not yet undone: the final checks wait for them. */
+const targetsAway = new Set<Promise<void>>();
+
 async function main_(): Promise<number> {
   rmSync(dir, { recursive: true, force: true });
   const init = initInstallation({ dir, port: 19800 + Math.floor(random() * 100), metricsPort: null, samplePairs: false });
@@ -226,10 +229,15 @@ async function main_(): Promise<number> {
         const away = Math.round(2000 + random() * 4000);
         log(`fault: target of ${pair.id} moved away for ${away} ms`);
         renameSync(path, `${path}.away`);
-        setTimeout(() => {
-          renameSync(`${path}.away`, path);
-          log(`fault: target of ${pair.id} back`);
-        }, away);
+        const back = new Promise<void>((res) =>
+          setTimeout(() => {
+            renameSync(`${path}.away`, path);
+            log(`fault: target of ${pair.id} back`);
+            res();
+          }, away),
+        );
+        targetsAway.add(back);
+        void back.then(() => targetsAway.delete(back));
         break;
       }
       case 'resync':
@@ -314,6 +322,17 @@ async function main_(): Promise<number> {
   log('streaming ends; waiting for every item to be acknowledged');
   const report = await running;
   await sample();
+  // A fault still under way ends first: a target moved away comes back, and
+  // the agent takes it up again (it retries every couple of seconds).
+  if (targetsAway.size > 0) {
+    log('waiting for the targets moved away to come back');
+    await Promise.all(targetsAway);
+  }
+  for (let i = 0; i < 60; i++) {
+    const st = await cliJson<{ pairs: Array<{ state: string }> }>(['status'], init.configPath).catch(() => null);
+    if (st && st.pairs.every((p) => p.state !== 'target-unavailable' && p.state !== 'error')) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
 
   // Final proof: every pair at its last acknowledged seq, and the group at its newest common group tag.
   for (const p of pairs) {
