@@ -44,7 +44,11 @@ describe('acknowledged items survive SIGKILL of the daemon', () => {
     const running = sim.run();
     const r = rng(424242);
     const ackedBefore: Record<string, number> = {};
+    const ackedTotal = (): number => [...sim.pairs.values()].reduce((n, p) => n + p.ackedSeq, 0);
     for (let cycle = 0; cycle < 12; cycle++) {
+      // Each kill lands on a live stream: wait until the simulator is streaming again.
+      const resumedFrom = ackedTotal();
+      for (let waited = 0; ackedTotal() === resumedFrom && waited < 15_000; waited += 50) await new Promise((res) => setTimeout(res, 50));
       await new Promise((res) => setTimeout(res, 150 + Math.floor(r() * 500)));
       for (const p of sim.pairs.values()) ackedBefore[p.cfg.id] = p.ackedSeq;
       await daemon.kill();
