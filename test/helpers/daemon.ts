@@ -1,6 +1,7 @@
 // Spawns the real daemon (dist/, built by `npm test`'s pretest) on a fresh
 // installation in a temp folder, and talks to it as a process server would.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -41,6 +42,12 @@ export async function makeInstallation(dir: string, pairs: TestPair[], extra = '
   return r.configPath;
 }
 
+/** Daemons still running after a test file (a test that failed half-way) are killed, not left behind. */
+const running = new Set<ChildProcess>();
+afterAll(() => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
 export class RunningDaemon {
   readonly configPath: string;
   readonly config: AgentConfig;
@@ -71,6 +78,8 @@ export class RunningDaemon {
     this.output = '';
     const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, MAIN, 'run', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.proc = proc;
+    running.add(proc);
+    proc.once('exit', () => running.delete(proc));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`daemon did not start:\n${this.output}`)), 20_000);
       const onData = (d: Buffer): void => {
