@@ -7,6 +7,7 @@ import { RecordFlag, RecordKind } from '../journal/record';
 import type { PendingRecord } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { Shadow, alignRanges, mergeRanges, type Extent } from './overlay';
+import { alignedBuffer } from '../native';
 import type { SlabPool } from './slab-pool';
 import { runLimited, type TargetDisk } from './target';
 
@@ -27,7 +28,7 @@ export interface ApplyResult {
 export interface ApplyPlan {
   extents: readonly Extent[];
   result: ApplyResult;
-  /** The pooled memory the extents are views of, to give back once stage B is done and nobody overlays them. */
+  /** The memory the extents are views of, to give back to the pool once stage B is done and nobody overlays them. */
   slab: Buffer | null;
 }
 
@@ -65,26 +66,19 @@ export async function prepareApply(
   const ranges = mergeRanges(writes.map((w) => ({ offset: w.offset, length: w.data.length })));
   // Read and written back whole O_DIRECT blocks: a little more than the writes cover.
   const blocks = alignRanges(ranges, target.ioAlignment, target.sizeBytes);
-  let extents: Extent[];
-  let slab: Buffer | null = null;
+  // Each block a view of one aligned slab (pooled when the caller has a pool):
+  // where the target takes O_DIRECT, every block starts on a 4096 boundary in it.
+  // A step of ticks and tags only reads nothing and needs no memory.
   const total = blocks.reduce((n, r) => n + r.length, 0);
-  if (pool !== null && target.ioAlignment > 1) {
-    // Views of one pooled slab: each block starts on a 4096 boundary in it, so O_DIRECT takes it.
-    const memory = pool.take(total);
-    slab = memory;
-    let at = 0;
-    extents = blocks.map((r) => {
-      const e = { offset: r.offset, data: memory.subarray(at, at + r.length) };
-      at += r.length;
-      return e;
-    });
-    await runLimited(extents, 8, (e) => target.readFully(e.data, e.offset));
-  } else {
-    extents = blocks.map((r) => ({ offset: r.offset, data: Buffer.alloc(0) }));
-    await runLimited(extents.map((e, i) => [e, blocks[i]] as const), 8, async ([e, r]) => {
-      if (r) e.data = await target.read(r.offset, r.length);
-    });
-  }
+  const slab = total === 0 ? null : pool !== null ? pool.take(total) : alignedBuffer(total, false);
+  const memory = slab ?? Buffer.alloc(0);
+  let at = 0;
+  const extents: Extent[] = blocks.map((r) => {
+    const e = { offset: r.offset, data: memory.subarray(at, at + r.length) };
+    at += r.length;
+    return e;
+  });
+  await runLimited(extents, 8, (e) => target.readFully(e.data, e.offset));
   if (inflight && inflight.length > 0) overlay(extents, inflight);
   const shadow = new Shadow(extents);
 

@@ -3,7 +3,7 @@
 import { statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { MtagentError, isSystemError } from '../errors';
-import { BlockFile, DIRECT_ALIGNMENT, alignedBuffer, isDirectAligned } from '../native';
+import { BlockFile, DIRECT_ALIGNMENT, isDirectAligned } from '../native';
 import type { Extent } from './overlay';
 
 export class TargetError extends MtagentError {
@@ -128,18 +128,9 @@ export class TargetDisk {
     }
   }
 
-  /** Reads a range; an aligned one comes into aligned memory through O_DIRECT. */
-  async read(offset: number, length: number): Promise<Buffer> {
-    const direct = this.direct !== null && offset % DIRECT_ALIGNMENT === 0 && length % DIRECT_ALIGNMENT === 0 ? this.direct : null;
-    const buf = direct ? alignedBuffer(length, false) : Buffer.allocUnsafe(length);
-    const got = await this.io(() => (direct ?? this.file).read(buf, offset));
-    if (got < length) buf.fill(0, got);
-    return buf;
-  }
-
   /** Reads into `buf`; through O_DIRECT when it is aligned memory and the offset a block boundary. */
   async readInto(buf: Buffer, offset: number): Promise<number> {
-    const file = this.direct !== null && offset % DIRECT_ALIGNMENT === 0 && isDirectAligned(buf) ? this.direct : this.file;
+    const file = this.fileFor(offset, buf);
     return this.io(() => file.read(buf, offset));
   }
 
@@ -150,7 +141,7 @@ export class TargetDisk {
   }
 
   async writeExtents(extents: readonly Extent[]): Promise<void> {
-    await runLimited(extents, MAX_IN_FLIGHT, (e) => this.io(() => this.fileFor(e).write(e.data, e.offset)));
+    await runLimited(extents, MAX_IN_FLIGHT, (e) => this.io(() => this.fileFor(e.offset, e.data).write(e.data, e.offset)));
   }
 
   async flush(): Promise<void> {
@@ -169,8 +160,9 @@ export class TargetDisk {
     await Promise.all([this.file.close(), this.direct?.close()]);
   }
 
-  private fileFor(e: Extent): BlockFile {
-    return this.direct !== null && e.offset % DIRECT_ALIGNMENT === 0 && isDirectAligned(e.data) ? this.direct : this.file;
+  /** The O_DIRECT descriptor when it takes this I/O as it is, the buffered one otherwise. */
+  private fileFor(offset: number, buf: Buffer): BlockFile {
+    return this.direct !== null && offset % DIRECT_ALIGNMENT === 0 && isDirectAligned(buf) ? this.direct : this.file;
   }
 
   private async io<T>(op: () => Promise<T>): Promise<T> {

@@ -8,7 +8,7 @@ import { SegmentLogWriter, listSegments, scanLog, segmentFileName, type LogBatch
 import { rebuild } from '../../../src/recovery/rebuild';
 import { verifyPair } from '../../../src/recovery/verify';
 import { DiskModel } from '../../helpers/disk-model';
-import { KiB, MiB, fixture, openEngine, write } from '../../helpers/engine-fixture';
+import { KiB, MiB, fixture, openEngine, write, type Fixture } from '../../helpers/engine-fixture';
 import { patch } from '../../helpers/files';
 import { useTempDir } from '../../helpers/temp-dir';
 
@@ -23,14 +23,21 @@ async function fill(e: Engine, model: DiskModel, from: number, to: number, pairI
   }
 }
 
+/** A fresh engine with pair p open and seqs 1..n journaled, and the model of the disk they make. */
+async function startFilled(n: number): Promise<{ f: Fixture; model: DiskModel; e: Engine }> {
+  const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }]);
+  const model = new DiskModel(DISK);
+  const e = await openEngine(f);
+  await e.openPair('p', DISK, 512);
+  await fill(e, model, 1, n);
+  return { f, model, e };
+}
 
 describe('engine durability', () => {
   it('recovers silently from a torn last batch in the ingest log', async () => {
-    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }]);
-    const model = new DiskModel(DISK);
-    let e = await openEngine(f);
-    await e.openPair('p', DISK, 512);
-    await fill(e, model, 1, 12);
+    const started = await startFilled(12);
+    const { f, model } = started;
+    let { e } = started;
     await e.close();
     // The agent died while writing the next batch (items 13 and 14, never acknowledged):
     // write that batch as the writer would, then lose its second half.
@@ -62,12 +69,10 @@ describe('engine durability', () => {
   });
 
   it('says loudly when acknowledged items are missing from the logs', async () => {
-    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }]);
-    const model = new DiskModel(DISK);
-    let e = await openEngine(f);
-    await e.openPair('p', DISK, 512);
     // Keep the last items unapplied (target away) so they live only in the ingest log.
-    await fill(e, model, 1, 10);
+    const started = await startFilled(10);
+    const { f, model } = started;
+    let { e } = started;
     await e.settle();
     const target = join(f.root, 'datastore', 'p.img');
     renameSync(target, `${target}.away`);
@@ -91,11 +96,9 @@ describe('engine durability', () => {
   });
 
   it('makes verify fail, naming file and offset, when a byte flips in the middle of an undo segment', async () => {
-    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }]);
-    const model = new DiskModel(DISK);
-    let e = await openEngine(f);
-    await e.openPair('p', DISK, 512);
-    await fill(e, model, 1, 60);
+    const started = await startFilled(60);
+    const { f, model } = started;
+    let { e } = started;
     await e.settle();
     expect((await verifyPair(e, 'p')).ok).toBe(true);
     await e.close();
@@ -128,11 +131,9 @@ describe('engine durability', () => {
   });
 
   it('starts without reading closed undo segments, yet keeps the catalog and seq chain right', async () => {
-    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }]);
-    const model = new DiskModel(DISK);
-    let e = await openEngine(f);
-    await e.openPair('p', DISK, 512);
-    await fill(e, model, 1, 60);
+    const started = await startFilled(60);
+    const { f, model } = started;
+    let { e } = started;
     await e.settle();
     await e.close();
     e = await openEngine(f);

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../../../src/engine/errors';
+import { createLogger } from '../../../src/log';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { fixture, openEngine, payload, write, KiB, MiB } from '../../helpers/engine-fixture';
 import { useTempDir } from '../../helpers/temp-dir';
@@ -52,6 +54,25 @@ describe('engine', () => {
         await rebuild(e, 'p1', `seq:${seq}`, out, { force: true });
         expect(readFileSync(out).equals(at(seq)), `seq ${seq}`).toBe(true);
       }
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('applies a step that holds no write (ticks and tags only) without pausing the pair', async () => {
+    let logged = '';
+    const destination = new Writable({ write: (chunk: Buffer, _enc, done) => ((logged += chunk.toString()), done()) });
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }], { undoSegmentBytes: 4 * MiB, logger: createLogger({ destination }) });
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p1', MiB, 512);
+      // Bigger than the applier pools: nothing idle is left for the next step to take.
+      await e.append('p1', [write('p1', 1, 0, 512 * KiB)]);
+      await e.settle();
+      await e.append('p1', [{ kind: 'tick', seq: 2, time: 2_000_000 }, { kind: 'tag', seq: 3, time: 3_000_000, tagKind: 'app', name: 'only-a-tag', group: null }]);
+      await e.settle();
+      expect(e.status('p1')).toMatchObject({ appliedSeq: 3, state: 'unprotected', lastError: null });
+      expect(logged).not.toContain('applying paused');
     } finally {
       await e.close();
     }
