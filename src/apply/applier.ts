@@ -80,6 +80,12 @@ export function fromWrittenBatch(batch: WrittenBatch): ApplyBatch {
   return { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries, memoryBytes };
 }
 
+/** A batch read back from the log, and the pooled memory its buffer is a view of. */
+interface LogRead {
+  batch: LogBatch;
+  slab: Buffer | undefined;
+}
+
 interface CycleBatch {
   batch: ApplyBatch;
 }
@@ -266,7 +272,7 @@ export class Applier {
       let batch: ApplyBatch | null = null;
       if (this.diskUntil !== null) {
         const until = this.diskUntil;
-        const read = await this.readFromLog(this.cursor, until, true);
+        const read = await this.readFromLog(this.cursor, until);
         if (read === null) {
           // Memory overflowed again while this read was under way: the log
           // holds more to read before the memory queue takes over.
@@ -286,18 +292,20 @@ export class Applier {
     return out;
   }
 
-  /** The batch at `from` (or at the start of the next segment), or null on reaching `until`. */
-  private async readFromLog(from: LogPosition, until: LogPosition, pooled: true): Promise<{ batch: LogBatch; slab: Buffer | undefined } | null>;
-  private async readFromLog(from: LogPosition, until: LogPosition): Promise<LogBatch | null>;
-  private async readFromLog(from: LogPosition, until: LogPosition, pooled = false): Promise<LogBatch | { batch: LogBatch; slab: Buffer | undefined } | null> {
+  /**
+   * The batch at `from` (or at the start of the next segment), or null on
+   * reaching `until`. Its buffer is a view of `slab`, pooled memory the caller
+   * gives back once it has copied what it needs out of the batch.
+   */
+  private async readFromLog(from: LogPosition, until: LogPosition): Promise<LogRead | null> {
     let pos = from;
     for (let attempts = 0; attempts < 2; attempts++) {
       if (comparePositions(pos, until) >= 0) return null;
       const file = await this.readerFor(pos.segment);
       let slab: Buffer | undefined;
-      const memory = pooled ? { head: this.batchHead, take: (bytes: number) => (slab = this.batchSlabs.take(bytes)) } : undefined;
+      const memory = { head: this.batchHead, take: (bytes: number) => (slab = this.batchSlabs.take(bytes)) };
       const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen, memory);
-      if (r.ok) return pooled ? { batch: r.batch, slab } : r.batch;
+      if (r.ok) return { batch: r.batch, slab };
       if (slab) this.batchSlabs.give(slab);
       pos = { segment: pos.segment + 1, fileOffset: 0 };
       this.cursor = pos;
@@ -455,10 +463,13 @@ export class Applier {
       let pos = pair.resumeFrom;
       let ok = true;
       while (ok && pos !== null && comparePositions(pos, this.cursor) < 0) {
-        const batch = await this.readFromLogFor(pos);
-        if (batch === null) break;
+        const read = await this.readFromLogFor(pos);
+        if (read === null) break;
+        const { batch, slab } = read;
         const items = fromLogBatch(batch).entries.filter((e) => e.pairId === pair.pairId && e.item.seq > pair.appliedSeq).map((e) => e.item);
+        // Both stages of each step are done when applyToPair returns: nothing reads the batch after.
         if (items.length > 0) ok = await this.applyToPair(pair, items);
+        if (slab) this.batchSlabs.give(slab);
         if (ok) pos = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
       }
       if (ok) {
@@ -470,7 +481,7 @@ export class Applier {
     }
   }
 
-  private async readFromLogFor(pos: LogPosition): Promise<LogBatch | null> {
+  private async readFromLogFor(pos: LogPosition): Promise<LogRead | null> {
     const saved = this.cursor;
     try {
       return await this.readFromLog(pos, saved);
