@@ -10,10 +10,6 @@ export function alignUp(n: number, alignment: number = DIRECT_ALIGNMENT): number
   return Math.ceil(n / alignment) * alignment;
 }
 
-export function alignDown(n: number, alignment: number = DIRECT_ALIGNMENT): number {
-  return Math.floor(n / alignment) * alignment;
-}
-
 /** The memory alignedBuffer() handed out: a view into one of them on a 4096 boundary is aligned too. */
 const alignedStores = new WeakSet<ArrayBufferLike>();
 
