@@ -11,7 +11,8 @@ import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
 import type { Extent } from './overlay';
 import { alignedBuffer, type BlockFile } from '../native';
-import { SlabPool } from './slab-pool';
+import { SlabArena, SlabPool } from './slab-pool';
+import { MAX_WRITE_BYTES } from '../protocol/constants';
 import type { TargetDisk } from './target';
 
 export interface ApplierPair {
@@ -51,8 +52,6 @@ export interface ApplierOptions {
 
 /** A durable batch as the applier sees it: its place in the log and the items in it. */
 export interface ApplyBatch {
-  /** Pooled memory the entries are views of, when the batch was read back from the log. */
-  slab?: Buffer;
   segment: number;
   fileOffset: number;
   bytes: number;
@@ -63,9 +62,9 @@ export interface ApplyBatch {
 
 const ENTRY_OVERHEAD = 160;
 
-export function fromLogBatch(batch: LogBatch, slab?: Buffer): ApplyBatch {
+export function fromLogBatch(batch: LogBatch): ApplyBatch {
   const entries = batch.records.filter(isItemRecord).map((r) => ({ pairId: r.pairId, item: recordItem(r, batch.buffer) }));
-  return { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries, memoryBytes: batch.bytes, ...(slab ? { slab } : {}) };
+  return { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries, memoryBytes: batch.bytes };
 }
 
 /** A batch just written: the items are the ones appended, no decoding and no copy. */
@@ -80,14 +79,10 @@ export function fromWrittenBatch(batch: WrittenBatch): ApplyBatch {
   return { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries, memoryBytes };
 }
 
-/** A batch read back from the log, and the pooled memory its buffer is a view of. */
-interface LogRead {
-  batch: LogBatch;
-  slab: Buffer | undefined;
-}
-
-interface CycleBatch {
-  batch: ApplyBatch;
+/** Batches to apply together, and the memory those read back from the log are views of. */
+interface Cycle {
+  batches: ApplyBatch[];
+  memory: SlabArena;
 }
 
 export class Applier {
@@ -108,12 +103,12 @@ export class Applier {
    * The next cycle, read from the log while the current one is applied. It
    * has moved the cursor already; nothing else reads the log until it settles.
    */
-  private prefetched: Promise<CycleBatch[]> | null = null;
+  private prefetched: Promise<Cycle> | null = null;
   /** The log segment being read, kept open from one batch to the next. */
   private reader: { segment: number; file: BlockFile } | null = null;
-  /** Memory for the extents of one pair's step: two cycles are alive at once (stage A and stage B), per pair. */
+  /** Memory for the extents of a cycle's steps: two cycles hold some at once (stage A and stage B). */
   private readonly slabs: SlabPool;
-  /** Memory for batches read back from the log: the cycle being prepared and the one read ahead. */
+  /** Memory for batches read back from the log: the cycle being prepared and the one read ahead hold some. */
   private readonly batchSlabs: SlabPool;
   private readonly batchHead = alignedBuffer(BATCH_ALIGNMENT);
 
@@ -123,9 +118,11 @@ export class Applier {
     this.appliedUpTo = start;
     this.durableEnd = durableEnd;
     this.diskUntil = comparePositions(start, durableEnd) < 0 ? durableEnd : null;
-    // One idle slab of each kind is what a busy pair needs between cycles.
-    this.slabs = new SlabPool(4 * options.cycleBytes, 1.5 * options.cycleBytes);
-    this.batchSlabs = new SlabPool(4 * options.cycleBytes, 1.5 * options.cycleBytes);
+    // A cycle is cycleBytes and one batch more; a slab fits a usual cycle whole.
+    // Two cycles use each pool at once: two idle slabs cover the turnover.
+    const slabBytes = 2 * options.cycleBytes + MAX_WRITE_BYTES;
+    this.slabs = new SlabPool(slabBytes, 2);
+    this.batchSlabs = new SlabPool(slabBytes, 2);
   }
 
   /**
@@ -186,7 +183,7 @@ export class Applier {
     return comparePositions(this.cursor, this.durableEnd) < 0 || this.memory.length > 0 || this.prefetched !== null;
   }
 
-  private takeCycle(): Promise<CycleBatch[]> {
+  private takeCycle(): Promise<Cycle> {
     const cycle = this.prefetched ?? this.nextCycle();
     this.prefetched = null;
     return cycle;
@@ -212,11 +209,11 @@ export class Applier {
    */
   private async loop(): Promise<void> {
     let stageB: Promise<void> = Promise.resolve();
-    // The plans whose stage B is `stageB`: their memory is given back once it is done.
-    let landing: ReadonlyArray<{ plan: ApplyPlan }> = [];
+    // The memory of the extents that `stageB` writes: given back once it is done.
+    let landing: SlabArena | null = null;
     const giveBack = (): void => {
-      for (const { plan } of landing) if (plan.slab) this.slabs.give(plan.slab);
-      landing = [];
+      landing?.release();
+      landing = null;
     };
     try {
       while (!this.stopped) {
@@ -227,17 +224,21 @@ export class Applier {
           await this.resumePairs();
         }
         const cycle = await this.takeCycle();
-        if (cycle.length === 0) break;
-        const last = (cycle[cycle.length - 1] as CycleBatch).batch;
+        const last = cycle.batches[cycle.batches.length - 1];
+        if (last === undefined) {
+          cycle.memory.release();
+          break;
+        }
         const cycleEnd = { segment: last.segment, fileOffset: last.fileOffset + last.bytes };
         this.prefetch();
-        const plans = await this.prepareCycle(cycle, () => stageB);
+        const extentsMemory = new SlabArena(this.slabs);
+        const plans = await this.prepareCycle(cycle.batches, extentsMemory, () => stageB);
         // Stage A has copied what it needs out of the batches (into extents and undo records).
-        for (const { batch } of cycle) if (batch.slab) this.batchSlabs.give(batch.slab);
+        cycle.memory.release();
         await stageB;
         // The previous cycle has landed and this one's stage A has overlaid it: its memory is free.
         giveBack();
-        landing = plans;
+        landing = extentsMemory;
         stageB = this.finishCycle(plans).then(() => {
           this.appliedUpTo = cycleEnd;
           this.options.ingest.release(this.releasePosition());
@@ -265,53 +266,51 @@ export class Applier {
   }
 
   /** Up to cycleBytes of batches from the cursor on, from memory or from the log. */
-  private async nextCycle(): Promise<CycleBatch[]> {
-    const out: CycleBatch[] = [];
+  private async nextCycle(): Promise<Cycle> {
+    const out: ApplyBatch[] = [];
+    const memory = new SlabArena(this.batchSlabs);
     let bytes = 0;
     while (bytes < this.options.cycleBytes) {
       let batch: ApplyBatch | null = null;
       if (this.diskUntil !== null) {
         const until = this.diskUntil;
-        const read = await this.readFromLog(this.cursor, until);
+        const read = await this.readFromLog(this.cursor, until, memory);
         if (read === null) {
           // Memory overflowed again while this read was under way: the log
           // holds more to read before the memory queue takes over.
           if (this.diskUntil === until) this.diskUntil = null;
           continue;
         }
-        batch = fromLogBatch(read.batch, read.slab);
+        batch = fromLogBatch(read);
       } else {
         batch = this.memory.shift() ?? null;
         if (batch) this.memoryBytes -= batch.memoryBytes;
       }
       if (batch === null) break;
-      out.push({ batch });
+      out.push(batch);
       bytes += batch.bytes;
       this.cursor = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
     }
-    return out;
+    return { batches: out, memory };
   }
 
   /**
    * The batch at `from` (or at the start of the next segment), or null on
-   * reaching `until`. Its buffer is a view of `slab`, pooled memory the caller
-   * gives back once it has copied what it needs out of the batch.
+   * reaching `until`. Its buffer is a view of memory from `memory`.
    */
-  private async readFromLog(from: LogPosition, until: LogPosition): Promise<LogRead | null> {
+  private async readFromLog(from: LogPosition, until: LogPosition, memory: SlabArena): Promise<LogBatch | null> {
     let pos = from;
     for (let attempts = 0; attempts < 2; attempts++) {
       if (comparePositions(pos, until) >= 0) return null;
       const file = await this.readerFor(pos.segment);
-      let slab: Buffer | undefined;
-      const memory = { head: this.batchHead, take: (bytes: number) => (slab = this.batchSlabs.take(bytes)) };
-      const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen, memory);
-      if (r.ok) return { batch: r.batch, slab };
-      if (slab) this.batchSlabs.give(slab);
+      const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen, { head: this.batchHead, take: (bytes) => memory.take(bytes) });
+      if (r.ok) return r.batch;
       pos = { segment: pos.segment + 1, fileOffset: 0 };
       this.cursor = pos;
     }
     throw new Error(`the ingest log has no batch at ${from.segment}:${from.fileOffset} though it should (durable end ${until.segment}:${until.fileOffset})`);
   }
+
 
   /**
    * The open segment, or the named one opened instead. A segment recycled
@@ -337,9 +336,13 @@ export class Applier {
   }
 
   /** Stage A for every pair with items in the cycle, concurrently. */
-  private async prepareCycle(cycle: readonly CycleBatch[], previousStageB: () => Promise<void>): Promise<Array<{ pair: ApplierPair; plan: ApplyPlan; firstBatch: LogPosition }>> {
+  private async prepareCycle(
+    batches: readonly ApplyBatch[],
+    memory: SlabArena,
+    previousStageB: () => Promise<void>,
+  ): Promise<Array<{ pair: ApplierPair; plan: ApplyPlan; firstBatch: LogPosition }>> {
     const perPair = new Map<string, { items: StreamItem[]; firstBatch: LogPosition }>();
-    for (const { batch } of cycle) {
+    for (const batch of batches) {
       for (const { pairId: id, item } of batch.entries) {
         const pair = this.options.pairs.get(id);
         if (!pair || item.seq <= pair.appliedSeq) continue;
@@ -373,7 +376,7 @@ export class Applier {
             }
             inflight = null;
           }
-          const plan = await prepareApply(pair.pairId, steps[steps.length - 1] as StreamItem[], pair.target, pair.undo, pair.appliedPoint, inflight, this.slabs);
+          const plan = await prepareApply(pair.pairId, steps[steps.length - 1] as StreamItem[], pair.target, pair.undo, pair.appliedPoint, inflight, memory);
           pair.inflight = plan.extents;
           plans.push({ pair, plan, firstBatch });
         } catch (err) {
@@ -463,13 +466,13 @@ export class Applier {
       let pos = pair.resumeFrom;
       let ok = true;
       while (ok && pos !== null && comparePositions(pos, this.cursor) < 0) {
-        const read = await this.readFromLogFor(pos);
-        if (read === null) break;
-        const { batch, slab } = read;
+        const memory = new SlabArena(this.batchSlabs);
+        const batch = await this.readFromLogFor(pos, memory);
+        if (batch === null) break;
         const items = fromLogBatch(batch).entries.filter((e) => e.pairId === pair.pairId && e.item.seq > pair.appliedSeq).map((e) => e.item);
         // Both stages of each step are done when applyToPair returns: nothing reads the batch after.
         if (items.length > 0) ok = await this.applyToPair(pair, items);
-        if (slab) this.batchSlabs.give(slab);
+        memory.release();
         if (ok) pos = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
       }
       if (ok) {
@@ -481,10 +484,10 @@ export class Applier {
     }
   }
 
-  private async readFromLogFor(pos: LogPosition): Promise<LogRead | null> {
+  private async readFromLogFor(pos: LogPosition, memory: SlabArena): Promise<LogBatch | null> {
     const saved = this.cursor;
     try {
-      return await this.readFromLog(pos, saved);
+      return await this.readFromLog(pos, saved, memory);
     } finally {
       this.cursor = saved;
     }

@@ -8,7 +8,7 @@ import type { PendingRecord } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { Shadow, alignRanges, mergeRanges, type Extent } from './overlay';
 import { alignedBuffer } from '../native';
-import type { SlabPool } from './slab-pool';
+import type { AlignedMemory } from './slab-pool';
 import { runLimited, type TargetDisk } from './target';
 
 export interface ApplyResult {
@@ -28,8 +28,6 @@ export interface ApplyResult {
 export interface ApplyPlan {
   extents: readonly Extent[];
   result: ApplyResult;
-  /** The memory the extents are views of, to give back to the pool once stage B is done and nobody overlays them. */
-  slab: Buffer | null;
 }
 
 /** Copies into each read extent the parts that `newer` (sorted, disjoint) covers. */
@@ -60,21 +58,20 @@ export async function prepareApply(
   undo: UndoLog,
   before: ItemPoint,
   inflight: readonly Extent[] | null,
-  pool: SlabPool | null = null,
+  memory: AlignedMemory | null = null,
 ): Promise<ApplyPlan> {
   const writes = items.filter((i): i is WriteItem => i.kind === 'write');
   const ranges = mergeRanges(writes.map((w) => ({ offset: w.offset, length: w.data.length })));
   // Read and written back whole O_DIRECT blocks: a little more than the writes cover.
   const blocks = alignRanges(ranges, target.ioAlignment, target.sizeBytes);
-  // Each block a view of one aligned slab (pooled when the caller has a pool):
-  // where the target takes O_DIRECT, every block starts on a 4096 boundary in it.
-  // A step of ticks and tags only reads nothing and needs no memory.
+  // Each block a view of one aligned slab (from the cycle's memory when the
+  // caller has it): where the target takes O_DIRECT, every block starts on a
+  // 4096 boundary in it. A step of ticks and tags only needs no memory.
   const total = blocks.reduce((n, r) => n + r.length, 0);
-  const slab = total === 0 ? null : pool !== null ? pool.take(total) : alignedBuffer(total, false);
-  const memory = slab ?? Buffer.alloc(0);
+  const slab = total === 0 ? Buffer.alloc(0) : memory !== null ? memory.take(total) : alignedBuffer(total, false);
   let at = 0;
   const extents: Extent[] = blocks.map((r) => {
-    const e = { offset: r.offset, data: memory.subarray(at, at + r.length) };
+    const e = { offset: r.offset, data: slab.subarray(at, at + r.length) };
     at += r.length;
     return e;
   });
@@ -113,7 +110,6 @@ export async function prepareApply(
   const last = items[items.length - 1] as StreamItem;
   return {
     extents: shadow.all(),
-    slab,
     result: {
       appliedSeq: last.seq,
       appliedTime: last.time,

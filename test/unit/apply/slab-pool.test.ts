@@ -1,46 +1,74 @@
 import { describe, expect, it } from 'vitest';
-import { SlabPool } from '../../../src/apply/slab-pool';
+import { SlabArena, SlabPool } from '../../../src/apply/slab-pool';
 import { isDirectAligned } from '../../../src/native';
 
 const MiB = 1024 * 1024;
 
 describe('SlabPool', () => {
-  it('hands out aligned memory with head room, and reuses what is given back', () => {
-    const pool = new SlabPool(32 * MiB, 16 * MiB);
-    const a = pool.take(8 * MiB);
-    expect(a.length).toBeGreaterThanOrEqual(8 * MiB);
-    expect(a.length % MiB).toBe(0);
+  it('hands out slabs of one size, and reuses the one given back last', () => {
+    const pool = new SlabPool(4 * MiB, 2);
+    const a = pool.take();
+    const b = pool.take();
+    expect(a.length).toBe(4 * MiB);
     expect(isDirectAligned(a)).toBe(true);
     pool.give(a);
-    expect(pool.idle).toBe(a.length);
-    // A slightly bigger request still fits the slab given back.
-    expect(pool.take(8 * MiB + 4096)).toBe(a);
+    pool.give(b);
+    expect(pool.idle).toBe(2);
+    expect(pool.take()).toBe(b);
+    expect(pool.take()).toBe(a);
     expect(pool.idle).toBe(0);
   });
 
-  it('does not waste a big slab on a small request', () => {
-    const pool = new SlabPool(32 * MiB, 32 * MiB);
-    const big = pool.take(16 * MiB);
-    pool.give(big);
-    const small = pool.take(MiB);
-    expect(small).not.toBe(big);
-    expect(pool.idle).toBe(big.length);
+  it('keeps at most maxIdle slabs, takes a slab back once, and refuses memory of another size', () => {
+    const pool = new SlabPool(MiB, 2);
+    const slabs = [pool.take(), pool.take(), pool.take()];
+    for (const s of slabs) pool.give(s);
+    pool.give(slabs[0] as Buffer);
+    expect(pool.idle).toBe(2);
+    pool.give(Buffer.alloc(2 * MiB));
+    expect(pool.idle).toBe(2);
+  });
+});
+
+describe('SlabArena', () => {
+  it('lays requests one after the other on O_DIRECT boundaries, in as few slabs as fit', () => {
+    const pool = new SlabPool(MiB, 4);
+    const arena = new SlabArena(pool);
+    const a = arena.take(1000);
+    const b = arena.take(8192);
+    expect(a.buffer).toBe(b.buffer);
+    expect(b.byteOffset - a.byteOffset).toBe(4096);
+    expect(isDirectAligned(b)).toBe(true);
+    // Does not fit what is left of the first slab: a second one.
+    const c = arena.take(MiB - 4096);
+    expect(c.buffer).not.toBe(a.buffer);
+    a.fill(1);
+    b.fill(2);
+    c.fill(3);
+    expect(a[0]).toBe(1);
+    expect(b[0]).toBe(2);
+    expect(c[c.length - 1]).toBe(3);
+    arena.release();
+    expect(pool.idle).toBe(2);
+    expect(() => arena.take(1)).toThrow(/after release/);
   });
 
-  it('keeps at most maxIdleBytes, pools nothing bigger than maxSlabBytes, and takes a slab back once', () => {
-    const pool = new SlabPool(8 * MiB, 10 * MiB);
-    const a = pool.take(4 * MiB);
-    const b = pool.take(4 * MiB);
-    const c = pool.take(4 * MiB);
-    pool.give(a);
-    pool.give(a);
-    pool.give(b);
-    pool.give(c);
-    expect(pool.idle).toBeLessThanOrEqual(10 * MiB);
-    const huge = pool.take(20 * MiB);
-    expect(huge.length).toBe(20 * MiB);
-    const before = pool.idle;
-    pool.give(huge);
-    expect(pool.idle).toBe(before);
+  it('serves a request bigger than a slab with memory of its own, which the pool does not keep', () => {
+    const pool = new SlabPool(MiB, 4);
+    const arena = new SlabArena(pool);
+    const big = arena.take(3 * MiB);
+    expect(big.length).toBe(3 * MiB);
+    expect(isDirectAligned(big)).toBe(true);
+    arena.release();
+    expect(pool.idle).toBe(0);
+  });
+
+  it('a second arena reuses the slabs the first gave back', () => {
+    const pool = new SlabPool(MiB, 4);
+    const first = new SlabArena(pool);
+    const x = first.take(4096);
+    first.release();
+    const second = new SlabArena(pool);
+    expect(second.take(4096).buffer).toBe(x.buffer);
   });
 });
