@@ -33,6 +33,7 @@ export class SlabPool {
     return this.free.pop() ?? alignedBuffer(this.slabBytes, false);
   }
 
+
   /** Hands a slab back once nothing reads or writes it any more. */
   give(slab: Buffer): void {
     if (slab.length !== this.slabBytes || this.free.includes(slab)) return;
@@ -52,6 +53,7 @@ export class SlabPool {
  */
 export class SlabArena implements AlignedMemory {
   private readonly slabs: Buffer[] = [];
+  private readonly releasers: Array<() => void> = [];
   private used = 0;
   private released = false;
 
@@ -72,11 +74,65 @@ export class SlabArena implements AlignedMemory {
     return view;
   }
 
+  /** Runs `fn` at release: memory from elsewhere (a batch's staging) that this cycle holds. */
+  onRelease(fn: () => void): void {
+    if (this.released) throw new Error('SlabArena: onRelease after release');
+    this.releasers.push(fn);
+  }
+
   /** Gives every slab back to the pool; the arena takes nothing more. */
   release(): void {
     if (this.released) return;
     this.released = true;
     for (const slab of this.slabs) this.pool.give(slab);
     this.slabs.length = 0;
+    for (const fn of this.releasers) fn();
+    this.releasers.length = 0;
+  }
+}
+
+interface Carving {
+  slab: Buffer;
+  used: number;
+  /** Pieces handed out and not yet released. */
+  holders: number;
+}
+
+/**
+ * Memory whose pieces are released one by one, in any order (the ingest
+ * log's batches, each held until the applier is done with it): pieces are
+ * carved from a slab one after the other, and the slab goes back to the pool
+ * once it is full and every piece of it is released.
+ */
+export class SlabCarver {
+  private current: Carving | null = null;
+  private readonly owners = new WeakMap<Buffer, Carving>();
+
+  constructor(private readonly pool: SlabPool) {}
+
+  /** At least `bytes` on an O_DIRECT boundary, not zeroed; give it back with release(). */
+  take(bytes: number): Buffer {
+    const need = alignUp(Math.max(bytes, 1));
+    if (need > this.pool.slabBytes) return alignedBuffer(need, false);
+    let c = this.current;
+    if (c === null || c.used + need > c.slab.length) {
+      if (c !== null && c.holders === 0) this.pool.give(c.slab);
+      c = { slab: this.pool.take(), used: 0, holders: 0 };
+      this.current = c;
+    }
+    const piece = c.slab.subarray(c.used, c.used + need);
+    c.used += need;
+    c.holders++;
+    this.owners.set(piece, c);
+    return piece;
+  }
+
+  /** Gives back a piece from take(); a piece of one-off memory, or one given back already, is ignored. */
+  release(piece: Buffer): void {
+    const c = this.owners.get(piece);
+    if (c === undefined) return;
+    this.owners.delete(piece);
+    c.holders--;
+    if (c.holders === 0 && c !== this.current) this.pool.give(c.slab);
   }
 }

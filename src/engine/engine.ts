@@ -3,7 +3,8 @@
 // ingest log, undo logs, space), the catalog, the targets and the applier.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Applier, fromWrittenBatch, type ApplierPair } from '../apply/applier';
+import { Applier, applierSlabBytes, fromWrittenBatch, type ApplierPair } from '../apply/applier';
+import { SlabCarver, SlabPool } from '../apply/slab-pool';
 import type { ApplyResult } from '../apply/pair-applier';
 import { TargetDisk, TargetError } from '../apply/target';
 import { MtagentError } from '../errors';
@@ -50,6 +51,8 @@ export interface EngineOptions {
   maxBatchBytes?: number;
   cycleBytes?: number;
   applierMemoryBytes?: number;
+  /** Size of the applier's memory slabs; by default a cycle or a batch fits one (tests make it small to reuse memory often). */
+  applierSlabBytes?: number;
   targetRetryMs?: number;
   pruneIntervalMs?: number;
   /** How long appends wait for space (back-pressure) before `retention-full`. */
@@ -207,6 +210,12 @@ export class Engine {
 
     // The ingest log's tail: what is durable but not yet applied.
     const firstUnapplied = new Map<string, { position: LogPosition; seq: number }>();
+    // Each ingest batch is encoded in a slab that goes on to the applier with
+    // the durable batch; the applier reads batches back from the log into the
+    // same pool. Idle: the two batches of the log's pipeline and the applier's turnover.
+    const slabBytes = this.options.applierSlabBytes ?? applierSlabBytes(this.opt('cycleBytes'), this.opt('maxBatchBytes'));
+    const batchMemory = new SlabPool(slabBytes, 4);
+    const staging = new SlabCarver(batchMemory);
     const { log, scan } = await IngestLog.open(
       {
         dir: join(this.options.retentionDir, 'ingest'),
@@ -215,6 +224,7 @@ export class Engine {
         beforeAllocate: (bytes) => this.makeRoom(bytes, true),
         onBatch: (batch) => this.onDurable(batch),
         onIdle: () => this.applier?.poke(),
+        stagingSource: staging,
       },
       (batch) => {
         for (const r of batch.records) {
@@ -265,6 +275,9 @@ export class Engine {
         cycleBytes: this.opt('cycleBytes'),
         maxStepBytes: Math.floor(this.opt('undoSegmentBytes') / 2) - 64 * 1024,
         memoryBudgetBytes: this.opt('applierMemoryBytes'),
+        slabBytes,
+        batchMemory,
+        staging,
         onApplied: (p, r) => this.onApplied(p as PairRuntime, r),
         onPaused: (p, err) => this.onPaused(p as PairRuntime, err),
         onResumed: (p) => this.onResumed(p as PairRuntime),

@@ -5,7 +5,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MtagentError, isSystemError } from '../errors';
-import type { WrittenBatch } from './segment-log';
+import type { StagingSource, WrittenBatch } from './segment-log';
 import {
   SegmentLogWriter,
   listSegments,
@@ -32,6 +32,8 @@ export interface IngestLogOptions {
   beforeAllocate?: (bytes: number) => Promise<void>;
   /** Every durable batch, in order; its records' payloads are the appended buffers. */
   onBatch: (batch: WrittenBatch) => void;
+  /** Memory to encode each batch in; the written batch carries it to onBatch, which owns it then. */
+  stagingSource?: StagingSource;
   /** The log has nothing left to write. */
   onIdle?: () => void;
 }
@@ -70,7 +72,7 @@ export class IngestLog {
   static async open(options: IngestLogOptions, onScanned: (batch: LogBatch) => void | Promise<void>): Promise<{ log: IngestLog; scan: ScanSummary }> {
     const scan = await scanLog(options.dir, 'log', onScanned);
     const writer = await SegmentLogWriter.open(
-      { dir: options.dir, extension: 'log', segmentBytes: options.segmentBytes, beforeAllocate: options.beforeAllocate },
+      { dir: options.dir, extension: 'log', segmentBytes: options.segmentBytes, beforeAllocate: options.beforeAllocate, ...(options.stagingSource ? { stagingSource: options.stagingSource } : {}) },
       scan,
     );
     return { log: new IngestLog(options, writer), scan };

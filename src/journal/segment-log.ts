@@ -44,6 +44,8 @@ export interface EncodedBatch {
   batchNo: number;
   bytes: number;
   buffer: Buffer;
+  /** The buffer came from the staging source: once written, it belongs to whoever takes the batch. */
+  handedOver: boolean;
   records: readonly PendingRecord[];
 }
 
@@ -54,6 +56,17 @@ export interface WrittenBatch {
   batchNo: number;
   bytes: number;
   records: readonly PendingRecord[];
+  /**
+   * The batch as written (records at their offsets), when the writer has a
+   * staging source: the writer never touches it again, and the receiver gives
+   * it back to where it came from. Null when the writer reuses its buffers.
+   */
+  staging: Buffer | null;
+}
+
+/** Where a writer takes the memory to encode each batch in, instead of reusing two buffers of its own. */
+export interface StagingSource {
+  take(bytes: number): Buffer;
 }
 
 export interface LogPosition {
@@ -303,6 +316,8 @@ export interface SegmentLogOptions {
   beforeAllocate?: (bytes: number) => Promise<void>;
   /** Staging buffers: 2 lets the next batch be encoded while one is written (ingest); 1 saves memory (undo). */
   stagingBuffers?: 1 | 2;
+  /** Memory for each batch, handed over with the written batch (the ingest log's, to the applier). */
+  stagingSource?: StagingSource;
 }
 
 /**
@@ -330,10 +345,12 @@ export class SegmentLogWriter {
   bytesWritten = 0;
 
   private readonly stagingCount: number;
+  private readonly stagingSource: StagingSource | undefined;
 
   private constructor(options: SegmentLogOptions, end: LogPosition, nextBatchNo: number) {
     this.beforeAllocate = options.beforeAllocate;
     this.stagingCount = options.stagingBuffers ?? 2;
+    this.stagingSource = options.stagingSource;
     this.dir = options.dir;
     this.extension = options.extension;
     this.segmentBytes = options.segmentBytes;
@@ -400,7 +417,8 @@ export class SegmentLogWriter {
     if (bytes > this.segmentBytes) throw new RangeError(`batch of ${bytes} bytes exceeds the segment size ${this.segmentBytes}`);
     const segment = rolls && this.reservedPosition > 0 ? this.reservedSegment + 1 : this.reservedSegment;
     const fileOffset = rolls ? 0 : this.reservedPosition;
-    const buf = this.stagingBuffer(bytes);
+    const handedOver = this.stagingSource !== undefined;
+    const buf = this.stagingSource?.take(bytes) ?? this.stagingBuffer(bytes);
     let pos = RECORD_HEADER_BYTES;
     for (const r of all) pos = encodeRecord(buf, pos, segment, r.fields, r.payload);
     buf.fill(0, pos, bytes);
@@ -409,7 +427,7 @@ export class SegmentLogWriter {
     this.reservedSegment = segment;
     this.reservedPosition = fileOffset + bytes;
     this.reservedBatchNo++;
-    return { segment, fileOffset, batchNo, bytes, buffer: buf, records: all };
+    return { segment, fileOffset, batchNo, bytes, buffer: buf, handedOver, records: all };
   }
 
   /** Writes an encoded batch where it was reserved and makes it durable. */
@@ -424,7 +442,7 @@ export class SegmentLogWriter {
       this.position = enc.fileOffset + enc.bytes;
       this.bytesWritten += enc.bytes;
       this.nextBatchNo = enc.batchNo + 1;
-      return { segment: enc.segment, fileOffset: enc.fileOffset, batchNo: enc.batchNo, bytes: enc.bytes, records: enc.records };
+      return { segment: enc.segment, fileOffset: enc.fileOffset, batchNo: enc.batchNo, bytes: enc.bytes, records: enc.records, staging: enc.handedOver ? enc.buffer : null };
     } catch (err) {
       // Nothing after a failed batch may be written where it was reserved: start again from what is on disk.
       this.reservedSegment = this.segment;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SlabArena, SlabPool } from '../../../src/apply/slab-pool';
+import { SlabArena, SlabCarver, SlabPool } from '../../../src/apply/slab-pool';
 import { isDirectAligned } from '../../../src/native';
 
 const MiB = 1024 * 1024;
@@ -63,6 +63,15 @@ describe('SlabArena', () => {
     expect(pool.idle).toBe(0);
   });
 
+  it('runs what was registered with onRelease when it releases, once', () => {
+    const arena = new SlabArena(new SlabPool(MiB, 1));
+    let runs = 0;
+    arena.onRelease(() => runs++);
+    arena.release();
+    arena.release();
+    expect(runs).toBe(1);
+  });
+
   it('a second arena reuses the slabs the first gave back', () => {
     const pool = new SlabPool(MiB, 4);
     const first = new SlabArena(pool);
@@ -70,5 +79,48 @@ describe('SlabArena', () => {
     first.release();
     const second = new SlabArena(pool);
     expect(second.take(4096).buffer).toBe(x.buffer);
+  });
+});
+
+describe('SlabCarver', () => {
+  it('carves pieces one after the other and gives a slab back only when it is full and every piece of it is released', () => {
+    const pool = new SlabPool(64 * 1024, 4);
+    const carver = new SlabCarver(pool);
+    const a = carver.take(20_000);
+    const b = carver.take(4096);
+    expect(a.buffer).toBe(b.buffer);
+    expect(isDirectAligned(a)).toBe(true);
+    expect(b.byteOffset - a.byteOffset).toBe(20_480);
+    // Released, but the slab is still being carved: it stays out of the pool.
+    carver.release(a);
+    carver.release(b);
+    expect(pool.idle).toBe(0);
+    // Does not fit what is left: the slab, all released, goes back and is carved again from the start.
+    const c = carver.take(48 * 1024);
+    expect(c.buffer).toBe(a.buffer);
+    expect(c.byteOffset).toBe(a.byteOffset);
+    const d = carver.take(16 * 1024);
+    expect(d.buffer).toBe(c.buffer);
+    // Full and still held: a second slab, and the first stays out of the pool until all of it is released, in any order.
+    const e = carver.take(16 * 1024);
+    expect(e.buffer).not.toBe(c.buffer);
+    expect(pool.idle).toBe(0);
+    carver.release(d);
+    expect(pool.idle).toBe(0);
+    carver.release(c);
+    expect(pool.idle).toBe(1);
+    carver.release(c);
+    expect(pool.idle).toBe(1);
+    expect(carver.take(4096).buffer).toBe(e.buffer);
+  });
+
+  it('serves a piece bigger than a slab with memory of its own', () => {
+    const pool = new SlabPool(64 * 1024, 4);
+    const carver = new SlabCarver(pool);
+    const big = carver.take(100_000);
+    expect(big.length).toBe(102_400);
+    expect(isDirectAligned(big)).toBe(true);
+    carver.release(big);
+    expect(pool.idle).toBe(0);
   });
 });

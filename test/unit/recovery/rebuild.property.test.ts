@@ -81,18 +81,22 @@ describe('rebuild (property)', () => {
           const { items, model } = toItems(ops);
           if (items.length === 0) return;
           const root = tempDir();
-          const f = fixture(root, [{ id: 'p', sizeBytes: DISK }], { undoSegmentBytes: 96 * KiB, cycleBytes: 16 * KiB, ingestSegmentBytes: 128 * KiB, maxBatchBytes: 32 * KiB, applierMemoryBytes });
+          const f = fixture(root, [{ id: 'p', sizeBytes: DISK }], { undoSegmentBytes: 96 * KiB, cycleBytes: 16 * KiB, ingestSegmentBytes: 128 * KiB, maxBatchBytes: 32 * KiB, applierMemoryBytes, applierSlabBytes: 16 * KiB });
           const e = await openEngine(f);
           try {
             await e.openPair('p', DISK, SECTOR);
-            // Append in chunks of varying size, as messages would arrive.
+            // Append in chunks of varying size, as messages would arrive: up to
+            // four in flight, so batches are encoded while earlier ones are applied.
             let i = 0;
             let c = 0;
+            const inFlight: Array<Promise<unknown>> = [];
             while (i < items.length) {
               const n = chunkSizes[c++ % chunkSizes.length] as number;
-              await e.append('p', items.slice(i, i + n));
+              inFlight.push(e.append('p', items.slice(i, i + n)));
+              if (inFlight.length >= 4) await inFlight.shift();
               i += n;
             }
+            await Promise.all(inFlight);
             await e.settle();
             const last = items.length;
             const candidates = [0, ...items.map((it) => it.seq)];
