@@ -41,8 +41,8 @@ export interface ApplierOptions {
   maxStepBytes: number;
   /** Batches kept in memory for the applier; beyond it they are read back from the log. */
   memoryBudgetBytes: number;
-  /** The size of the slabs the applier's memory comes in (applierSlabBytes). */
-  slabBytes: number;
+  /** The size of the slabs for a cycle's extents (extentSlabBytes). */
+  extentSlabBytes: number;
   /** Memory for batches read back from the log. */
   batchMemory: SlabPool;
   /** Where the ingest log's staging memory comes from: durable batches bring it along (WrittenBatch.staging), the applier releases it. */
@@ -105,12 +105,17 @@ interface Cycle {
   memory: SlabArena;
 }
 
+/** Slabs for a cycle's extents: a usual cycle (cycleBytes and one batch more) fits one whole. */
+export function extentSlabBytes(cycleBytes: number, maxBatchBytes: number): number {
+  return cycleBytes + maxBatchBytes + MAX_WRITE_BYTES;
+}
+
 /**
- * The size of the applier's slabs: a usual cycle's extents, or its batches,
- * fit one whole (a cycle is cycleBytes and one batch more).
+ * Slabs for batches (encoded by the ingest log, or read back): any batch fits
+ * one. Small enough that a slab goes back soon after the batches in it are applied.
  */
-export function applierSlabBytes(cycleBytes: number, maxBatchBytes = 0): number {
-  return 2 * Math.max(cycleBytes, maxBatchBytes) + MAX_WRITE_BYTES;
+export function batchSlabBytes(maxBatchBytes: number): number {
+  return Math.max(maxBatchBytes, MAX_WRITE_BYTES) + 64 * 1024;
 }
 
 export class Applier {
@@ -148,7 +153,7 @@ export class Applier {
     this.diskUntil = comparePositions(start, durableEnd) < 0 ? durableEnd : null;
     // A cycle is cycleBytes and one batch more; a slab fits a usual cycle whole.
     // Two cycles use each pool at once: two idle slabs cover the turnover.
-    this.slabs = new SlabPool(options.slabBytes, 2);
+    this.slabs = new SlabPool(options.extentSlabBytes, 1);
     this.batchSlabs = options.batchMemory;
   }
 

@@ -3,7 +3,7 @@
 // ingest log, undo logs, space), the catalog, the targets and the applier.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Applier, applierSlabBytes, fromWrittenBatch, type ApplierPair } from '../apply/applier';
+import { Applier, batchSlabBytes, extentSlabBytes, fromWrittenBatch, type ApplierPair } from '../apply/applier';
 import { SlabCarver, SlabPool } from '../apply/slab-pool';
 import type { ApplyResult } from '../apply/pair-applier';
 import { TargetDisk, TargetError } from '../apply/target';
@@ -210,11 +210,13 @@ export class Engine {
 
     // The ingest log's tail: what is durable but not yet applied.
     const firstUnapplied = new Map<string, { position: LogPosition; seq: number }>();
-    // Each ingest batch is encoded in a slab that goes on to the applier with
-    // the durable batch; the applier reads batches back from the log into the
-    // same pool. Idle: the two batches of the log's pipeline and the applier's turnover.
-    const slabBytes = this.options.applierSlabBytes ?? applierSlabBytes(this.opt('cycleBytes'), this.opt('maxBatchBytes'));
-    const batchMemory = new SlabPool(slabBytes, 4);
+    // Each ingest batch is encoded in memory carved from these slabs, which
+    // goes on to the applier with the durable batch; the applier reads
+    // batches back from the log into the same pool. When the applier's queue
+    // overflows, all it held is idle at once: kept, it is what the next
+    // batches take instead of new memory (peak use is the same).
+    const batchSlab = this.options.applierSlabBytes ?? batchSlabBytes(this.opt('maxBatchBytes'));
+    const batchMemory = new SlabPool(batchSlab, Math.ceil(this.opt('applierMemoryBytes') / batchSlab) + 2);
     const staging = new SlabCarver(batchMemory);
     const { log, scan } = await IngestLog.open(
       {
@@ -275,7 +277,7 @@ export class Engine {
         cycleBytes: this.opt('cycleBytes'),
         maxStepBytes: Math.floor(this.opt('undoSegmentBytes') / 2) - 64 * 1024,
         memoryBudgetBytes: this.opt('applierMemoryBytes'),
-        slabBytes,
+        extentSlabBytes: this.options.applierSlabBytes ?? extentSlabBytes(this.opt('cycleBytes'), this.opt('maxBatchBytes')),
         batchMemory,
         staging,
         onApplied: (p, r) => this.onApplied(p as PairRuntime, r),
