@@ -151,8 +151,7 @@ export class Applier {
     this.appliedUpTo = start;
     this.durableEnd = durableEnd;
     this.diskUntil = comparePositions(start, durableEnd) < 0 ? durableEnd : null;
-    // A cycle is cycleBytes and one batch more; a slab fits a usual cycle whole.
-    // Two cycles use each pool at once: two idle slabs cover the turnover.
+    // Two cycles hold extents at once (stage A and stage B); one idle slab covers the turnover.
     this.slabs = new SlabPool(options.extentSlabBytes, 1);
     this.batchSlabs = options.batchMemory;
   }
@@ -345,7 +344,6 @@ export class Applier {
     }
     throw new Error(`the ingest log has no batch at ${from.segment}:${from.fileOffset} though it should (durable end ${until.segment}:${until.fileOffset})`);
   }
-
 
   /**
    * The open segment, or the named one opened instead. A segment recycled

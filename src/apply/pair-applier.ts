@@ -66,7 +66,7 @@ export async function prepareApply(
   const blocks = alignRanges(ranges, target.ioAlignment, target.sizeBytes);
   // Each block a view of one aligned slab (from the cycle's memory when the
   // caller has it): where the target takes O_DIRECT, every block starts on a
-  // 4096 boundary in it. A step of ticks and tags only needs no memory.
+  // 4096 boundary in it. A step of ticks and tags alone needs no memory.
   const total = blocks.reduce((n, r) => n + r.length, 0);
   const slab = total === 0 ? Buffer.alloc(0) : memory !== null ? memory.take(total) : alignedBuffer(total, false);
   let at = 0;
