@@ -43,6 +43,8 @@ export interface ApplierOptions {
   memoryBudgetBytes: number;
   /** The size of the slabs for a cycle's extents (extentSlabBytes). */
   extentSlabBytes: number;
+  /** Fill extent memory with garbage when it is given back (tests). */
+  poisonFreedMemory?: boolean;
   /** Memory for batches read back from the log. */
   batchMemory: SlabPool;
   /** Where the ingest log's staging memory comes from: durable batches bring it along (WrittenBatch.staging), the applier releases it. */
@@ -152,7 +154,7 @@ export class Applier {
     this.durableEnd = durableEnd;
     this.diskUntil = comparePositions(start, durableEnd) < 0 ? durableEnd : null;
     // Two cycles hold extents at once (stage A and stage B); one idle slab covers the turnover.
-    this.slabs = new SlabPool(options.extentSlabBytes, 1);
+    this.slabs = new SlabPool(options.extentSlabBytes, 1, options.poisonFreedMemory ?? false);
     this.batchSlabs = options.batchMemory;
   }
 

@@ -16,16 +16,20 @@ export interface AlignedMemory {
   take(bytes: number): Buffer;
 }
 
+const POISON = 0xa5;
+
 export class SlabPool {
   private readonly free: Buffer[] = [];
 
   /**
    * @param slabBytes the size of every slab: a request bigger than this gets one-off memory
    * @param maxIdle at most this many slabs are kept idle; more go to the collector
+   * @param poison fill memory given back with 0xa5 (tests: whatever still reads it sees garbage)
    */
   constructor(
     readonly slabBytes: number,
     private readonly maxIdle: number,
+    readonly poison = false,
   ) {}
 
   /** An idle slab, or a new one. */
@@ -37,6 +41,7 @@ export class SlabPool {
   /** Hands a slab back once nothing reads or writes it any more. */
   give(slab: Buffer): void {
     if (slab.length !== this.slabBytes || this.free.includes(slab)) return;
+    if (this.poison) slab.fill(POISON);
     // The most recently used slab is taken first: its pages are the likeliest to be resident.
     if (this.free.length < this.maxIdle) this.free.push(slab);
   }
@@ -132,6 +137,7 @@ export class SlabCarver {
     const c = this.owners.get(piece);
     if (c === undefined) return;
     this.owners.delete(piece);
+    if (this.pool.poison) piece.fill(POISON);
     c.holders--;
     if (c.holders === 0 && c !== this.current) this.pool.give(c.slab);
   }

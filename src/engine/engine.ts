@@ -53,6 +53,8 @@ export interface EngineOptions {
   applierMemoryBytes?: number;
   /** Size of the applier's memory slabs; by default a cycle or a batch fits one (tests make it small to reuse memory often). */
   applierSlabBytes?: number;
+  /** Fill the applier's memory with garbage when it is given back (tests: a read after release shows). */
+  poisonFreedMemory?: boolean;
   targetRetryMs?: number;
   pruneIntervalMs?: number;
   /** How long appends wait for space (back-pressure) before `retention-full`. */
@@ -216,7 +218,8 @@ export class Engine {
     // overflows, all it held is idle at once: kept, it is what the next
     // batches take instead of new memory (peak use is the same).
     const batchSlab = this.options.applierSlabBytes ?? batchSlabBytes(this.opt('maxBatchBytes'));
-    const batchMemory = new SlabPool(batchSlab, Math.ceil(this.opt('applierMemoryBytes') / batchSlab) + 2);
+    const poison = this.options.poisonFreedMemory ?? false;
+    const batchMemory = new SlabPool(batchSlab, Math.ceil(this.opt('applierMemoryBytes') / batchSlab) + 2, poison);
     const staging = new SlabCarver(batchMemory);
     const { log, scan } = await IngestLog.open(
       {
@@ -278,6 +281,7 @@ export class Engine {
         maxStepBytes: Math.floor(this.opt('undoSegmentBytes') / 2) - 64 * 1024,
         memoryBudgetBytes: this.opt('applierMemoryBytes'),
         extentSlabBytes: this.options.applierSlabBytes ?? extentSlabBytes(this.opt('cycleBytes'), this.opt('maxBatchBytes')),
+        poisonFreedMemory: poison,
         batchMemory,
         staging,
         onApplied: (p, r) => this.onApplied(p as PairRuntime, r),

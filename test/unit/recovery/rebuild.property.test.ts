@@ -81,7 +81,7 @@ describe('rebuild (property)', () => {
           const { items, model } = toItems(ops);
           if (items.length === 0) return;
           const root = tempDir();
-          const f = fixture(root, [{ id: 'p', sizeBytes: DISK }], { undoSegmentBytes: 96 * KiB, cycleBytes: 16 * KiB, ingestSegmentBytes: 128 * KiB, maxBatchBytes: 32 * KiB, applierMemoryBytes, applierSlabBytes: 16 * KiB });
+          const f = fixture(root, [{ id: 'p', sizeBytes: DISK }], { undoSegmentBytes: 96 * KiB, cycleBytes: 16 * KiB, ingestSegmentBytes: 128 * KiB, maxBatchBytes: 32 * KiB, applierMemoryBytes, applierSlabBytes: 16 * KiB, poisonFreedMemory: true });
           const e = await openEngine(f);
           try {
             await e.openPair('p', DISK, SECTOR);
