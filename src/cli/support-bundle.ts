@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { writeSupportBundle } from '../support/bundle';
 import { configFrom, printJson, withAgent } from './common';
 
 export function registerSupportBundle(program: Command): void {
@@ -18,6 +17,8 @@ export function registerSupportBundle(program: Command): void {
       } catch (err) {
         statusError = err instanceof Error ? err.message : String(err);
       }
+      // Loaded here, not at start: `mtagent run` has no use for tar in its heap.
+      const { writeSupportBundle } = await import('../support/bundle.js');
       const files = await writeSupportBundle({ config, status, statusError }, o.out);
       if (o.json) printJson({ out: o.out, files });
       else process.stdout.write(`${o.out}: ${files.join(', ')}\n`);
