@@ -122,6 +122,14 @@ export interface PairHistory {
   target: TargetDisk | null;
   /** The state the target holds: the applied seq, or the failover point. */
   targetSeq: number;
+  /**
+   * Where rolling back a copy of the target starts. While the pair is
+   * applied, a step's writes land before its seq counts as applied, so a copy
+   * may hold writes past targetSeq: every item whose before-image is durable
+   * is rolled back. Undoing one whose writes have not landed is harmless: its
+   * before-image is what the target would hold, and older ones come after it.
+   */
+  rollbackFromSeq: number;
   oldest: ItemPoint;
   undo: UndoLog;
 }
@@ -895,11 +903,13 @@ export class Engine {
 
   history(pairId: string): PairHistory {
     const pair = this.requirePair(pairId);
+    const failedOver = pair.failover === 'failed-over' && pair.failoverSeq !== null;
     return {
       pairId,
       diskBytes: pair.diskBytes ?? pair.target?.sizeBytes ?? 0,
       target: pair.target,
-      targetSeq: pair.failover === 'failed-over' && pair.failoverSeq !== null ? pair.failoverSeq : pair.appliedSeq,
+      targetSeq: failedOver ? (pair.failoverSeq as number) : pair.appliedSeq,
+      rollbackFromSeq: failedOver ? (pair.failoverSeq as number) : Math.max(pair.appliedSeq, pair.undo.maxSeq),
       oldest: pair.oldest,
       undo: pair.undo,
     };

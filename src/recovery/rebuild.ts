@@ -79,10 +79,12 @@ export async function rebuildAt(engine: Engine, point: ResolvedPoint, outPath: s
     const out = await openOutput(outPath, size, options.force ?? false);
     try {
       const copied = await copyImage(before.target, out, size, (n) => options.onProgress?.('copy', n, size));
-      // Items applied while copying are undone too: their before-images are durable before the target changed.
+      // Items applied while copying are undone too: their before-images are
+      // durable before the target changed. So are those of a step whose writes
+      // were landing, not yet counted as applied (rollbackFromSeq).
       const after = engine.history(pairId);
       const sink = { writeExtents: (ext: readonly { offset: number; data: Buffer }[]) => runLimited(ext, 8, (e) => out.write(e.data, e.offset)) };
-      const stats = await rollBack(after.undo, sink, point.seq, after.targetSeq);
+      const stats = await rollBack(after.undo, sink, point.seq, after.rollbackFromSeq);
       options.onProgress?.('rollback', stats.bytes, stats.bytes);
       await out.datasync();
       const sha256 = await hashImage(imageOf(out), size);
