@@ -5,13 +5,13 @@
 // go on.
 import { comparePositions, type IngestLog } from '../journal/ingest-log';
 import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
-import { BATCH_ALIGNMENT, RECORD_HEADER_BYTES, recordSize } from '../journal/record';
-import { openForReading, readBatchAt, type LogBatch, type LogPosition, type WrittenBatch } from '../journal/segment-log';
+import { BATCH_ALIGNMENT, RECORD_HEADER_BYTES } from '../journal/record';
+import { openForReading, payloadOffsets, readBatchAt, type LogBatch, type LogPosition, type WrittenBatch } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
 import type { Extent } from './overlay';
 import { alignedBuffer, type BlockFile } from '../native';
-import { SlabArena, SlabPool, type SlabCarver } from './slab-pool';
+import { SlabArena, type SlabCarver, type SlabPool } from './slab-pool';
 import { MAX_WRITE_BYTES } from '../protocol/constants';
 import type { TargetDisk } from './target';
 
@@ -41,11 +41,9 @@ export interface ApplierOptions {
   maxStepBytes: number;
   /** Batches kept in memory for the applier; beyond it they are read back from the log. */
   memoryBudgetBytes: number;
-  /** The size of the slabs for a cycle's extents (extentSlabBytes). */
-  extentSlabBytes: number;
-  /** Fill extent memory with garbage when it is given back (tests). */
-  poisonFreedMemory?: boolean;
-  /** Memory for batches read back from the log. */
+  /** Memory for the extents of a cycle's steps: two cycles hold some at once (stage A and stage B). */
+  extentMemory: SlabPool;
+  /** Memory for batches read back from the log: the cycle being prepared and the one read ahead hold some. */
   batchMemory: SlabPool;
   /** Where the ingest log's staging memory comes from: durable batches bring it along (WrittenBatch.staging), the applier releases it. */
   staging: SlabCarver;
@@ -87,18 +85,21 @@ export function fromLogBatch(batch: LogBatch): ApplyBatch {
 export function fromWrittenBatch(batch: WrittenBatch): ApplyBatch {
   const entries: ApplyBatch['entries'] = [];
   let memoryBytes = 0;
-  let pos = RECORD_HEADER_BYTES;
-  for (const r of batch.records) {
-    const payloadAt = pos + RECORD_HEADER_BYTES;
-    pos += recordSize(r.payload?.length ?? 0);
-    if (!r.item) continue;
+  const staging = batch.staging;
+  const payloadAt = staging !== null ? payloadOffsets(batch.records) : [];
+  batch.records.forEach((r, i) => {
+    if (!r.item) return;
     let item = r.item;
-    if (batch.staging !== null && item.kind === 'write') item = { ...item, data: batch.staging.subarray(payloadAt, payloadAt + item.data.length) };
+    if (staging !== null && item.kind === 'write') {
+      const at = payloadAt[i] as number;
+      item = { ...item, data: staging.subarray(at, at + item.data.length) };
+    }
     entries.push({ pairId: r.fields.pairId, item });
     memoryBytes += ENTRY_OVERHEAD + (item.kind === 'write' ? item.data.length : 0);
-  }
+  });
   const base = { segment: batch.segment, fileOffset: batch.fileOffset, bytes: batch.bytes, entries };
-  return batch.staging !== null ? { ...base, memoryBytes: batch.bytes, staging: batch.staging } : { ...base, memoryBytes };
+  // Staged, the batch holds its whole encoded size; otherwise only the payloads it keeps alive.
+  return staging !== null ? { ...base, memoryBytes: batch.bytes, staging } : { ...base, memoryBytes };
 }
 
 /** Batches to apply together, and the memory those read back from the log are views of. */
@@ -141,10 +142,6 @@ export class Applier {
   private prefetched: Promise<Cycle> | null = null;
   /** The log segment being read, kept open from one batch to the next. */
   private reader: { segment: number; file: BlockFile } | null = null;
-  /** Memory for the extents of a cycle's steps: two cycles hold some at once (stage A and stage B). */
-  private readonly slabs: SlabPool;
-  /** Memory for batches read back from the log: the cycle being prepared and the one read ahead hold some. */
-  private readonly batchSlabs: SlabPool;
   private readonly batchHead = alignedBuffer(BATCH_ALIGNMENT);
 
   constructor(options: ApplierOptions, start: LogPosition, durableEnd: LogPosition) {
@@ -153,9 +150,6 @@ export class Applier {
     this.appliedUpTo = start;
     this.durableEnd = durableEnd;
     this.diskUntil = comparePositions(start, durableEnd) < 0 ? durableEnd : null;
-    // Two cycles hold extents at once (stage A and stage B); one idle slab covers the turnover.
-    this.slabs = new SlabPool(options.extentSlabBytes, 1, options.poisonFreedMemory ?? false);
-    this.batchSlabs = options.batchMemory;
   }
 
   /**
@@ -265,7 +259,7 @@ export class Applier {
         }
         const cycleEnd = { segment: last.segment, fileOffset: last.fileOffset + last.bytes };
         this.prefetch();
-        const extentsMemory = new SlabArena(this.slabs);
+        const extentsMemory = new SlabArena(this.options.extentMemory);
         const plans = await this.prepareCycle(cycle.batches, extentsMemory, () => stageB);
         // Stage A has copied what it needs out of the batches (into extents and undo records).
         cycle.memory.release();
@@ -302,7 +296,7 @@ export class Applier {
   /** Up to cycleBytes of batches from the cursor on, from memory or from the log. */
   private async nextCycle(): Promise<Cycle> {
     const out: ApplyBatch[] = [];
-    const memory = new SlabArena(this.batchSlabs);
+    const memory = new SlabArena(this.options.batchMemory);
     let bytes = 0;
     while (bytes < this.options.cycleBytes) {
       let batch: ApplyBatch | null = null;
@@ -501,7 +495,7 @@ export class Applier {
       let pos = pair.resumeFrom;
       let ok = true;
       while (ok && pos !== null && comparePositions(pos, this.cursor) < 0) {
-        const memory = new SlabArena(this.batchSlabs);
+        const memory = new SlabArena(this.options.batchMemory);
         const batch = await this.readFromLogFor(pos, memory);
         if (batch === null) break;
         const items = fromLogBatch(batch).entries.filter((e) => e.pairId === pair.pairId && e.item.seq > pair.appliedSeq).map((e) => e.item);

@@ -37,7 +37,6 @@ export class SlabPool {
     return this.free.pop() ?? alignedBuffer(this.slabBytes, false);
   }
 
-
   /** Hands a slab back once nothing reads or writes it any more. */
   give(slab: Buffer): void {
     if (slab.length !== this.slabBytes || this.free.includes(slab)) return;
@@ -57,26 +56,20 @@ export class SlabPool {
  * reads it any more.
  */
 export class SlabArena implements AlignedMemory {
-  private readonly slabs: Buffer[] = [];
+  private readonly carver: SlabCarver;
+  private readonly pieces: Buffer[] = [];
   private readonly releasers: Array<() => void> = [];
-  private used = 0;
   private released = false;
 
-  constructor(private readonly pool: SlabPool) {}
+  constructor(pool: SlabPool) {
+    this.carver = new SlabCarver(pool);
+  }
 
   take(bytes: number): Buffer {
     if (this.released) throw new Error('SlabArena: take after release');
-    const need = alignUp(Math.max(bytes, 1));
-    if (need > this.pool.slabBytes) return alignedBuffer(need, false);
-    let slab = this.slabs[this.slabs.length - 1];
-    if (slab === undefined || this.used + need > slab.length) {
-      slab = this.pool.take();
-      this.slabs.push(slab);
-      this.used = 0;
-    }
-    const view = slab.subarray(this.used, this.used + need);
-    this.used += need;
-    return view;
+    const piece = this.carver.take(bytes);
+    this.pieces.push(piece);
+    return piece;
   }
 
   /** Runs `fn` at release: memory from elsewhere (a batch's staging) that this cycle holds. */
@@ -89,8 +82,9 @@ export class SlabArena implements AlignedMemory {
   release(): void {
     if (this.released) return;
     this.released = true;
-    for (const slab of this.slabs) this.pool.give(slab);
-    this.slabs.length = 0;
+    for (const piece of this.pieces) this.carver.release(piece);
+    this.pieces.length = 0;
+    this.carver.close();
     for (const fn of this.releasers) fn();
     this.releasers.length = 0;
   }
@@ -140,5 +134,12 @@ export class SlabCarver {
     if (this.pool.poison) piece.fill(POISON);
     c.holders--;
     if (c.holders === 0 && c !== this.current) this.pool.give(c.slab);
+  }
+
+  /** Stops carving: the slab being carved goes back once every piece of it is released (now, if none is held). */
+  close(): void {
+    const c = this.current;
+    this.current = null;
+    if (c !== null && c.holders === 0) this.pool.give(c.slab);
   }
 }

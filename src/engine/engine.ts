@@ -228,6 +228,9 @@ export class Engine {
     const batchSlab = this.options.applierSlabBytes ?? batchSlabBytes(this.opt('maxBatchBytes'));
     const poison = this.options.poisonFreedMemory ?? false;
     const batchMemory = new SlabPool(batchSlab, Math.ceil(this.opt('applierMemoryBytes') / batchSlab) + 2, poison);
+    // Two cycles hold extents at once (stage A and stage B); one idle slab covers the turnover.
+    const extentSlab = this.options.applierSlabBytes ?? extentSlabBytes(this.opt('cycleBytes'), this.opt('maxBatchBytes'));
+    const extentMemory = new SlabPool(extentSlab, 1, poison);
     const staging = new SlabCarver(batchMemory);
     const { log, scan } = await IngestLog.open(
       {
@@ -288,8 +291,7 @@ export class Engine {
         cycleBytes: this.opt('cycleBytes'),
         maxStepBytes: Math.floor(this.opt('undoSegmentBytes') / 2) - 64 * 1024,
         memoryBudgetBytes: this.opt('applierMemoryBytes'),
-        extentSlabBytes: this.options.applierSlabBytes ?? extentSlabBytes(this.opt('cycleBytes'), this.opt('maxBatchBytes')),
-        poisonFreedMemory: poison,
+        extentMemory,
         batchMemory,
         staging,
         onApplied: (p, r) => this.onApplied(p as PairRuntime, r),

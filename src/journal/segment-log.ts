@@ -44,8 +44,6 @@ export interface EncodedBatch {
   batchNo: number;
   bytes: number;
   buffer: Buffer;
-  /** The buffer came from the staging source: once written, it belongs to whoever takes the batch. */
-  handedOver: boolean;
   records: readonly PendingRecord[];
 }
 
@@ -85,6 +83,17 @@ export interface ScanSummary {
 
 export function alignBatch(n: number): number {
   return Math.ceil(n / BATCH_ALIGNMENT) * BATCH_ALIGNMENT;
+}
+
+/** Where each record's payload starts in a batch encoded from `records` (the layout encode() writes). */
+export function payloadOffsets(records: readonly PendingRecord[]): number[] {
+  const out: number[] = [];
+  let pos = RECORD_HEADER_BYTES;
+  for (const r of records) {
+    out.push(pos + RECORD_HEADER_BYTES);
+    pos += recordSize(r.payload?.length ?? 0);
+  }
+  return out;
 }
 
 export function batchBytesFor(records: readonly PendingRecord[]): number {
@@ -417,7 +426,6 @@ export class SegmentLogWriter {
     if (bytes > this.segmentBytes) throw new RangeError(`batch of ${bytes} bytes exceeds the segment size ${this.segmentBytes}`);
     const segment = rolls && this.reservedPosition > 0 ? this.reservedSegment + 1 : this.reservedSegment;
     const fileOffset = rolls ? 0 : this.reservedPosition;
-    const handedOver = this.stagingSource !== undefined;
     const buf = this.stagingSource?.take(bytes) ?? this.stagingBuffer(bytes);
     let pos = RECORD_HEADER_BYTES;
     for (const r of all) pos = encodeRecord(buf, pos, segment, r.fields, r.payload);
@@ -427,7 +435,7 @@ export class SegmentLogWriter {
     this.reservedSegment = segment;
     this.reservedPosition = fileOffset + bytes;
     this.reservedBatchNo++;
-    return { segment, fileOffset, batchNo, bytes, buffer: buf, handedOver, records: all };
+    return { segment, fileOffset, batchNo, bytes, buffer: buf, records: all };
   }
 
   /** Writes an encoded batch where it was reserved and makes it durable. */
@@ -442,7 +450,7 @@ export class SegmentLogWriter {
       this.position = enc.fileOffset + enc.bytes;
       this.bytesWritten += enc.bytes;
       this.nextBatchNo = enc.batchNo + 1;
-      return { segment: enc.segment, fileOffset: enc.fileOffset, batchNo: enc.batchNo, bytes: enc.bytes, records: enc.records, staging: enc.handedOver ? enc.buffer : null };
+      return { segment: enc.segment, fileOffset: enc.fileOffset, batchNo: enc.batchNo, bytes: enc.bytes, records: enc.records, staging: this.stagingSource ? enc.buffer : null };
     } catch (err) {
       // Nothing after a failed batch may be written where it was reserved: start again from what is on disk.
       this.reservedSegment = this.segment;
