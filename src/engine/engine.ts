@@ -81,6 +81,8 @@ interface PairRuntime extends ApplierPair {
   inResync: boolean;
   failover: 'rolling-back' | 'failed-over' | null;
   failoverSeq: number | null;
+  /** A failover has begun: appends are refused, so what it drains and waits for stops growing. */
+  failingOver: boolean;
   lastError: string | null;
   /** A problem that stays reported until an operator acts (acknowledged items missing). */
   alert: string | null;
@@ -397,6 +399,7 @@ export class Engine {
       pins: 0,
       ingestBytes: 0,
       session: 0,
+      failingOver: false,
       lagBytes: 0,
       rate: { since: Date.now(), bytes: 0, perSecond: 0 },
     };
@@ -481,12 +484,12 @@ export class Engine {
     this.assertUsable();
     const pair = this.pairs.get(pairId);
     if (!pair || pair.config === null) throw new EngineError('unknown-pair', `pair ${pairId} is not configured on this agent`, pairId);
-    if (pair.failover !== null) throw new EngineError('failed-over', `pair ${pairId} is failed over`, pairId);
+    if (pair.failover !== null || pair.failingOver) throw new EngineError('failed-over', `pair ${pairId} is failed over`, pairId);
     if (!pair.opened || pair.diskBytes === null || pair.sectorBytes === null) {
       throw new EngineError('not-open', `pair ${pairId} was not opened`, pairId);
     }
     // Back-pressure: a pair whose applier is far behind waits (a paused pair does not: it journals on).
-    while (!pair.paused && pair.lagBytes > this.opt('maxApplyLagBytes') && !this.closed) {
+    while (!pair.paused && !pair.failingOver && pair.lagBytes > this.opt('maxApplyLagBytes') && !this.closed) {
       await new Promise<void>((resolve) => {
         const list = this.lagWaiters.get(pairId) ?? [];
         list.push(resolve);
@@ -496,6 +499,7 @@ export class Engine {
     if (session !== undefined && session !== pair.session) {
       throw new EngineError('superseded', `pair ${pairId} was opened on another connection`, pairId, items[0]?.seq ?? null);
     }
+    if (pair.failover !== null || pair.failingOver) throw new EngineError('failed-over', `pair ${pairId} is failed over`, pairId, items[0]?.seq ?? null);
     const records: PendingRecord[] = [];
     let refusal: EngineError | null = null;
     for (const item of items) {
@@ -931,9 +935,18 @@ export class Engine {
     const pair = this.requirePair(pairId);
     if (pair.failover === 'failed-over') throw new EngineError('failed-over', `pair ${pairId} is already failed over (to seq ${pair.failoverSeq})`, pairId);
     if (pair.target === null) throw new EngineError('target-unavailable', `pair ${pairId}: target unavailable (${pair.lastError ?? 'not open'})`, pairId);
-    // Everything durable goes onto the target first, so the undo log covers it.
-    await this.ingest.drain();
-    await this.waitApplied(pairId, pair.durableSeq);
+    // Appends are refused from here, so the drain ends and the durable seq
+    // stops moving; then everything durable goes onto the target, so the undo
+    // log covers it and no step of the applier is left to land after the rollback.
+    if (pair.failingOver) throw new EngineError('bad-request', `pair ${pairId} is already being failed over`, pairId);
+    pair.failingOver = true;
+    try {
+      this.wakeLagWaiters(pairId);
+      await this.ingest.drain();
+      await this.waitApplied(pairId, pair.durableSeq);
+    } finally {
+      pair.failingOver = false;
+    }
     pair.failover = 'rolling-back';
     pair.failoverSeq = seq;
     pair.paused = true;

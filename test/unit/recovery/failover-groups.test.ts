@@ -67,6 +67,47 @@ describe('failover and commit', () => {
       await e.close();
     }
   });
+  it('rolls back exactly to the point while the process server keeps streaming into the pair', async () => {
+    // Appends go on during the failover: the ones it refuses must not reach the
+    // target, and no step of the applier may land after the rollback.
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { applierSlabBytes: 16 * KiB });
+    const model = new DiskModel(DISK);
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p', DISK, 512);
+      let seq = 0;
+      let refused: unknown = null;
+      const stream = async (): Promise<void> => {
+        // Four appends in flight, so the applier has steps going when the failover starts.
+        const inFlight: Array<Promise<unknown>> = [];
+        while (refused === null) {
+          const batch: StreamItem[] = [];
+          for (let i = 0; i < 8; i++) {
+            seq += 1;
+            batch.push(write('p', seq, ((seq * 7) % 32) * 32 * KiB, 32 * KiB));
+          }
+          batch.forEach((item) => model.add(item));
+          inFlight.push(e.append('p', batch).catch((err: unknown) => {
+            refused ??= err;
+          }));
+          if (inFlight.length >= 4) await inFlight.shift();
+        }
+        await Promise.all(inFlight);
+      };
+      const streaming = stream();
+      while (seq < 200) await new Promise((r) => setImmediate(r));
+      const point = 150;
+      await e.failover('p', point);
+      await streaming;
+      expect(refused).toMatchObject({ code: 'failed-over' });
+      expect(e.status('p').state).toBe('failed-over');
+      // Whatever was still being applied when the failover began has landed by now, or never will.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(sha(join(f.root, 'datastore', 'p.img'))).toBe(model.sha256At(point));
+    } finally {
+      await e.close();
+    }
+  });
 });
 
 describe('replication groups', () => {
