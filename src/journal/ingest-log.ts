@@ -39,6 +39,8 @@ export interface IngestLogOptions {
 }
 
 interface Request {
+  /** 1, 2, 3... in the order of append; requests settle in that order. */
+  number: number;
   records: readonly PendingRecord[];
   next: number;
   resolve: () => void;
@@ -57,7 +59,9 @@ export class IngestLog {
   private writing = false;
   private closed = false;
   private failure: unknown = null;
-  private idleWaiters: Array<() => void> = [];
+  private appended = 0;
+  private settled = 0;
+  private drainWaiters: Array<{ through: number; resolve: () => void }> = [];
   /** Records count and bytes written, for metrics and benchmarks. */
   bytesWritten = 0;
   batchesWritten = 0;
@@ -84,7 +88,7 @@ export class IngestLog {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (records.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ records, next: 0, resolve, reject });
+      this.queue.push({ number: ++this.appended, records, next: 0, resolve, reject });
       this.kick();
     });
   }
@@ -138,15 +142,34 @@ export class IngestLog {
     return join(this.dir, segmentFileName(segment, 'log'));
   }
 
-  /** Waits until everything appended so far is durable. */
+  /**
+   * Waits until everything appended before the call is durable (or refused).
+   * Appends made meanwhile are not waited for, so it ends under any load.
+   */
   async drain(): Promise<void> {
-    if (!this.writing && this.queue.length === 0) return;
-    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const through = this.appended;
+    if (this.settled >= through) return;
+    await new Promise<void>((resolve) => this.drainWaiters.push({ through, resolve }));
+  }
+
+  private settle(req: Request, err?: unknown): void {
+    if (err === undefined) req.resolve();
+    else req.reject(err);
+    if (req.number <= this.settled) return;
+    this.settled = req.number;
+    if (this.drainWaiters.length === 0) return;
+    const waiting = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiting) {
+      if (w.through <= this.settled) w.resolve();
+      else this.drainWaiters.push(w);
+    }
   }
 
   async close(): Promise<void> {
-    await this.drain();
+    // Nothing is appended from here; once what was appended settles, the write loop has ended.
     this.closed = true;
+    await this.drain();
     await this.writer.close();
   }
 
@@ -171,12 +194,12 @@ export class IngestLog {
           this.bytesWritten += batch.bytes;
           this.batchesWritten++;
           this.options.onBatch(batch);
-          for (const r of current.finished) r.resolve();
+          for (const r of current.finished) this.settle(r);
         } catch (err) {
           const failure = toIngestError(err);
           // Nothing of the failed batch, nor of the one encoded behind it, is durable.
           const failed = new Set([...current.touched, ...(following?.touched ?? []), ...this.queue]);
-          for (const r of failed) r.reject(failure);
+          for (const r of failed) this.settle(r, failure);
           this.queue = [];
           if (!(failure instanceof MtagentError && failure.code === 'retention-full')) this.failure = failure;
           break;
@@ -185,9 +208,6 @@ export class IngestLog {
       }
     } finally {
       this.writing = false;
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
       this.options.onIdle?.();
       if (this.queue.length > 0 && this.failure === null) this.kick();
     }
