@@ -1,6 +1,5 @@
 // What the commands share: loading the config, reaching the agent (daemon or
 // offline), printing, progress bars, and exit codes (0 ok, 1 failed, 2 usage).
-import { SingleBar, Presets } from 'cli-progress';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type AgentConfig } from '../config/load';
 import { callDaemon } from '../control/socket';
 import { runOperation, type AgentContext, type Progress } from '../control/operations';
@@ -46,6 +45,8 @@ export function printJson(value: unknown): void {
 /** A progress bar on a terminal; nothing when output is piped. */
 export function progressBar(label: string): { progress: Progress; stop: () => void } {
   if (!process.stderr.isTTY) return { progress: () => undefined, stop: () => undefined };
+  // Loaded here, not at start: the daemon has no use for it in its heap.
+  const { SingleBar, Presets } = require('cli-progress') as typeof import('cli-progress');
   const bar = new SingleBar({ format: `${label} {phase} [{bar}] {percentage}% {value}/{total} MiB`, stream: process.stderr, hideCursor: true }, Presets.shades_classic);
   let started = false;
   let phase = '';

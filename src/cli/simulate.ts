@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { readPassphrase } from '../config/load';
-import { Simulator, type SimPair } from '../simulator/simulator';
-import { checkPoint, choosePoints, type PointCheck } from '../simulator/verify';
+import type { SimPair } from '../simulator/simulator';
+import type { PointCheck } from '../simulator/verify';
 import { WORKLOADS, type WorkloadName } from '../simulator/workload';
 import { table } from '../text';
 import { UsageError, configFrom, formatBytes, parseDuration, parseSize, printJson } from './common';
@@ -69,6 +69,9 @@ export function registerSimulate(program: Command): void {
       const duration = f.duration ? parseDuration(f.duration) : null;
       const items = f.items ? Number(f.items) : null;
       if (duration === null && items === null && f.workload !== 'fill' && !f.resync) throw new UsageError('give --duration or --items (or --workload fill)');
+      // Loaded here, not at start: `mtagent run` has no use for the simulator in its heap.
+      const { Simulator } = await import('../simulator/simulator.js');
+      const { checkPoint, choosePoints } = await import('../simulator/verify.js');
       const sim = new Simulator({
         client: { url: f.url ?? `wss://${host}:${config.listen.port}`, passphrase: readPassphrase(config), processServerId: f.processServerId, ca: readFileSync(config.tls.cert), compress: f.compress ?? false },
         pairs,
