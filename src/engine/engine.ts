@@ -141,8 +141,10 @@ const DEFAULTS = {
   ingestSegmentBytes: 64 * 1024 * 1024,
   undoSegmentBytes: 64 * 1024 * 1024,
   maxBatchBytes: 8 * 1024 * 1024,
-  cycleBytes: 8 * 1024 * 1024,
-  applierMemoryBytes: 32 * 1024 * 1024,
+  // Sized for peak RSS: 8 and 32 MiB held 35-45 MiB more at full load for
+  // no more throughput (docs/design-notes.md, "What the daemon holds at full load").
+  cycleBytes: 4 * 1024 * 1024,
+  applierMemoryBytes: 8 * 1024 * 1024,
   targetRetryMs: 2000,
   pruneIntervalMs: 10_000,
   spaceWaitMs: 30_000,
