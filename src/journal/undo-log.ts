@@ -183,22 +183,29 @@ export class UndoLog {
    * Every batch of one segment, in order. A bad batch with an intact one
    * after it is damage to acknowledged history: JournalCorruptError, never
    * a silently shorter segment.
+   *
+   * The segment being written is read only up to what was durable when the
+   * call began: past it a batch may be half-written while a later one has
+   * landed (read at different moments), which is not damage.
    */
   async readSegment(segment: number): Promise<LogBatch[]> {
     const path = join(this.dir, segmentFileName(segment, 'undo'));
+    const durableEnd = segment === this.writer.currentSegment ? this.writer.currentPosition : null;
     const file = await openForReading(path);
+    const end = durableEnd === null ? file.sizeAtOpen : Math.min(durableEnd, file.sizeAtOpen);
     const out: LogBatch[] = [];
     try {
       let pos = 0;
-      for (;;) {
-        const r = await readBatchAt(file, segment, pos, file.sizeAtOpen);
+      while (pos < end) {
+        const r = await readBatchAt(file, segment, pos, end);
         if (r.ok) {
           out.push(r.batch);
           pos += r.batch.bytes;
           continue;
         }
-        for (let p = Math.ceil((r.at + 1) / 4096) * 4096; p < file.sizeAtOpen; p += 4096) {
-          const later = await readBatchAt(file, segment, p, file.sizeAtOpen);
+        if (durableEnd !== null) throw new JournalCorruptError(path, r.at, `${r.reason}, before the durable end ${durableEnd}`);
+        for (let p = Math.ceil((r.at + 1) / 4096) * 4096; p < end; p += 4096) {
+          const later = await readBatchAt(file, segment, p, end);
           if (later.ok) throw new JournalCorruptError(path, r.at, `${r.reason}, yet later batches are intact`);
           if (later.headerValid) break;
         }
