@@ -909,6 +909,25 @@ export class Engine {
     };
   }
 
+  /**
+   * Fixes what `mtagent verify` reads while replication goes on: the pair's
+   * history is pinned, ingest segments are not recycled, and the durable
+   * ends of both logs are taken at this moment. Call `release` when done.
+   */
+  holdForReading(pairId: string): { undoEnd: LogPosition; ingestEnd: LogPosition; release: () => void } {
+    const pair = this.requirePair(pairId);
+    const unpin = this.pin(pairId);
+    const unhold = this.ingest.holdRecycling();
+    return {
+      undoEnd: pair.undo.durableEnd,
+      ingestEnd: this.ingest.end,
+      release: () => {
+        unhold();
+        unpin();
+      },
+    };
+  }
+
   history(pairId: string): PairHistory {
     const pair = this.requirePair(pairId);
     const failedOver = pair.failover === 'failed-over' && pair.failoverSeq !== null;

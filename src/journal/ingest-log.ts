@@ -110,8 +110,34 @@ export class IngestLog {
     return { segment: this.writer.currentSegment, fileOffset: this.writer.currentPosition };
   }
 
+  /**
+   * Keeps segments from being recycled until the result is called (verify
+   * reads them); releases asked for meanwhile happen then.
+   */
+  holdRecycling(): () => void {
+    this.recyclingHolds++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.recyclingHolds--;
+      if (this.recyclingHolds === 0 && this.heldRelease !== null) {
+        const position = this.heldRelease;
+        this.heldRelease = null;
+        this.release(position);
+      }
+    };
+  }
+
+  private recyclingHolds = 0;
+  private heldRelease: LogPosition | null = null;
+
   /** Recycles every segment wholly before `position`: nothing in them is needed any more. */
   release(position: LogPosition): number {
+    if (this.recyclingHolds > 0) {
+      this.heldRelease = position;
+      return 0;
+    }
     let released = 0;
     for (const n of listSegments(this.dir, 'log')) {
       if (n >= position.segment || n >= this.writer.currentSegment) break;

@@ -244,9 +244,12 @@ export async function scanLog(
   extension: string,
   onBatch: (batch: LogBatch) => void | Promise<void>,
   fromSegment = 0,
+  durableEnd: LogPosition | null = null,
 ): Promise<ScanSummary> {
   // Segments before `fromSegment` are known already (closed, indexed): not read again.
-  const segments = listSegments(dir, extension).filter((n) => n >= fromSegment);
+  // With `durableEnd` (a writer is appending: verify), nothing at or past it is
+  // read, and everything before it must be intact.
+  const segments = listSegments(dir, extension).filter((n) => n >= fromSegment && (durableEnd === null || n <= durableEnd.segment));
   let expected: number | null = null;
   let batches = 0;
   let end: LogPosition = { segment: segments[0] ?? 1, fileOffset: 0 };
@@ -256,9 +259,11 @@ export async function scanLog(
     const file = await openForReading(path);
     let stop = null as { headerValid: boolean; at: number; reason: string } | null;
     let pos = 0;
+    const bound = durableEnd !== null && segment === durableEnd.segment ? durableEnd.fileOffset : null;
     try {
-      const size = file.sizeAtOpen;
+      const size = bound === null ? file.sizeAtOpen : Math.min(bound, file.sizeAtOpen);
       for (;;) {
+        if (bound !== null && pos >= bound) break;
         const r = await readBatchAt(file, segment, pos, size);
         if (!r.ok) {
           stop = r;
@@ -279,6 +284,10 @@ export async function scanLog(
       }
     } finally {
       await file.close();
+    }
+    if (bound !== null) {
+      if (stop !== null) throw new JournalCorruptError(path, stop.at, `${stop.reason}, before the durable end ${bound}`);
+      return { end: { segment, fileOffset: pos }, nextBatchNo: expected ?? 1, batches, tornTail: null };
     }
     if (stop === null) throw new Error('unreachable: scan loop ended without a stop');
     if (pos === 0 && expected === null && !stop.headerValid) {

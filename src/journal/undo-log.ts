@@ -15,6 +15,7 @@ import {
   scanLog,
   segmentFileName,
   type LogBatch,
+  type LogPosition,
   type PendingRecord,
   type WrittenBatch,
 } from './segment-log';
@@ -141,6 +142,11 @@ export class UndoLog {
     return [...this.summaries.values()].sort((a, b) => a.segment - b.segment);
   }
 
+  /** Where the last durable batch ends: nothing at or past it is history yet. */
+  get durableEnd(): LogPosition {
+    return { segment: this.writer.currentSegment, fileOffset: this.writer.currentPosition };
+  }
+
   get activeSegment(): number | null {
     const segs = this.segments();
     return segs.length > 0 ? (segs[segs.length - 1] as UndoSegmentSummary).segment : null;
@@ -190,7 +196,7 @@ export class UndoLog {
    */
   async readSegment(segment: number): Promise<LogBatch[]> {
     const path = join(this.dir, segmentFileName(segment, 'undo'));
-    const durableEnd = segment === this.writer.currentSegment ? this.writer.currentPosition : null;
+    const durableEnd = segment === this.durableEnd.segment ? this.durableEnd.fileOffset : null;
     const file = await openForReading(path);
     const end = durableEnd === null ? file.sizeAtOpen : Math.min(durableEnd, file.sizeAtOpen);
     const out: LogBatch[] = [];

@@ -18,11 +18,15 @@ export interface VerifyResult {
 }
 
 export async function verifyPair(engine: Engine, pairId: string): Promise<VerifyResult> {
+  // Everything compared is taken at one moment, while replication may go on:
+  // the logs are read up to their durable ends of that moment.
+  const hold = engine.holdForReading(pairId);
   const history = engine.history(pairId);
+  const rows = engine.catalog.segments(pairId);
+  const failedOver = engine.status(pairId).state === 'failed-over';
   const dir = history.undo.dir;
   const result: VerifyResult = { pairId, ok: true, problem: null, segments: 0, records: 0, bytes: 0 };
   const fail = (problem: string): VerifyResult => ({ ...result, ok: false, problem });
-  const unpin = engine.pin(pairId);
   try {
     const scanned = new Map<number, { prevSeq: number; firstSeq: number | null; lastSeq: number | null; lastTime: number | null }>();
     let expectSeq: number | null = null;
@@ -52,40 +56,46 @@ export async function verifyPair(engine: Engine, pairId: string): Promise<Verify
           s.lastSeq = r.seq;
           s.lastTime = r.time;
         }
-      });
+      }, 0, hold.undoEnd);
     } catch (err) {
       if (err instanceof JournalCorruptError) return fail(`${err.file} offset ${err.fileOffset}: ${err.reason}`);
       throw err;
     }
     result.segments = scanned.size;
     if (chainError !== null) return fail(chainError);
-    const rows = engine.catalog.segments(pairId);
+    // The catalog's rows for the two newest segments are written after each
+    // apply step, so they may trail the log by a step: a row there may end
+    // earlier, and the newest segment may have no row yet.
+    const newest = [...scanned.keys()].slice(-2);
     for (const row of rows) {
       const s = scanned.get(row.segment);
       if (!s) return fail(`catalog lists undo segment ${row.segment} of ${pairId}, which is not on the retention volume`);
-      if (s.prevSeq !== row.prevSeq || s.lastSeq !== row.lastSeq || s.firstSeq !== row.firstSeq) {
+      const trailing = newest.includes(row.segment);
+      const lastMatches = trailing ? (row.lastSeq ?? -1) <= (s.lastSeq ?? -1) : s.lastSeq === row.lastSeq;
+      const firstMatches = s.firstSeq === row.firstSeq || (trailing && row.firstSeq === null);
+      if (s.prevSeq !== row.prevSeq || !lastMatches || !firstMatches) {
         return fail(`catalog row for undo segment ${row.segment} of ${pairId} says seq ${row.firstSeq}..${row.lastSeq} after ${row.prevSeq}, the log has ${s.firstSeq}..${s.lastSeq} after ${s.prevSeq}`);
       }
     }
     for (const n of scanned.keys()) {
-      if (!rows.some((r) => r.segment === n)) return fail(`undo segment ${n} of ${pairId} is missing from the catalog`);
+      if (!rows.some((r) => r.segment === n) && n !== newest[newest.length - 1]) return fail(`undo segment ${n} of ${pairId} is missing from the catalog`);
     }
     const first = [...scanned.values()][0];
     if (first && first.prevSeq !== history.oldest.seq) {
       return fail(`the oldest undo segment starts after seq ${first.prevSeq}, but the agent reports the oldest point as seq ${history.oldest.seq}`);
     }
-    if (history.targetSeq > 0 && (expectSeq ?? history.oldest.seq + 1) - 1 < history.targetSeq && engine.status(pairId).state !== 'failed-over') {
+    if (history.targetSeq > 0 && (expectSeq ?? history.oldest.seq + 1) - 1 < history.targetSeq && !failedOver) {
       return fail(`the undo log ends at seq ${(expectSeq ?? 1) - 1}, but seq ${history.targetSeq} is applied to the target`);
     }
     // The shared ingest log is checked once per verify as well.
     try {
-      await scanLog(join(engine.options.retentionDir, 'ingest'), 'log', () => {});
+      await scanLog(join(engine.options.retentionDir, 'ingest'), 'log', () => {}, 0, hold.ingestEnd);
     } catch (err) {
       if (err instanceof JournalCorruptError) return fail(`${err.file} offset ${err.fileOffset}: ${err.reason}`);
       throw err;
     }
     return result;
   } finally {
-    unpin();
+    hold.release();
   }
 }
