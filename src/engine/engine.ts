@@ -910,17 +910,19 @@ export class Engine {
   }
 
   /**
-   * Fixes what `mtagent verify` reads while replication goes on: the pair's
-   * history is pinned, ingest segments are not recycled, and the durable
-   * ends of both logs are taken at this moment. Call `release` when done.
+   * Fixes what `mtagent verify` reads while replication goes on: the durable
+   * ends of both logs at this moment; the pair's history is pinned until
+   * `release`, and ingest segments are not recycled until `releaseIngest`
+   * (the ingest log grows meanwhile, so it is read first).
    */
-  holdForReading(pairId: string): { undoEnd: LogPosition; ingestEnd: LogPosition; release: () => void } {
+  holdForReading(pairId: string): { undoEnd: LogPosition; ingestEnd: LogPosition; releaseIngest: () => void; release: () => void } {
     const pair = this.requirePair(pairId);
     const unpin = this.pin(pairId);
     const unhold = this.ingest.holdRecycling();
     return {
       undoEnd: pair.undo.durableEnd,
       ingestEnd: this.ingest.end,
+      releaseIngest: unhold,
       release: () => {
         unhold();
         unpin();

@@ -28,6 +28,16 @@ export async function verifyPair(engine: Engine, pairId: string): Promise<Verify
   const result: VerifyResult = { pairId, ok: true, problem: null, segments: 0, records: 0, bytes: 0 };
   const fail = (problem: string): VerifyResult => ({ ...result, ok: false, problem });
   try {
+    // The shared ingest log first: its segments are kept from being recycled
+    // only while it is read (it is short; the undo history may be long).
+    try {
+      await scanLog(join(engine.options.retentionDir, 'ingest'), 'log', () => {}, 0, hold.ingestEnd);
+    } catch (err) {
+      if (err instanceof JournalCorruptError) return fail(`${err.file} offset ${err.fileOffset}: ${err.reason}`);
+      throw err;
+    } finally {
+      hold.releaseIngest();
+    }
     const scanned = new Map<number, { prevSeq: number; firstSeq: number | null; lastSeq: number | null; lastTime: number | null }>();
     let expectSeq: number | null = null;
     let chainError: string | null = null;
@@ -86,13 +96,6 @@ export async function verifyPair(engine: Engine, pairId: string): Promise<Verify
     }
     if (history.targetSeq > 0 && (expectSeq ?? history.oldest.seq + 1) - 1 < history.targetSeq && !failedOver) {
       return fail(`the undo log ends at seq ${(expectSeq ?? 1) - 1}, but seq ${history.targetSeq} is applied to the target`);
-    }
-    // The shared ingest log is checked once per verify as well.
-    try {
-      await scanLog(join(engine.options.retentionDir, 'ingest'), 'log', () => {}, 0, hold.ingestEnd);
-    } catch (err) {
-      if (err instanceof JournalCorruptError) return fail(`${err.file} offset ${err.fileOffset}: ${err.reason}`);
-      throw err;
     }
     return result;
   } finally {
