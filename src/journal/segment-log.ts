@@ -385,11 +385,12 @@ export class SegmentLogWriter {
     if (options.segmentBytes % BATCH_ALIGNMENT !== 0) throw new RangeError('segmentBytes must be a multiple of 4096');
     await mkdir(options.dir, { recursive: true });
     const w = new SegmentLogWriter(options, scan.end, scan.nextBatchNo);
+    // Spares left by the last run first: the ones made next must not be listed twice.
+    for (const name of readdirSync(options.dir)) if (name.startsWith('spare-')) w.spares.push(join(options.dir, name));
     // Segments after the end hold nothing valid (made just before a crash): keep them as spares.
     for (const n of listSegments(options.dir, options.extension)) {
       if (n > scan.end.segment) w.addSpare(join(options.dir, segmentFileName(n, options.extension)));
     }
-    for (const name of readdirSync(options.dir)) if (name.startsWith('spare-')) w.spares.push(join(options.dir, name));
     return w;
   }
 

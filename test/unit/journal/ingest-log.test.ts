@@ -1,3 +1,5 @@
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { IngestLog } from '../../../src/journal/ingest-log';
 import { itemRecord } from '../../../src/journal/items';
@@ -48,5 +50,27 @@ describe('ingest log', () => {
     await first;
     await closing;
     expect(batches).toEqual([1]);
+  });
+
+  it('reuses segments a crash left after the end of the log, each once', async () => {
+    // A crash just after a new segment was made leaves it with nothing valid
+    // in it; the next open keeps it as a spare. Listed twice, the second use
+    // of it failed (ENOENT) at a later roll, and the engine stopped.
+    const dir = tempDir();
+    const segment = 1 * MiB;
+    const open = async (): Promise<IngestLog> =>
+      (await IngestLog.open({ dir, segmentBytes: segment, maxBatchBytes: 256 * KiB, onBatch: () => {} }, () => {})).log;
+    let log = await open();
+    let seq = 0;
+    const fill = async (bytes: number): Promise<void> => {
+      for (let done = 0; done < bytes; done += 128 * KiB) await log.append([itemRecord('p', write('p', ++seq, 0, 128 * KiB))]);
+    };
+    await fill(512 * KiB);
+    await log.close();
+    for (const n of [2, 3]) writeFileSync(join(dir, `0000000${n}.log`), Buffer.alloc(segment));
+    log = await open();
+    await fill(4 * segment);
+    await log.close();
+    expect(readdirSync(dir).filter((n) => n.startsWith('spare-'))).toEqual([]);
   });
 });
