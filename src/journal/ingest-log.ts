@@ -62,6 +62,9 @@ export class IngestLog {
   private appended = 0;
   private settled = 0;
   private drainWaiters: Array<{ through: number; resolve: () => void }> = [];
+  private recyclingHolds = 0;
+  /** The newest release asked for while recycling was held. */
+  private heldRelease: LogPosition | null = null;
   /** Records count and bytes written, for metrics and benchmarks. */
   bytesWritten = 0;
   batchesWritten = 0;
@@ -128,9 +131,6 @@ export class IngestLog {
       }
     };
   }
-
-  private recyclingHolds = 0;
-  private heldRelease: LogPosition | null = null;
 
   /** Recycles every segment wholly before `position`: nothing in them is needed any more. */
   release(position: LogPosition): number {
