@@ -455,7 +455,7 @@ export class Engine {
     this.assertUsable();
     const pair = this.pairs.get(pairId);
     if (!pair || pair.config === null) throw new EngineError('unknown-pair', `pair ${pairId} is not configured on this agent`, pairId);
-    if (pair.failover !== null) throw new EngineError('failed-over', `pair ${pairId} is failed over; commit it (mtagent commit ${pairId}) before replicating again`, pairId);
+    if (pair.failover !== null || pair.failingOver) throw new EngineError('failed-over', `pair ${pairId} is failed over; commit it (mtagent commit ${pairId}) before replicating again`, pairId);
     if (sectorBytes !== 512 && sectorBytes !== 4096) throw new EngineError('bad-request', `sectorBytes must be 512 or 4096, not ${sectorBytes}`, pairId);
     if (!Number.isSafeInteger(diskBytes) || diskBytes <= 0 || diskBytes % sectorBytes !== 0) {
       throw new EngineError('bad-request', `diskBytes must be a positive multiple of sectorBytes, not ${diskBytes}`, pairId);

@@ -97,7 +97,10 @@ describe('failover and commit', () => {
       const streaming = stream();
       while (seq < 200) await new Promise((r) => setImmediate(r));
       const point = 150;
-      await e.failover('p', point);
+      const failingOver = e.failover('p', point);
+      // From its start, the pair takes neither appends nor a new open.
+      await expect(e.openPair('p', DISK, 512)).rejects.toMatchObject({ code: 'failed-over' });
+      await failingOver;
       await streaming;
       expect(refused).toMatchObject({ code: 'failed-over' });
       expect(e.status('p').state).toBe('failed-over');
