@@ -53,3 +53,24 @@ export function payload(pairId: string, seq: number, length: number): Buffer {
 export function write(pairId: string, seq: number, offset: number, length: number, time = seq * 1_000_000): StreamItem {
   return { kind: 'write', seq, time, offset, data: payload(pairId, seq, length), resync: false };
 }
+
+/**
+ * Appends the batches `next` gives, as a process server's messages arrive:
+ * up to four appends in flight, so batches are encoded while earlier ones are
+ * applied. Stops when `next` gives null and resolves once every append has
+ * settled. A refused append goes to `onError`; without one, this rejects.
+ */
+export async function appendInFlight(
+  e: Engine,
+  pairId: string,
+  next: () => StreamItem[] | null | Promise<StreamItem[] | null>,
+  onError?: (err: unknown) => void,
+): Promise<void> {
+  const inFlight: Array<Promise<unknown>> = [];
+  for (let batch = await next(); batch !== null; batch = await next()) {
+    const appended = e.append(pairId, batch);
+    inFlight.push(onError ? appended.catch(onError) : appended);
+    if (inFlight.length >= 4) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+}

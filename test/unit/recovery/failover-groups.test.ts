@@ -8,7 +8,7 @@ import { resolveGroupPoint, rebuildGroup } from '../../../src/recovery/groups';
 import { PointRefusedError, resolvePoint } from '../../../src/recovery/points';
 import { rebuild, timelineOf } from '../../../src/recovery/rebuild';
 import { DiskModel } from '../../helpers/disk-model';
-import { KiB, MiB, fixture, openEngine, write } from '../../helpers/engine-fixture';
+import { KiB, MiB, appendInFlight, fixture, openEngine, write } from '../../helpers/engine-fixture';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -77,24 +77,24 @@ describe('failover and commit', () => {
       await e.openPair('p', DISK, 512);
       let seq = 0;
       let refused: unknown = null;
-      const stream = async (): Promise<void> => {
-        // Four appends in flight, so the applier has steps going when the failover starts.
-        const inFlight: Array<Promise<unknown>> = [];
-        while (refused === null) {
+      // Several appends in flight, so the applier has steps going when the failover starts.
+      const streaming = appendInFlight(
+        e,
+        'p',
+        () => {
+          if (refused !== null) return null;
           const batch: StreamItem[] = [];
           for (let i = 0; i < 8; i++) {
             seq += 1;
             batch.push(write('p', seq, ((seq * 7) % 32) * 32 * KiB, 32 * KiB));
           }
           batch.forEach((item) => model.add(item));
-          inFlight.push(e.append('p', batch).catch((err: unknown) => {
-            refused ??= err;
-          }));
-          if (inFlight.length >= 4) await inFlight.shift();
-        }
-        await Promise.all(inFlight);
-      };
-      const streaming = stream();
+          return batch;
+        },
+        (err) => {
+          refused ??= err;
+        },
+      );
       while (seq < 200) await new Promise((r) => setImmediate(r));
       const point = 150;
       const failingOver = e.failover('p', point);

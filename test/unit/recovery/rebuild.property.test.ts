@@ -8,7 +8,7 @@ import { PointRefusedError, isoTime } from '../../../src/recovery/points';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { verifyPair } from '../../../src/recovery/verify';
 import { DiskModel } from '../../helpers/disk-model';
-import { KiB, fixture, openEngine, payload } from '../../helpers/engine-fixture';
+import { KiB, appendInFlight, fixture, openEngine, payload } from '../../helpers/engine-fixture';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -85,18 +85,15 @@ describe('rebuild (property)', () => {
           const e = await openEngine(f);
           try {
             await e.openPair('p', DISK, SECTOR);
-            // Append in chunks of varying size, as messages would arrive: up to
-            // four in flight, so batches are encoded while earlier ones are applied.
+            // Append in chunks of varying size, as messages would arrive.
             let i = 0;
             let c = 0;
-            const inFlight: Array<Promise<unknown>> = [];
-            while (i < items.length) {
+            await appendInFlight(e, 'p', () => {
+              if (i >= items.length) return null;
               const n = chunkSizes[c++ % chunkSizes.length] as number;
-              inFlight.push(e.append('p', items.slice(i, i + n)));
-              if (inFlight.length >= 4) await inFlight.shift();
               i += n;
-            }
-            await Promise.all(inFlight);
+              return items.slice(i - n, i);
+            });
             await e.settle();
             const last = items.length;
             const candidates = [0, ...items.map((it) => it.seq)];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { StreamItem } from '../../../src/journal/items';
 import { verifyPair } from '../../../src/recovery/verify';
-import { KiB, MiB, fixture, openEngine, write } from '../../helpers/engine-fixture';
+import { KiB, MiB, appendInFlight, fixture, openEngine, write } from '../../helpers/engine-fixture';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -16,20 +16,16 @@ describe('verify', () => {
       await e.openPair('p', 4 * MiB, 512);
       let seq = 0;
       let stop = false;
-      const streaming = (async () => {
-        const inFlight: Array<Promise<unknown>> = [];
-        while (!stop) {
-          const batch: StreamItem[] = [];
-          for (let i = 0; i < 4; i++) {
-            seq += 1;
-            batch.push(write('p', seq, ((seq * 5) % 64) * 64 * KiB, 16 * KiB));
-          }
-          inFlight.push(e.append('p', batch));
-          if (inFlight.length >= 4) await inFlight.shift();
-          await new Promise((r) => setTimeout(r, 1));
+      const streaming = appendInFlight(e, 'p', async () => {
+        if (seq > 0) await new Promise((r) => setTimeout(r, 1));
+        if (stop) return null;
+        const batch: StreamItem[] = [];
+        for (let i = 0; i < 4; i++) {
+          seq += 1;
+          batch.push(write('p', seq, ((seq * 5) % 64) * 64 * KiB, 16 * KiB));
         }
-        await Promise.all(inFlight);
-      })();
+        return batch;
+      });
       try {
         while (seq < 64) await new Promise((r) => setImmediate(r));
         for (let i = 0; i < 10; i++) {
