@@ -35,6 +35,8 @@ export interface SimulateOptions {
   messageBytes: number;
   /** Reconnect and resume after a dropped connection (else the error ends the run). */
   reconnect: boolean;
+  /** Items sent in the first this many seconds do not count towards `steadyAckLatencyMs` (default 1). */
+  latencyWarmupSeconds?: number;
   log?: (line: string) => void;
 }
 
@@ -45,13 +47,21 @@ export interface PairReport {
   bytesAcked: number;
 }
 
+export interface LatencySummary {
+  p50: number;
+  p99: number;
+  samples: number;
+}
+
 export interface SimulateReport {
   seconds: number;
   itemsAcked: number;
   bytesAcked: number;
   reconnects: number;
   streamErrors: Record<string, number>;
-  ackLatencyMs: { p50: number; p99: number; samples: number };
+  ackLatencyMs: LatencySummary;
+  /** The same for items sent after the warm-up: both ends past start-up (compiled code, first allocations). */
+  steadyAckLatencyMs: LatencySummary;
   pairs: PairReport[];
 }
 
@@ -100,7 +110,10 @@ export class Simulator {
   private reconnects = 0;
   private readonly streamErrors: Record<string, number> = {};
   private readonly latencies: number[] = [];
+  private readonly steadyLatencies: number[] = [];
   private startedAt = 0;
+  /** performance.now() from which sent items count as steady. */
+  private steadyFrom = 0;
   private progress: (() => void) | null = null;
   readonly resyncReports: ResyncReport[] = [];
   /** Items generated over all pairs, and tag rounds started, for tags taken together. */
@@ -242,6 +255,7 @@ export class Simulator {
       p.unackedBytes -= u.bytes;
       p.bytesAcked += u.bytes;
       if (this.latencies.length < 200_000) this.latencies.push(now - u.sentAt);
+      if (u.sentAt >= this.steadyFrom && this.steadyLatencies.length < 200_000) this.steadyLatencies.push(now - u.sentAt);
     }
     p.ackedSeq = durableSeq;
   }
@@ -308,6 +322,7 @@ export class Simulator {
   /** Streams until the duration or item count is reached; resumes after disconnects. */
   async run(): Promise<SimulateReport> {
     this.startedAt = Date.now();
+    this.steadyFrom = performance.now() + (this.options.latencyWarmupSeconds ?? 1) * 1000;
     const deadline = this.options.durationSeconds === null ? null : this.startedAt + this.options.durationSeconds * 1000;
     let backoff = 100;
     for (;;) {
@@ -350,7 +365,10 @@ export class Simulator {
   }
 
   report(): SimulateReport {
-    const sorted = [...this.latencies].sort((a, b) => a - b);
+    const summary = (xs: readonly number[]): LatencySummary => {
+      const sorted = [...xs].sort((a, b) => a - b);
+      return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), samples: sorted.length };
+    };
     const pairs = [...this.pairs.values()].map((p) => ({ pair: p.cfg.id, sentSeq: p.sentSeq, ackedSeq: p.ackedSeq, bytesAcked: p.bytesAcked }));
     return {
       seconds: (Date.now() - this.startedAt) / 1000,
@@ -358,7 +376,8 @@ export class Simulator {
       bytesAcked: pairs.reduce((n, p) => n + p.bytesAcked, 0),
       reconnects: this.reconnects,
       streamErrors: { ...this.streamErrors },
-      ackLatencyMs: { p50: percentile(sorted, 50), p99: percentile(sorted, 99), samples: sorted.length },
+      ackLatencyMs: summary(this.latencies),
+      steadyAckLatencyMs: summary(this.steadyLatencies),
       pairs,
     };
   }
