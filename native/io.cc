@@ -55,13 +55,28 @@ bool CheckDirectAlignment(const std::vector<iovec>& iov, uint64_t offset, SysErr
 }
 
 // Writes every byte of iov at offset, resuming after short writes and
-// splitting at IOV_MAX. Returns false with err set on failure.
-bool WriteAll(int fd, std::vector<iovec> iov, uint64_t offset, uint64_t& written, SysError& err) {
+// splitting at IOV_MAX, and, when maxIo > 0, into calls of at most maxIo
+// bytes each. Returns false with err set on failure.
+bool WriteAll(int fd, std::vector<iovec> iov, uint64_t offset, uint64_t maxIo, uint64_t& written, SysError& err) {
   size_t first = 0;
   written = 0;
+  std::vector<iovec> piece;
   while (first < iov.size()) {
+    const iovec* call = &iov[first];
     int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
-    ssize_t n = pwritev(fd, &iov[first], count, static_cast<off_t>(offset + written));
+    if (maxIo > 0) {
+      // The next maxIo bytes of iov: a prefix of it, the last buffer cut short.
+      piece.clear();
+      uint64_t room = maxIo;
+      for (size_t i = first; i < iov.size() && room > 0 && piece.size() < IOV_MAX; i++) {
+        size_t len = static_cast<size_t>(std::min<uint64_t>(iov[i].iov_len, room));
+        piece.push_back({iov[i].iov_base, len});
+        room -= len;
+      }
+      call = piece.data();
+      count = static_cast<int>(piece.size());
+    }
+    ssize_t n = pwritev(fd, call, count, static_cast<off_t>(offset + written));
     if (n < 0) {
       if (errno == EINTR) continue;
       err.set(errno, "pwritev");
@@ -196,13 +211,22 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return call->Start();
 }
 
-// pwritev(fd, buffers, offset) -> bytes written (always the sum of the buffers)
+// Optional argument i: the most one system call may move (0 or absent: no limit).
+uint64_t ArgMaxIo(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined()) return 0;
+  uint64_t v = ArgU64(info, i, "maxIoBytes");
+  if (v % kDirectAlignment != 0) ThrowRange(info.Env(), "maxIoBytes must be a multiple of 4096");
+  return v;
+}
+
+// pwritev(fd, buffers, offset, maxIoBytes?) -> bytes written (always the sum of the buffers)
 Napi::Value Pwritev(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
   if (!info[1].IsArray()) ThrowType(env, "buffers must be an array of Buffers");
   Napi::Array arr = info[1].As<Napi::Array>();
   uint64_t offset = ArgU64(info, 2, "offset");
+  uint64_t maxIo = ArgMaxIo(info, 3);
   auto iov = std::make_shared<std::vector<iovec>>();
   iov->reserve(arr.Length());
   auto written = std::make_shared<uint64_t>(0);
@@ -215,30 +239,31 @@ Napi::Value Pwritev(const Napi::CallbackInfo& info) {
   }
   auto call = new IoCall(
       env, "mtagent.pwritev",
-      [fd, iov, offset, written](SysError& err) {
+      [fd, iov, offset, maxIo, written](SysError& err) {
         if (iov->empty()) return;
         bool direct = IsDirect(fd, err, "pwritev");
         if (err.failed()) return;
         if (direct && !CheckDirectAlignment(*iov, offset, err, "pwritev")) return;
-        WriteAll(fd, *iov, offset, *written, err);
+        WriteAll(fd, *iov, offset, maxIo, *written, err);
       },
       [written](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*written)); });
   for (auto& v : keep) call->Retain(v);
   return call->Start();
 }
 
-// pread(fd, buffer, offset) -> bytes read; fewer than buffer.length only at end of file
+// pread(fd, buffer, offset, maxIoBytes?) -> bytes read; fewer than buffer.length only at end of file
 Napi::Value Pread(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
   Napi::Buffer<uint8_t> buf = ArgBuffer(env, info[1], "buffer");
   uint64_t offset = ArgU64(info, 2, "offset");
+  uint64_t maxIo = ArgMaxIo(info, 3);
   uint8_t* data = buf.Data();
   size_t len = buf.Length();
   auto got = std::make_shared<uint64_t>(0);
   auto call = new IoCall(
       env, "mtagent.pread",
-      [fd, data, len, offset, got](SysError& err) {
+      [fd, data, len, offset, maxIo, got](SysError& err) {
         bool direct = IsDirect(fd, err, "pread");
         if (err.failed()) return;
         if (direct) {
@@ -246,7 +271,9 @@ Napi::Value Pread(const Napi::CallbackInfo& info) {
           if (!CheckDirectAlignment(one, offset, err, "pread")) return;
         }
         while (*got < len) {
-          ssize_t n = pread(fd, data + *got, len - *got, static_cast<off_t>(offset + *got));
+          size_t want = len - *got;
+          if (maxIo > 0 && want > maxIo) want = static_cast<size_t>(maxIo);
+          ssize_t n = pread(fd, data + *got, want, static_cast<off_t>(offset + *got));
           if (n < 0) {
             if (errno == EINTR) continue;
             err.set(errno, "pread");

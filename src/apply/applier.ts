@@ -10,7 +10,7 @@ import { openForReading, payloadOffsets, readBatchAt, type LogBatch, type LogPos
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
 import type { Extent } from './overlay';
-import { alignedBuffer, type BlockFile } from '../native';
+import { BACKGROUND_IO_PIECE_BYTES, alignedBuffer, type BlockFile } from '../native';
 import { SlabArena, type SlabCarver, type SlabPool } from './slab-pool';
 import { MAX_WRITE_BYTES } from '../protocol/constants';
 import type { TargetDisk } from './target';
@@ -349,7 +349,7 @@ export class Applier {
   private async readerFor(segment: number): Promise<BlockFile> {
     if (this.reader?.segment === segment) return this.reader.file;
     await this.closeReader();
-    const file = await openForReading(this.options.ingest.segmentPath(segment));
+    const file = await openForReading(this.options.ingest.segmentPath(segment), BACKGROUND_IO_PIECE_BYTES);
     this.reader = { segment, file };
     return file;
   }

@@ -3,7 +3,7 @@
 import { statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { MtagentError, isSystemError } from '../errors';
-import { BlockFile, DIRECT_ALIGNMENT, isDirectAligned } from '../native';
+import { BACKGROUND_IO_PIECE_BYTES, BlockFile, DIRECT_ALIGNMENT, isDirectAligned } from '../native';
 import type { Extent } from './overlay';
 
 export class TargetError extends MtagentError {
@@ -83,7 +83,7 @@ export class TargetDisk {
     }
     let file: BlockFile;
     try {
-      file = await BlockFile.open(spec.path, { create: created, size: spec.sizeBytes ?? undefined });
+      file = await BlockFile.open(spec.path, { create: created, size: spec.sizeBytes ?? undefined, maxIoBytes: BACKGROUND_IO_PIECE_BYTES });
     } catch (err) {
       throw unavailable(spec.path, err);
     }
@@ -94,7 +94,7 @@ export class TargetDisk {
     }
     let direct: BlockFile | null = null;
     try {
-      direct = await BlockFile.open(spec.path, { direct: true });
+      direct = await BlockFile.open(spec.path, { direct: true, maxIoBytes: BACKGROUND_IO_PIECE_BYTES });
       if (!direct.direct) {
         await direct.close();
         direct = null;

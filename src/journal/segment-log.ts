@@ -141,8 +141,8 @@ export function listSegments(dir: string, extension: string): number[] {
  * where durable data is, seen by a rebuild or by the applier reading a
  * recycled segment. Reading direct sees what is on the disk.
  */
-export function openForReading(path: string): Promise<BlockFile> {
-  return BlockFile.open(path, { readOnly: true, direct: true });
+export function openForReading(path: string, maxIoBytes = 0): Promise<BlockFile> {
+  return BlockFile.open(path, { readOnly: true, direct: true, maxIoBytes });
 }
 
 /** Memory for reading batches: a 4 KiB header buffer to reuse, and where the batch's own memory comes from. */
@@ -336,6 +336,8 @@ export interface SegmentLogOptions {
   stagingBuffers?: 1 | 2;
   /** Memory for each batch, handed over with the written batch (the ingest log's, to the applier). */
   stagingSource?: StagingSource;
+  /** Writes reach the disk in pieces of at most this size (the undo logs: BACKGROUND_IO_PIECE_BYTES). */
+  maxIoBytes?: number;
 }
 
 /**
@@ -364,11 +366,13 @@ export class SegmentLogWriter {
 
   private readonly stagingCount: number;
   private readonly stagingSource: StagingSource | undefined;
+  private readonly maxIoBytes: number;
 
   private constructor(options: SegmentLogOptions, end: LogPosition, nextBatchNo: number) {
     this.beforeAllocate = options.beforeAllocate;
     this.stagingCount = options.stagingBuffers ?? 2;
     this.stagingSource = options.stagingSource;
+    this.maxIoBytes = options.maxIoBytes ?? 0;
     this.dir = options.dir;
     this.extension = options.extension;
     this.segmentBytes = options.segmentBytes;
@@ -526,14 +530,14 @@ export class SegmentLogWriter {
     }
     const path = this.segmentPath(segment);
     if (fileOffset > 0 || (segment === this.segment && this.position > 0)) {
-      this.file = await BlockFile.open(path, { direct: true });
+      this.file = await BlockFile.open(path, { direct: true, maxIoBytes: this.maxIoBytes });
       this.segment = segment;
       return;
     }
     if (this.spares.length === 0) await this.beforeAllocate?.(this.segmentBytes);
     const spare = this.spares.shift();
     if (spare !== undefined) renameSync(spare, path);
-    const f = await BlockFile.open(path, { create: true, direct: true });
+    const f = await BlockFile.open(path, { create: true, direct: true, maxIoBytes: this.maxIoBytes });
     try {
       if (spare === undefined || statSync(path).size < this.segmentBytes) await f.allocate(0, this.segmentBytes);
     } catch (err) {

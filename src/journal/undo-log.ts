@@ -3,6 +3,7 @@
 // at the latest applied item, these records are what rebuilds the past.
 import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { BACKGROUND_IO_PIECE_BYTES } from '../native';
 import { JournalCorruptError } from './errors';
 import { isItemRecord } from './items';
 import { RecordKind, type DecodedRecord } from './record';
@@ -108,7 +109,7 @@ export class UndoLog {
         onRecord?.(r, batch);
       }
     }, fromSegment);
-    const writer = await SegmentLogWriter.open({ dir, extension: 'undo', segmentBytes, beforeAllocate, stagingBuffers: 1 }, scan);
+    const writer = await SegmentLogWriter.open({ dir, extension: 'undo', segmentBytes, beforeAllocate, stagingBuffers: 1, maxIoBytes: BACKGROUND_IO_PIECE_BYTES }, scan);
     const log = new UndoLog(pairId, dir, writer, last);
     for (const [n, s] of summaries) {
       s.bytes = statSync(join(dir, segmentFileName(n, 'undo'))).size;

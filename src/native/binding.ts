@@ -30,8 +30,9 @@ export interface RawStatfs {
 export interface NativeBinding {
   open(path: string, options?: RawOpenOptions): Promise<RawOpenResult>;
   close(fd: number): Promise<void>;
-  pwritev(fd: number, buffers: readonly Buffer[], offset: number): Promise<number>;
-  pread(fd: number, buffer: Buffer, offset: number): Promise<number>;
+  /** maxIoBytes (a multiple of 4096): the most one system call moves; absent or 0, no limit. */
+  pwritev(fd: number, buffers: readonly Buffer[], offset: number, maxIoBytes?: number): Promise<number>;
+  pread(fd: number, buffer: Buffer, offset: number, maxIoBytes?: number): Promise<number>;
   fdatasync(fd: number): Promise<void>;
   fsync(fd: number): Promise<void>;
   fallocate(fd: number, offset: number, length: number): Promise<void>;

@@ -14,6 +14,12 @@ export interface OpenBlockFileOptions {
   mode?: number;
   /** A regular file found empty is extended (sparse) to this size. */
   size?: number;
+  /**
+   * Reads and writes reach the disk in pieces of at most this many bytes (a
+   * multiple of 4096), one after another. For I/O that must not hold back
+   * other I/O waiting at the same disk (see BACKGROUND_IO_PIECE_BYTES).
+   */
+  maxIoBytes?: number;
 }
 
 /**
@@ -29,36 +35,43 @@ export class BlockFile {
   readonly blockDevice: boolean;
   /** Size at open: the device's size, or the file's length. */
   readonly sizeAtOpen: number;
+  /** The most one system call reads or writes; 0: no limit. */
+  readonly maxIoBytes: number;
 
   private inFlight = 0;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
 
-  private constructor(path: string, fd: number, direct: boolean, blockDevice: boolean, size: number) {
+  private constructor(path: string, fd: number, direct: boolean, blockDevice: boolean, size: number, maxIoBytes: number) {
     this.path = path;
     this.fd = fd;
     this.direct = direct;
     this.blockDevice = blockDevice;
     this.sizeAtOpen = size;
+    this.maxIoBytes = maxIoBytes;
   }
 
   static async open(path: string, options: OpenBlockFileOptions = {}): Promise<BlockFile> {
-    const r = await binding.open(path, options);
-    return new BlockFile(path, r.fd, r.direct, r.blockDevice, r.size);
+    const { maxIoBytes = 0, ...raw } = options;
+    if (!Number.isInteger(maxIoBytes) || maxIoBytes < 0 || maxIoBytes % 4096 !== 0) {
+      throw new MtagentError('ERR_BAD_OPTIONS', `maxIoBytes ${maxIoBytes} must be a non-negative multiple of 4096`);
+    }
+    const r = await binding.open(path, raw);
+    return new BlockFile(path, r.fd, r.direct, r.blockDevice, r.size, maxIoBytes);
   }
 
   /** Writes all buffers back to back at `offset`; resolves with the byte count. */
   writev(buffers: readonly Buffer[], offset: number): Promise<number> {
-    return this.track(() => binding.pwritev(this.fd, buffers, offset));
+    return this.track(() => binding.pwritev(this.fd, buffers, offset, this.maxIoBytes));
   }
 
   write(buffer: Buffer, offset: number): Promise<number> {
-    return this.track(() => binding.pwritev(this.fd, [buffer], offset));
+    return this.track(() => binding.pwritev(this.fd, [buffer], offset, this.maxIoBytes));
   }
 
   /** Fills `buffer` from `offset`; fewer bytes only at the end of the file. */
   read(buffer: Buffer, offset: number): Promise<number> {
-    return this.track(() => binding.pread(this.fd, buffer, offset));
+    return this.track(() => binding.pread(this.fd, buffer, offset, this.maxIoBytes));
   }
 
   datasync(): Promise<void> {

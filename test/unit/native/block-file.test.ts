@@ -214,6 +214,40 @@ describe('BlockFile', () => {
     }
   });
 
+  it('moves data in pieces of at most maxIoBytes, cutting buffers anywhere on a 4096 boundary', async () => {
+    // Write and read system calls of this process, threads included (/proc/self/io).
+    const calls = (): { syscr: number; syscw: number } => {
+      const io = readFileSync('/proc/self/io', 'utf8');
+      return { syscr: Number(/syscr: (\d+)/.exec(io)?.[1]), syscw: Number(/syscw: (\d+)/.exec(io)?.[1]) };
+    };
+    const dir = tempDir();
+    for (const direct of [true, false]) {
+      const f = await BlockFile.open(join(dir, `pieces-${direct}.bin`), { create: true, direct, maxIoBytes: MiB });
+      try {
+        expect(f.maxIoBytes).toBe(MiB);
+        // 1.5 MiB, 0.5 MiB, 2 MiB + 4 KiB: piece ends fall inside buffers and on their edges.
+        const buffers = [MiB + MiB / 2, MiB / 2, 2 * MiB + 4096].map((n) => {
+          const b = alignedBuffer(n);
+          randomBytes(n).copy(b);
+          return b;
+        });
+        const whole = Buffer.concat(buffers);
+        const before = calls();
+        expect(await f.writev(buffers, 8192)).toBe(whole.length);
+        const written = calls();
+        expect(written.syscw - before.syscw).toBeGreaterThanOrEqual(5);
+        const back = alignedBuffer(whole.length + 3 * 4096);
+        // Past the end of the file: the last piece comes back short, and the count says so.
+        expect(await f.read(back, 8192)).toBe(whole.length);
+        expect(calls().syscr - written.syscr).toBeGreaterThanOrEqual(5);
+        expect(back.subarray(0, whole.length).equals(whole)).toBe(true);
+      } finally {
+        await f.close();
+      }
+    }
+    await expect(BlockFile.open(join(dir, 'bad.bin'), { create: true, maxIoBytes: 1000 })).rejects.toMatchObject({ code: 'ERR_BAD_OPTIONS' });
+  });
+
   it('waits for in-flight calls before closing, and refuses calls after', async () => {
     const dir = tempDir();
     const f = await BlockFile.open(join(dir, 'close.bin'), { create: true, direct: true });
