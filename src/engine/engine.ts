@@ -97,6 +97,12 @@ interface PairRuntime extends ApplierPair {
   rate: { since: number; bytes: number; perSecond: number };
 }
 
+/** A pair failed over, or being failed over, takes no opens and no items until it is committed. */
+function assertNotFailedOver(pair: PairRuntime, seq: number | null = null): void {
+  if (pair.failover === null && !pair.failingOver) return;
+  throw new EngineError('failed-over', `pair ${pair.pairId} is failed over; commit it (mtagent commit ${pair.pairId}) before replicating again`, pair.pairId, seq);
+}
+
 export interface PairStatus {
   pair: string;
   group: string | null;
@@ -455,7 +461,7 @@ export class Engine {
     this.assertUsable();
     const pair = this.pairs.get(pairId);
     if (!pair || pair.config === null) throw new EngineError('unknown-pair', `pair ${pairId} is not configured on this agent`, pairId);
-    if (pair.failover !== null || pair.failingOver) throw new EngineError('failed-over', `pair ${pairId} is failed over; commit it (mtagent commit ${pairId}) before replicating again`, pairId);
+    assertNotFailedOver(pair);
     if (sectorBytes !== 512 && sectorBytes !== 4096) throw new EngineError('bad-request', `sectorBytes must be 512 or 4096, not ${sectorBytes}`, pairId);
     if (!Number.isSafeInteger(diskBytes) || diskBytes <= 0 || diskBytes % sectorBytes !== 0) {
       throw new EngineError('bad-request', `diskBytes must be a positive multiple of sectorBytes, not ${diskBytes}`, pairId);
@@ -486,7 +492,7 @@ export class Engine {
     this.assertUsable();
     const pair = this.pairs.get(pairId);
     if (!pair || pair.config === null) throw new EngineError('unknown-pair', `pair ${pairId} is not configured on this agent`, pairId);
-    if (pair.failover !== null || pair.failingOver) throw new EngineError('failed-over', `pair ${pairId} is failed over`, pairId);
+    assertNotFailedOver(pair);
     if (!pair.opened || pair.diskBytes === null || pair.sectorBytes === null) {
       throw new EngineError('not-open', `pair ${pairId} was not opened`, pairId);
     }
@@ -501,7 +507,7 @@ export class Engine {
     if (session !== undefined && session !== pair.session) {
       throw new EngineError('superseded', `pair ${pairId} was opened on another connection`, pairId, items[0]?.seq ?? null);
     }
-    if (pair.failover !== null || pair.failingOver) throw new EngineError('failed-over', `pair ${pairId} is failed over`, pairId, items[0]?.seq ?? null);
+    assertNotFailedOver(pair, items[0]?.seq ?? null);
     const records: PendingRecord[] = [];
     let refusal: EngineError | null = null;
     for (const item of items) {
