@@ -105,7 +105,7 @@ export function registerSimulate(program: Command): void {
         const rows = [['pair', 'acked seq', 'acked', 'MB/s']];
         for (const p of report.pairs) rows.push([p.pair, String(p.ackedSeq), formatBytes(p.bytesAcked), (p.bytesAcked / 1e6 / report.seconds).toFixed(1)]);
         process.stdout.write(`${table(rows)}\n`);
-        process.stdout.write(`${report.itemsAcked} items, ${formatBytes(report.bytesAcked)} acknowledged in ${report.seconds.toFixed(1)} s; ack latency p50 ${report.ackLatencyMs.p50.toFixed(1)} ms, p99 ${report.ackLatencyMs.p99.toFixed(1)} ms; ${report.reconnects} reconnects\n`);
+        process.stdout.write(`${report.itemsAcked} items, ${formatBytes(report.bytesAcked)} acknowledged in ${report.seconds.toFixed(1)} s; ack latency p50 ${report.ackLatencyMs.p50.toFixed(1)} ms, p99 ${report.ackLatencyMs.p99.toFixed(1)} ms (after the first second: p50 ${report.steadyAckLatencyMs.p50.toFixed(1)} ms, p99 ${report.steadyAckLatencyMs.p99.toFixed(1)} ms); ${report.reconnects} reconnects\n`);
         for (const r of sim.resyncReports) process.stdout.write(`delta resync ${r.pair}: ${r.differing}/${r.blocks} blocks differed, sent ${formatBytes(r.bytesSent)} of ${formatBytes(r.diskBytes)}\n`);
         for (const c of checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.pair} ${c.point} (seq ${c.seq}) ${c.actual ?? ''}${c.error ? `: ${c.error}` : ''}\n`);
         if (checks.length > 0) process.stdout.write(`verify: ${checks.length - failed} passed, ${failed} failed\n`);
