@@ -518,7 +518,15 @@ export class Engine {
       pair.lastTime = time;
       records.push(itemRecord(pairId, time === item.time ? item : { ...item, time }));
     }
+    // Returned, not awaited: this call, and with it `items` (views of the
+    // messages they arrived in), is let go while the batch is written.
+    return this.journal(pair, records, refusal);
+  }
+
+  /** Makes the records durable; then the refusal, if any, is thrown. */
+  private async journal(pair: PairRuntime, records: PendingRecord[], refusal: EngineError | null): Promise<number> {
     if (records.length > 0) {
+      const firstSeq = (records[0] as PendingRecord).fields.seq;
       try {
         await this.ingest.append(records);
       } catch (err) {
@@ -526,7 +534,7 @@ export class Engine {
         pair.lastSeq = pair.durableSeq;
         pair.lastTime = pair.durableTime ?? 0;
         if (err instanceof MtagentError && err.code === 'retention-full') {
-          throw new EngineError('retention-full', err.message, pairId, (records[0] as PendingRecord).fields.seq);
+          throw new EngineError('retention-full', err.message, pair.pairId, firstSeq);
         }
         throw err;
       }

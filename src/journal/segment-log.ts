@@ -21,6 +21,11 @@ import {
 
 export interface PendingRecord {
   fields: Omit<RecordFields, 'count'>;
+  /**
+   * With a staging source, encoding points a write's payload and item.data at
+   * its copy in the staged batch: the message it arrived in is then held by
+   * nothing here, and can be collected young.
+   */
   payload?: Uint8Array;
   /** The stream item this record holds, kept so the applier need not decode it back. */
   item?: StreamItem;
@@ -83,17 +88,6 @@ export interface ScanSummary {
 
 export function alignBatch(n: number): number {
   return Math.ceil(n / BATCH_ALIGNMENT) * BATCH_ALIGNMENT;
-}
-
-/** Where each record's payload starts in a batch encoded from `records` (the layout encode() writes). */
-export function payloadOffsets(records: readonly PendingRecord[]): number[] {
-  const out: number[] = [];
-  let pos = RECORD_HEADER_BYTES;
-  for (const r of records) {
-    out.push(pos + RECORD_HEADER_BYTES);
-    pos += recordSize(r.payload?.length ?? 0);
-  }
-  return out;
 }
 
 export function batchBytesFor(records: readonly PendingRecord[]): number {
@@ -440,9 +434,18 @@ export class SegmentLogWriter {
     if (bytes > this.segmentBytes) throw new RangeError(`batch of ${bytes} bytes exceeds the segment size ${this.segmentBytes}`);
     const segment = rolls && this.reservedPosition > 0 ? this.reservedSegment + 1 : this.reservedSegment;
     const fileOffset = rolls ? 0 : this.reservedPosition;
-    const buf = this.stagingSource?.take(bytes) ?? this.stagingBuffer(bytes);
+    const staged = this.stagingSource?.take(bytes) ?? null;
+    const buf = staged ?? this.stagingBuffer(bytes);
     let pos = RECORD_HEADER_BYTES;
-    for (const r of all) pos = encodeRecord(buf, pos, segment, r.fields, r.payload);
+    for (const r of all) {
+      const payloadAt = pos + RECORD_HEADER_BYTES;
+      pos = encodeRecord(buf, pos, segment, r.fields, r.payload);
+      if (staged !== null && r.item?.kind === 'write' && r.payload !== undefined) {
+        const copy = staged.subarray(payloadAt, payloadAt + r.payload.length);
+        r.payload = copy;
+        r.item = { ...r.item, data: copy };
+      }
+    }
     buf.fill(0, pos, bytes);
     const batchNo = this.reservedBatchNo;
     encodeRecord(buf, 0, segment, { kind: RecordKind.Batch, flags: 0, pairId: '', seq: batchNo, time: 0, offset: bytes, count: all.length });

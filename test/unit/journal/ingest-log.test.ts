@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { IngestLog } from '../../../src/journal/ingest-log';
 import { itemRecord } from '../../../src/journal/items';
 import type { WrittenBatch } from '../../../src/journal/segment-log';
+import { alignedBuffer } from '../../../src/native';
 import { KiB, MiB, write } from '../../helpers/engine-fixture';
 import { useTempDir } from '../../helpers/temp-dir';
 
@@ -72,5 +73,32 @@ describe('ingest log', () => {
     await fill(4 * segment);
     await log.close();
     expect(readdirSync(dir).filter((n) => n.startsWith('spare-'))).toEqual([]);
+  });
+
+  it('with a staging source, points written records at the staged batch, not at the buffers they arrived in', async () => {
+    // Held until their batch was durable, the arrival buffers outlived V8's
+    // young generation: with 4 KiB writes, twice the full collections.
+    const dir = tempDir();
+    const batches: WrittenBatch[] = [];
+    const staging = { take: (bytes: number): Buffer => alignedBuffer(bytes) };
+    const { log } = await IngestLog.open({ dir, segmentBytes: 4 * MiB, maxBatchBytes: 256 * KiB, onBatch: (b) => batches.push(b), stagingSource: staging }, () => {});
+    const arrived = [write('p', 1, 0, 8 * KiB), write('p', 2, 8 * KiB, 4 * KiB)];
+    const copies = arrived.map((it) => Buffer.from(it.kind === 'write' ? it.data : Buffer.alloc(0)));
+    const records = arrived.map((it) => itemRecord('p', it));
+    records.push(itemRecord('p', { kind: 'tick', seq: 3, time: 3_000_000 }));
+    await log.append(records);
+    await log.close();
+    const written = batches.flatMap((b) => b.records.map((r) => ({ r, staging: b.staging })));
+    expect(written).toHaveLength(3);
+    written.slice(0, 2).forEach(({ r, staging: staged }, i) => {
+      const item = r.item;
+      if (item?.kind !== 'write' || r.payload === undefined || staged === null) throw new Error('a staged write was expected');
+      expect(r.payload.buffer).toBe(staged.buffer);
+      expect(item.data.buffer).toBe(staged.buffer);
+      expect(Buffer.from(item.data).equals(copies[i] as Buffer)).toBe(true);
+      // What arrived is left as it was: the caller's items are not changed.
+      expect((arrived[i] as { data: Buffer }).data.equals(copies[i] as Buffer)).toBe(true);
+    });
+    expect(written[2]?.r.item?.kind).toBe('tick');
   });
 });
