@@ -110,7 +110,7 @@ export class IngestLog {
 
   /** Where the next batch will be written. */
   get end(): LogPosition {
-    return { segment: this.writer.currentSegment, fileOffset: this.writer.currentPosition };
+    return this.writer.end;
   }
 
   /**

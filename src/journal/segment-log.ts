@@ -396,8 +396,9 @@ export class SegmentLogWriter {
     return this.segment;
   }
 
-  get currentPosition(): number {
-    return this.position;
+  /** Where the last durable batch ends: the next one is written there. */
+  get end(): LogPosition {
+    return { segment: this.segment, fileOffset: this.position };
   }
 
   /** The batch number the next append gets. */

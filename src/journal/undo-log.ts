@@ -145,7 +145,7 @@ export class UndoLog {
 
   /** Where the last durable batch ends: nothing at or past it is history yet. */
   get durableEnd(): LogPosition {
-    return { segment: this.writer.currentSegment, fileOffset: this.writer.currentPosition };
+    return this.writer.end;
   }
 
   get activeSegment(): number | null {
@@ -197,7 +197,8 @@ export class UndoLog {
    */
   async readSegment(segment: number): Promise<LogBatch[]> {
     const path = join(this.dir, segmentFileName(segment, 'undo'));
-    const durableEnd = segment === this.durableEnd.segment ? this.durableEnd.fileOffset : null;
+    const writtenTo = this.durableEnd;
+    const durableEnd = segment === writtenTo.segment ? writtenTo.fileOffset : null;
     const file = await openForReading(path);
     const end = durableEnd === null ? file.sizeAtOpen : Math.min(durableEnd, file.sizeAtOpen);
     const out: LogBatch[] = [];
