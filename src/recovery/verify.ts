@@ -27,14 +27,18 @@ export async function verifyPair(engine: Engine, pairId: string): Promise<Verify
   const dir = history.undo.dir;
   const result: VerifyResult = { pairId, ok: true, problem: null, segments: 0, records: 0, bytes: 0 };
   const fail = (problem: string): VerifyResult => ({ ...result, ok: false, problem });
+  // Damage found while reading a log is the answer; any other error is raised.
+  const failOnDamage = (err: unknown): VerifyResult => {
+    if (err instanceof JournalCorruptError) return fail(`${err.file} offset ${err.fileOffset}: ${err.reason}`);
+    throw err;
+  };
   try {
     // The shared ingest log first: its segments are kept from being recycled
     // only while it is read (it is short; the undo history may be long).
     try {
       await scanLog(join(engine.options.retentionDir, 'ingest'), 'log', () => {}, 0, hold.ingestEnd);
     } catch (err) {
-      if (err instanceof JournalCorruptError) return fail(`${err.file} offset ${err.fileOffset}: ${err.reason}`);
-      throw err;
+      return failOnDamage(err);
     } finally {
       hold.releaseIngest();
     }
@@ -68,8 +72,7 @@ export async function verifyPair(engine: Engine, pairId: string): Promise<Verify
         }
       }, 0, hold.undoEnd);
     } catch (err) {
-      if (err instanceof JournalCorruptError) return fail(`${err.file} offset ${err.fileOffset}: ${err.reason}`);
-      throw err;
+      return failOnDamage(err);
     }
     result.segments = scanned.size;
     if (chainError !== null) return fail(chainError);
