@@ -109,7 +109,7 @@ export function extentSlabBytes(cycleBytes: number, maxBatchBytes: number): numb
 }
 
 /**
- * Slabs for batches (encoded by the ingest log, or read back): any batch fits
+ * Slabs for batches (encoded by the ingest log, or read back): every batch fits
  * one. Small enough that a slab goes back soon after the batches in it are applied.
  */
 export function batchSlabBytes(maxBatchBytes: number): number {
