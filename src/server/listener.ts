@@ -138,6 +138,9 @@ export class ReplicationServer {
     for (const c of this.connections) await c.drain();
     for (const c of this.connections) c.shutdown();
     this.wss.close();
-    await Promise.race([stopped, new Promise((r) => setTimeout(r, 2000))]);
+    // Connections that do not close within 2 s are left to the process exit; the timer itself must not hold the exit back.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([stopped, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
   }
 }
