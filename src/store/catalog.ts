@@ -342,13 +342,13 @@ export class Catalog {
       .run(pairId, seq, time);
   }
 
+  /**
+   * Ends every window still open before `seq`: a resync begun again before the
+   * last one ended (the connection dropped) leaves two open, and the target is
+   * inconsistent from the first start until this end (SPEC §2.4).
+   */
   endResync(pairId: string, seq: number, time: number): void {
-    this.db
-      .prepare(
-        `UPDATE resync_windows SET end_seq = ?, end_time = ?
-         WHERE pair_id = ? AND end_seq IS NULL AND start_seq = (SELECT MAX(start_seq) FROM resync_windows WHERE pair_id = ? AND start_seq < ?)`,
-      )
-      .run(seq, time, pairId, pairId, seq);
+    this.db.prepare('UPDATE resync_windows SET end_seq = ?, end_time = ? WHERE pair_id = ? AND end_seq IS NULL AND start_seq < ?').run(seq, time, pairId, seq);
   }
 
   resyncWindows(pairId: string): ResyncWindowRow[] {
