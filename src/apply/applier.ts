@@ -50,7 +50,7 @@ export interface ApplierOptions {
   onApplied: (pair: ApplierPair, result: ApplyResult) => void;
   onPaused: (pair: ApplierPair, err: unknown) => void;
   onResumed: (pair: ApplierPair) => void;
-  /** Errors of the loop itself (reading the log): the owner reports them. */
+  /** Errors of the loop itself (reading the log): the owner reports them. The applier stops after one. */
   onError: (err: unknown) => void;
   /** True while acknowledgements should have the disk: the applier waits to be poked again. */
   shouldYield?: () => boolean;
@@ -272,6 +272,8 @@ export class Applier {
       this.options.ingest.release(this.releasePosition());
       if (this.stopped) await this.settlePrefetch();
     } catch (err) {
+      // The loop does not go round again: the same error would come back at once, for ever.
+      this.stopped = true;
       await stageB.catch(() => undefined);
       await this.settlePrefetch();
       this.prefetched = null;

@@ -175,6 +175,9 @@ export class Engine {
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
   private fatal: unknown = null;
+  private reportFatal: (err: unknown) => void = () => undefined;
+  /** Settles with the error the first time the engine stops on one it cannot pass (the applier's); never otherwise. */
+  readonly stoppedOnError: Promise<unknown> = new Promise((resolve) => (this.reportFatal = resolve));
   private readonly appliedWaiters = new Set<{ pairId: string; seq: number; resolve: () => void }>();
   private readonly now: () => number;
   private readonly lagWaiters = new Map<string, Array<() => void>>();
@@ -276,6 +279,7 @@ export class Engine {
         this.log.error({ pair: pair.pairId, catalogDurableSeq: remembered, logDurableSeq: pair.durableSeq }, 'acknowledged items missing from the logs');
       }
       const first = firstUnapplied.get(pair.pairId);
+      if (first) this.flagLostItems(pair, first.seq);
       // Everything before the first unapplied item in the log was applied: it is either
       // at or below the catalog's checkpoint, or its segment was recycled, which
       // happens only after it was applied.
@@ -331,6 +335,33 @@ export class Engine {
       { pairs: [...this.pairs.keys()], ingestEnd: scan.end, batchesScanned: scan.batches },
       'engine recovered',
     );
+  }
+
+  /**
+   * A pair's first item still in the ingest log must follow what was applied.
+   * Items in between were acknowledged, yet are neither applied (the undo log,
+   * written before any target write, has no record of them) nor in the log: a
+   * segment was lost (deleted by hand, or by the volume). The target will lack
+   * them, so the pair is flagged, its points from the gap on are refused (a
+   * resync window, closed by the next resync-end), and the next open asks the
+   * process server for a resync, which rewrites every block that differs.
+   */
+  private flagLostItems(pair: PairRuntime, firstInLog: number): void {
+    const row = this.catalog.pair(pair.pairId);
+    const undoStarts = pair.undo.segments().map((s) => s.prevSeq);
+    const applied = Math.max(row?.appliedSeq ?? 0, row?.historyFloor ?? 0, pair.undo.maxSeq, ...undoStarts);
+    if (firstInLog <= applied + 1) return;
+    const from = applied + 1;
+    const to = firstInLog - 1;
+    pair.alert = `acknowledged items missing: seq ${from}..${to} were neither applied nor found in the ingest log (a log segment was lost); points from seq ${from} on are refused until a resync ends, and the next open asks for one (run mtagent verify ${pair.pairId})`;
+    pair.needsResync = true;
+    const since = this.pointAtOrBefore(pair, applied).time;
+    this.catalog.transaction(() => {
+      this.catalog.updatePair(pair.pairId, { needsResync: true });
+      this.catalog.startResync(pair.pairId, from, since);
+      this.catalog.addEvent(pair.pairId, 'acknowledged-items-missing', pair.alert as string);
+    });
+    this.log.error({ pair: pair.pairId, fromSeq: from, toSeq: to }, 'acknowledged items missing from the ingest log');
   }
 
   /** The applied item's seq and time, as far as the logs know it (time 0 when not known). */
@@ -688,8 +719,10 @@ export class Engine {
   }
 
   private onFatal(err: unknown): void {
+    if (this.fatal !== null) return;
     this.fatal = err;
     this.log.fatal({ err }, 'the applier stopped on an error it cannot pass');
+    this.reportFatal(err);
   }
 
   private retryPausedPairs(): void {

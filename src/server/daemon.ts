@@ -183,21 +183,30 @@ export async function runDaemon(config: AgentConfig, log: Logger): Promise<numbe
     watchdog.unref();
   }
   return new Promise<number>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      log.info({ signal }, 'signal received');
+    const shutdown = (exitCode: number): void => {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       if (watchdog) clearInterval(watchdog);
       daemon.stop().then(
-        () => resolve(0),
+        () => resolve(exitCode),
         (err: unknown) => {
           log.error({ err }, 'stopping failed');
           resolve(1);
         },
       );
     };
+    const onSignal = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'signal received');
+      shutdown(0);
+    };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // Stopped on an error it cannot pass, the engine refuses every append: exit
+    // non-zero, so the service manager restarts the agent and it reads its journal again.
+    void daemon.engine.stoppedOnError.then(() => {
+      log.error('exiting: the engine stopped on an error (logged above)');
+      shutdown(1);
+    });
     process.on('SIGHUP', () => void reload(daemon, log));
   });
 }

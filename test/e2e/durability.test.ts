@@ -1,7 +1,7 @@
 // The daemon killed with SIGKILL at random moments under a simulator that
 // resumes from durableSeq: every acknowledged item survives, and images at
 // random points equal the simulator's model.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -85,4 +85,31 @@ describe('acknowledged items survive SIGKILL of the daemon', () => {
     expect(await daemon.stop()).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(1500);
   }, 180_000);
+});
+
+describe('an error the engine cannot pass', () => {
+  it('is logged once, and the daemon exits 1 so the service manager restarts it', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'mtagent-fatal-'));
+    roots.push(root);
+    const daemon = new RunningDaemon(await makeInstallation(root, [{ id: 'x', sizeBytes: 4 * MiB }]));
+    await daemon.start({ MTAGENT_TUNING: JSON.stringify({ ingestSegmentBytes: MiB, maxBatchBytes: 512 * 1024, cycleBytes: 64 * 1024, targetRetryMs: 50 }) });
+    const exited = new Promise<number | null>((r) => daemon.proc?.once('exit', (code) => r(code)));
+    const target = daemon.config.pairs[0]?.target as string;
+    const c = await daemon.client();
+    const o = await c.open('x', 4 * MiB);
+    // The target goes away, so its items wait in the ingest log (one segment each)...
+    renameSync(target, `${target}.away`);
+    for (let seq = 1; seq <= 3; seq++) {
+      c.sendRecords([{ stream: o.stream, seq, offset: (seq - 1) * 512 * 1024, time: seq, data: Buffer.alloc(512 * 1024, seq) }]);
+      await c.next((m) => m.type === 'ack' && m.durableSeq >= seq);
+    }
+    // ...and the first of them is lost before the target comes back: applying it fails.
+    rmSync(join(daemon.config.retention.path, 'ingest', '00000001.log'));
+    renameSync(`${target}.away`, target);
+    const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
+    expect(code).toBe(1);
+    expect(daemon.output.split('cannot pass').length - 1).toBe(1);
+    expect(daemon.output).toContain('exiting: the engine stopped on an error');
+    await c.close().catch(() => undefined);
+  }, 60_000);
 });

@@ -1,11 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../../../src/engine/errors';
 import { createLogger } from '../../../src/log';
 import { rebuild } from '../../../src/recovery/rebuild';
-import { fixture, openEngine, payload, write, KiB, MiB } from '../../helpers/engine-fixture';
+import { fixture, openEngine, payload, write, KiB, MiB, type Fixture } from '../../helpers/engine-fixture';
+import { PointRefusedError } from '../../../src/recovery/points';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -92,6 +93,74 @@ describe('engine', () => {
       await expect(e.append('p1', [write('p1', 21, 4 * MiB, 512)])).rejects.toMatchObject({ code: 'bad-record' });
       await expect(e.openPair('nope', 4 * MiB, 512)).rejects.toBeInstanceOf(EngineError);
       await expect(e.openPair('p1', 8 * MiB, 512)).rejects.toMatchObject({ code: 'size-mismatch' });
+    } finally {
+      await e.close();
+    }
+  });
+});
+
+describe('engine: a lost ingest segment', () => {
+  /** An engine whose pair p1 journaled four 512 KiB writes (one ingest segment each) while its target was away, closed. */
+  async function journaledNotApplied(logged: { text: string }): Promise<{ f: Fixture; target: string }> {
+    const destination = new Writable({ write: (chunk: Buffer, _enc, done) => ((logged.text += chunk.toString()), done()) });
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: 4 * MiB }], { undoSegmentBytes: 4 * MiB, logger: createLogger({ destination }) });
+    const target = join(f.root, 'datastore', 'p1.img');
+    const e = await openEngine(f);
+    await e.openPair('p1', 4 * MiB, 512);
+    renameSync(target, `${target}.away`);
+    for (let seq = 1; seq <= 4; seq++) await e.append('p1', [write('p1', seq, (seq - 1) * 512 * KiB, 512 * KiB)]);
+    await e.close();
+    return { f, target };
+  }
+
+  it('at start-up: the pair is flagged, its points from the gap on are refused until a resync ends, and it asks for a resync', async () => {
+    const logged = { text: '' };
+    const { f, target } = await journaledNotApplied(logged);
+    // Seq 1, never applied, is lost with its segment (deleted by hand). Start-up does not
+    // see a hole in the log: the log just begins later, as it does once segments are recycled.
+    rmSync(join(f.options.retentionDir, 'ingest', '00000001.log'));
+    renameSync(`${target}.away`, target);
+    const e = await openEngine(f);
+    try {
+      await e.settle();
+      expect(e.status('p1')).toMatchObject({ state: 'error', needsResync: true, durableSeq: 4, appliedSeq: 4 });
+      expect(e.status('p1').lastError).toMatch(/acknowledged items missing: seq 1\.\.1 /);
+      expect(logged.text).toContain('acknowledged items missing from the ingest log');
+      expect(e.catalog.eventCount('acknowledged-items-missing')).toBe(1);
+      const out = join(f.root, 'point.img');
+      await expect(rebuild(e, 'p1', 'seq:4', out, { force: true })).rejects.toBeInstanceOf(PointRefusedError);
+      // The process server is told to resync: it sends every block again, and the points after its end are good.
+      expect((await e.openPair('p1', 4 * MiB, 512)).needsResync).toBe(true);
+      await e.append('p1', [{ kind: 'resync-start', seq: 5, time: 5_000_000 }]);
+      for (let i = 0; i < 4; i++) {
+        await e.append('p1', [{ kind: 'write', seq: 6 + i, time: (6 + i) * 1_000_000, offset: i * 512 * KiB, data: payload('p1', i + 1, 512 * KiB), resync: true }]);
+      }
+      await e.append('p1', [{ kind: 'resync-end', seq: 10, time: 10_000_000 }]);
+      await e.settle();
+      const source = Buffer.concat([...[1, 2, 3, 4].map((seq) => payload('p1', seq, 512 * KiB)), Buffer.alloc(2 * MiB)]);
+      await rebuild(e, 'p1', 'seq:10', out, { force: true });
+      expect(readFileSync(out).equals(source)).toBe(true);
+      expect(readFileSync(target).equals(source)).toBe(true);
+      await expect(rebuild(e, 'p1', 'seq:4', out, { force: true })).rejects.toBeInstanceOf(PointRefusedError);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('while running: the applier stops once, stoppedOnError settles, appends are refused, and the engine still closes', async () => {
+    const logged = { text: '' };
+    const { f, target } = await journaledNotApplied(logged);
+    const e = await openEngine(f);
+    try {
+      // Gone while the pair waits for its target: resuming reads the log and fails.
+      rmSync(join(f.options.retentionDir, 'ingest', '00000001.log'));
+      renameSync(`${target}.away`, target);
+      const err = await Promise.race([e.stoppedOnError, new Promise((r) => setTimeout(() => r('timed out'), 10_000))]);
+      expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+      // The applier does not go round again on the same error.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(logged.text.split('cannot pass').length - 1).toBe(1);
+      await expect(e.append('p1', [write('p1', 5, 0, 512)])).rejects.toMatchObject({ code: 'internal' });
     } finally {
       await e.close();
     }
