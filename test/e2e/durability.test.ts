@@ -111,5 +111,14 @@ describe('an error the engine cannot pass', () => {
     expect(daemon.output.split('cannot pass').length - 1).toBe(1);
     expect(daemon.output).toContain('exiting: the engine stopped on an error');
     await c.close().catch(() => undefined);
+    // Restarted, the agent sees the items are gone, says so, and asks the process server for a resync.
+    await daemon.start();
+    expect(daemon.output).toContain('acknowledged items missing from the ingest log');
+    const again = await daemon.client();
+    expect(await again.open('x', 4 * MiB)).toMatchObject({ durableSeq: 3, needsResync: true });
+    await again.close();
+    const status = await cli(['status', '--config', daemon.configPath, '--json']);
+    expect(status.stdout).toMatch(/acknowledged items missing: seq 1\.\.1 /);
+    expect(await daemon.stop()).toBe(0);
   }, 60_000);
 });
