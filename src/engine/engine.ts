@@ -279,7 +279,8 @@ export class Engine {
         this.log.error({ pair: pair.pairId, catalogDurableSeq: remembered, logDurableSeq: pair.durableSeq }, 'acknowledged items missing from the logs');
       }
       const first = firstUnapplied.get(pair.pairId);
-      if (first) this.flagLostItems(pair, first.seq);
+      // A failed-over pair applies nothing more, and its commit drops its history: not checked.
+      if (first && pair.failover === null) this.flagLostItems(pair, first.seq);
       // Everything before the first unapplied item in the log was applied: it is either
       // at or below the catalog's checkpoint, or its segment was recycled, which
       // happens only after it was applied.
