@@ -12,7 +12,7 @@ import { IngestLog, comparePositions } from '../journal/ingest-log';
 import { isItemRecord, itemRecord, decodeTagPayload, type StreamItem } from '../journal/items';
 import { RecordKind, type DecodedRecord } from '../journal/record';
 import type { LogBatch, LogPosition, PendingRecord, WrittenBatch } from '../journal/segment-log';
-import { UndoLog, type ItemPoint } from '../journal/undo-log';
+import { UndoLog, pairsWithRetention, type ItemPoint } from '../journal/undo-log';
 import { silentLogger, type Logger } from '../log';
 import { RetentionLock } from '../retention/lock';
 import { measureSpace, type SpaceAccount } from '../retention/space';
@@ -228,7 +228,8 @@ export class Engine {
 
   private async recover(): Promise<void> {
     const configured = new Map(this.options.pairs.map((p) => [p.id, p]));
-    const known = new Set([...configured.keys(), ...this.catalog.pairs().map((p) => p.pairId)]);
+    // Pairs with retention on the volume count too (a catalog lost or replaced): their history is not ignored.
+    const known = new Set([...configured.keys(), ...this.catalog.pairs().map((p) => p.pairId), ...pairsWithRetention(this.options.retentionDir)]);
     for (const pairId of known) await this.openPairHistory(pairId, configured.get(pairId) ?? null);
 
     // The ingest log's tail: what is durable but not yet applied.
@@ -258,8 +259,9 @@ export class Engine {
       (batch) => {
         for (const r of batch.records) {
           if (!isItemRecord(r)) continue;
-          let pair = this.pairs.get(r.pairId);
-          if (pair === undefined) pair = this.addRuntime(r.pairId, null, this.catalog.ensurePair(r.pairId), null, { seq: 0, time: 0 });
+          const pair = this.pairs.get(r.pairId);
+          // A pair purged after these items were journaled: nothing of it is kept, and they are not applied.
+          if (pair === undefined) continue;
           const catalogApplied = this.catalog.pair(r.pairId)?.appliedSeq ?? 0;
           if (r.seq > catalogApplied && !firstUnapplied.has(r.pairId)) {
             firstUnapplied.set(r.pairId, { position: { segment: batch.segment, fileOffset: batch.fileOffset }, seq: r.seq });
@@ -408,15 +410,15 @@ export class Engine {
     this.addRuntime(pairId, config, row, undo, oldest);
   }
 
-  private addRuntime(pairId: string, config: EnginePairConfig | null, row: ReturnType<Catalog['ensurePair']>, undo: UndoLog | null, oldest: ItemPoint): PairRuntime {
-    const last = undo?.lastItem ?? null;
+  private addRuntime(pairId: string, config: EnginePairConfig | null, row: ReturnType<Catalog['ensurePair']>, undo: UndoLog, oldest: ItemPoint): PairRuntime {
+    const last = undo.lastItem;
     const windows = this.catalog.resyncWindows(pairId);
     const pair: PairRuntime = {
       pairId,
       config,
       appliedSeq: row.appliedSeq,
       appliedPoint: { seq: 0, time: 0 },
-      undo: undo as UndoLog,
+      undo,
       target: null,
       paused: config === null,
       resumeFrom: null,
@@ -692,7 +694,7 @@ export class Engine {
   /** Bytes written to the retention volume since open: ingest batches and undo batches. */
   retentionBytesWritten(): number {
     let undo = 0;
-    for (const p of this.pairs.values()) undo += p.undo?.bytesWritten ?? 0;
+    for (const p of this.pairs.values()) undo += p.undo.bytesWritten;
     return this.ingest.bytesWritten + undo;
   }
 
@@ -783,7 +785,7 @@ export class Engine {
 
   async space(): Promise<SpaceAccount> {
     let undoBytes = 0;
-    for (const p of this.pairs.values()) for (const s of p.undo?.segments() ?? []) undoBytes += s.bytes;
+    for (const p of this.pairs.values()) for (const s of p.undo.segments()) undoBytes += s.bytes;
     this.lastSpace = await measureSpace(this.options.retentionDir, this.ingest?.usedBytes() ?? 0, undoBytes, this.options.maxBytes ?? null, this.opt('reserveBytes'));
     return this.lastSpace;
   }
@@ -1072,7 +1074,7 @@ export class Engine {
     const pair = this.pairs.get(pairId);
     if (pair === undefined) throw new EngineError('unknown-pair', `pair ${pairId} has no retention here`, pairId);
     if (pair.config !== null) throw new EngineError('bad-request', `pair ${pairId} is still in the configuration; remove it there first`, pairId);
-    await pair.undo?.destroy();
+    await pair.undo.destroy();
     this.pairs.delete(pairId);
     this.catalog.deletePair(pairId);
     this.catalog.addEvent(pairId, 'purge', 'retention and metadata deleted');
@@ -1097,7 +1099,7 @@ export class Engine {
     const rpoSeconds = pair.durableTime !== null && pair.durableTime > 0 ? Math.max(0, (nowUs - pair.durableTime) / 1e6) : null;
     const threshold = this.options.policy.rpoThresholdSeconds;
     let journalBytes = 0;
-    for (const s of pair.undo?.segments() ?? []) journalBytes += s.bytes;
+    for (const s of pair.undo.segments()) journalBytes += s.bytes;
     return {
       pair: pairId,
       group: pair.config?.group ?? null,
@@ -1142,7 +1144,7 @@ export class Engine {
     this.appliedWaiters.clear();
     for (const id of [...this.lagWaiters.keys()]) this.wakeLagWaiters(id);
     for (const pair of this.pairs.values()) {
-      await pair.undo?.close();
+      await pair.undo.close();
       await pair.target?.close();
     }
     this.catalog.flushDurably();

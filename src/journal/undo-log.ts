@@ -1,9 +1,10 @@
 // A pair's undo log: for every applied item, in seq order, the before-image
 // of a write or a copy of a tag, tick or resync marker. With the target kept
 // at the latest applied item, these records are what rebuilds the past.
-import { rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BACKGROUND_IO_PIECE_BYTES } from '../native';
+import { PAIR_ID } from '../protocol/constants';
 import { JournalCorruptError } from './errors';
 import { isItemRecord } from './items';
 import { RecordKind, type DecodedRecord } from './record';
@@ -40,6 +41,13 @@ export interface ItemPoint {
 
 export function undoDir(retentionDir: string, pairId: string): string {
   return join(retentionDir, 'pairs', pairId, 'undo');
+}
+
+/** Pairs whose undo log is on the volume (a purge removes it). */
+export function pairsWithRetention(retentionDir: string): string[] {
+  const root = join(retentionDir, 'pairs');
+  if (!existsSync(root)) return [];
+  return readdirSync(root).filter((id) => PAIR_ID.test(id) && existsSync(undoDir(retentionDir, id)));
 }
 
 function isUndoItem(r: DecodedRecord): boolean {
