@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -163,6 +163,25 @@ describe('engine: a lost ingest segment', () => {
       await expect(e.append('p1', [write('p1', 5, 0, 512)])).rejects.toMatchObject({ code: 'internal' });
     } finally {
       await e.close();
+    }
+  });
+});
+
+describe('engine: a pair known only by its retention', () => {
+  it('opens with its history when the catalog was lost and the pair left the configuration', async () => {
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }]);
+    const e = await openEngine(f);
+    await e.openPair('p1', MiB, 512);
+    await e.append('p1', [write('p1', 1, 0, 4096), write('p1', 2, 4096, 4096)]);
+    await e.settle();
+    await e.close();
+    rmSync(f.options.dataDir, { recursive: true });
+    mkdirSync(f.options.dataDir);
+    const again = await openEngine({ ...f, options: { ...f.options, pairs: [] } });
+    try {
+      expect(again.status('p1')).toMatchObject({ configured: false, state: 'error', durableSeq: 2 });
+    } finally {
+      await again.close();
     }
   });
 });
