@@ -232,6 +232,7 @@ export class Engine {
     const known = new Set([...configured.keys(), ...this.catalog.pairs().map((p) => p.pairId), ...pairsWithRetention(this.options.retentionDir)]);
     for (const pairId of known) await this.openPairHistory(pairId, configured.get(pairId) ?? null);
 
+    const purged = this.catalog.purgedPairs();
     // The ingest log's tail: what is durable but not yet applied.
     const firstUnapplied = new Map<string, { position: LogPosition; seq: number }>();
     // Each ingest batch is encoded in memory carved from these slabs, which
@@ -260,8 +261,10 @@ export class Engine {
         for (const r of batch.records) {
           if (!isItemRecord(r)) continue;
           const pair = this.pairs.get(r.pairId);
-          // A pair purged after these items were journaled: nothing of it is kept, and they are not applied.
-          if (pair === undefined) continue;
+          // Items of a purged pair: nothing of it is kept, and they are applied to nothing,
+          // not even to a pair added again under the same id.
+          const purgedAt = purged.get(r.pairId);
+          if (pair === undefined || (purgedAt !== undefined && comparePositions(batch, purgedAt) < 0)) continue;
           const catalogApplied = this.catalog.pair(r.pairId)?.appliedSeq ?? 0;
           if (r.seq > catalogApplied && !firstUnapplied.has(r.pairId)) {
             firstUnapplied.set(r.pairId, { position: { segment: batch.segment, fileOffset: batch.fileOffset }, seq: r.seq });
@@ -1076,8 +1079,11 @@ export class Engine {
     if (pair.config !== null) throw new EngineError('bad-request', `pair ${pairId} is still in the configuration; remove it there first`, pairId);
     await pair.undo.destroy();
     this.pairs.delete(pairId);
-    this.catalog.deletePair(pairId);
+    // Its items still in the ingest log are all before the end once what was handed over is written.
+    await this.ingest.drain();
+    this.catalog.deletePair(pairId, this.ingest.end);
     this.catalog.addEvent(pairId, 'purge', 'retention and metadata deleted');
+    this.catalog.flushDurably();
     this.ingest.release(this.applier.releasePosition());
   }
 

@@ -59,6 +59,13 @@ const MIGRATIONS: readonly string[] = [
    );`,
   // The seq a pair's history restarts after (commit): durable seqs are never reused.
   `ALTER TABLE pairs ADD COLUMN history_floor INTEGER NOT NULL DEFAULT 0;`,
+  // Where the ingest log ended when a pair was purged: its items before that belong to
+  // the purged pair, never to a pair added again under the same id.
+  `CREATE TABLE purged_pairs (
+     pair_id     TEXT PRIMARY KEY,
+     log_segment INTEGER NOT NULL,
+     log_offset  INTEGER NOT NULL
+   );`,
 ];
 
 export interface PairRow {
@@ -275,12 +282,20 @@ export class Catalog {
     this.db.prepare(`UPDATE pairs SET ${sets.join(', ')} WHERE pair_id = ?`).run(...values, pairId);
   }
 
-  deletePair(pairId: string): void {
+  /** Deletes a pair's rows; `logEnd` is where the ingest log ended, everything of the pair being before it. */
+  deletePair(pairId: string, logEnd: { segment: number; fileOffset: number }): void {
     this.transaction(() => {
       for (const table of ['pairs', 'undo_segments', 'tags', 'resync_windows']) {
         this.db.prepare(`DELETE FROM ${table} WHERE pair_id = ?`).run(pairId);
       }
+      this.db.prepare('INSERT OR REPLACE INTO purged_pairs (pair_id, log_segment, log_offset) VALUES (?, ?, ?)').run(pairId, logEnd.segment, logEnd.fileOffset);
     });
+  }
+
+  /** For each purged pair id, where the ingest log ended at the purge. */
+  purgedPairs(): Map<string, { segment: number; fileOffset: number }> {
+    const rows = this.db.prepare('SELECT pair_id, log_segment, log_offset FROM purged_pairs').all() as Array<{ pair_id: string; log_segment: number; log_offset: number }>;
+    return new Map(rows.map((r) => [r.pair_id, { segment: r.log_segment, fileOffset: r.log_offset }]));
   }
 
   /** Forgets a pair's history (commit after failover); the pair row stays. */

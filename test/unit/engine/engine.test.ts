@@ -185,3 +185,34 @@ describe('engine: a pair known only by its retention', () => {
     }
   });
 });
+
+describe('engine: a pair purged and added again under the same id', () => {
+  it('does not take the old pair items still in the ingest log for the new pair after a restart', async () => {
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }], { ingestSegmentBytes: 16 * MiB });
+    const policy = f.options.policy;
+    const e = await openEngine(f);
+    await e.openPair('p1', MiB, 512);
+    for (let seq = 1; seq <= 3; seq++) await e.append('p1', [write('p1', seq, 0, 64 * KiB)]);
+    await e.settle();
+    await e.reconfigure([], policy, null);
+    await e.purge('p1');
+    // Back under the same id, on another disk: a new pair that starts at seq 1.
+    const fresh = { id: 'p1', sizeBytes: MiB, target: join(f.root, 'datastore', 'p1-new.img'), group: null };
+    await e.reconfigure([fresh], policy, null);
+    expect(await e.openPair('p1', MiB, 512)).toMatchObject({ durableSeq: 0 });
+    const data = Buffer.alloc(64 * KiB, 0xab);
+    await e.append('p1', [{ kind: 'write', seq: 1, time: 1_000_000, offset: 64 * KiB, data, resync: false }]);
+    await e.settle();
+    await e.close();
+    const again = await openEngine({ ...f, options: { ...f.options, pairs: [fresh] } });
+    try {
+      await again.settle();
+      expect(again.status('p1')).toMatchObject({ durableSeq: 1, appliedSeq: 1 });
+      const image = readFileSync(fresh.target);
+      expect(image.subarray(0, 64 * KiB).equals(Buffer.alloc(64 * KiB)), 'the old pair data is not applied to the new disk').toBe(true);
+      expect(image.subarray(64 * KiB, 128 * KiB).equals(data)).toBe(true);
+    } finally {
+      await again.close();
+    }
+  });
+});

@@ -32,3 +32,22 @@ describe('catalog resync windows', () => {
     }
   });
 });
+
+describe('catalog purged pairs', () => {
+  it('remembers where the ingest log ended when a pair was purged, the last purge winning', () => {
+    const c = Catalog.open(join(tempDir(), 'catalog.db'));
+    try {
+      c.ensurePair('p');
+      c.startResync('p', 1, 1);
+      c.deletePair('p', { segment: 3, fileOffset: 8192 });
+      expect(c.pair('p')).toBeUndefined();
+      expect(c.resyncWindows('p')).toEqual([]);
+      expect(c.purgedPairs().get('p')).toEqual({ segment: 3, fileOffset: 8192 });
+      c.ensurePair('p');
+      c.deletePair('p', { segment: 5, fileOffset: 0 });
+      expect([...c.purgedPairs()]).toEqual([['p', { segment: 5, fileOffset: 0 }]]);
+    } finally {
+      c.close();
+    }
+  });
+});
