@@ -476,8 +476,7 @@ export class Engine {
     } catch (err) {
       pair.target = null;
       pair.paused = true;
-      pair.lastError = err instanceof Error ? err.message : String(err);
-      this.log.warn({ pair: pair.pairId, err: pair.lastError }, 'target unavailable; items are journaled until it returns');
+      if (this.noteError(pair, err)) this.log.warn({ pair: pair.pairId, err: pair.lastError }, 'target unavailable; items are journaled until it returns');
       if (mustSucceed) throw err;
       return false;
     }
@@ -708,15 +707,27 @@ export class Engine {
       this.wakeLagWaiters(pair.pairId);
       return;
     }
-    pair.lastError = err instanceof Error ? err.message : String(err);
+    const news = this.noteError(pair, err);
     const targetGone = pair.target !== null && !pair.target.stillAttached();
-    this.log.warn({ pair: pair.pairId, appliedSeq: pair.appliedSeq, err: pair.lastError }, 'applying paused for this pair; ingest goes on');
+    if (news) this.log.warn({ pair: pair.pairId, appliedSeq: pair.appliedSeq, err: pair.lastError }, 'applying paused for this pair; ingest goes on');
     this.wakeLagWaiters(pair.pairId);
     if (targetGone && pair.target) {
       const t = pair.target;
       pair.target = null;
       void t.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * Records the error a pair's target or applying failed with; true when it is
+   * news. The same failure again (a retry every targetRetryMs while a disk is
+   * away) is not logged again: status shows it, the log says when it changes.
+   */
+  private noteError(pair: PairRuntime, err: unknown): boolean {
+    const message = err instanceof Error ? err.message : String(err);
+    const news = pair.lastError !== message;
+    pair.lastError = message;
+    return news;
   }
 
   private onResumed(pair: PairRuntime): void {

@@ -216,3 +216,32 @@ describe('engine: a pair purged and added again under the same id', () => {
     }
   });
 });
+
+describe('engine: a target away for a while', () => {
+  it('logs the failure once, not at every retry, and logs the resume', async () => {
+    let logged = '';
+    const destination = new Writable({ write: (chunk: Buffer, _enc, done) => ((logged += chunk.toString()), done()) });
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }], { logger: createLogger({ destination }) });
+    const target = join(f.root, 'datastore', 'p1.img');
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p1', MiB, 512);
+      renameSync(target, `${target}.away`);
+      await e.append('p1', [write('p1', 1, 0, 4096)]);
+      // Twenty retries (targetRetryMs is 50 ms here).
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(e.status('p1')).toMatchObject({ state: 'target-unavailable', appliedSeq: 0 });
+      const count = (text: string): number => logged.split(text).length - 1;
+      expect(count('applying paused for this pair')).toBe(1);
+      expect(count('target unavailable; items are journaled')).toBe(1);
+      renameSync(`${target}.away`, target);
+      await e.waitApplied('p1', 1, 10_000);
+      // Said once the catch-up is done, just after the item is applied.
+      for (let i = 0; i < 100 && count('applying resumed') === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(count('applying resumed')).toBe(1);
+      expect(e.status('p1').lastError).toBeNull();
+    } finally {
+      await e.close();
+    }
+  });
+});
