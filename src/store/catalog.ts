@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import type { UndoSegmentSummary } from '../journal/undo-log';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { MtagentError } from '../errors';
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE pairs (
@@ -199,15 +200,29 @@ export class Catalog {
   static open(path: string, options: { readonly?: boolean } = {}): Catalog {
     if (!options.readonly) mkdirSync(dirname(path), { recursive: true });
     const db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
-    if (!options.readonly) {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma('foreign_keys = ON');
+    try {
+      if (!options.readonly) {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = NORMAL');
+        db.pragma('foreign_keys = ON');
+      }
+      db.pragma('busy_timeout = 5000');
+      const c = new Catalog(path, db);
+      if (!options.readonly) c.migrate();
+      return c;
+    } catch (err) {
+      db.close();
+      const code = (err as { code?: unknown }).code;
+      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+        // Everything in the catalog but the event history is an index of the retention volume.
+        throw new MtagentError(
+          'ERR_CATALOG_UNREADABLE',
+          `the catalog ${path} cannot be read (${(err as Error).message}): move it aside with its -wal and -shm files and start again; the agent rebuilds it from the retention volume (the event history is lost)`,
+          { cause: err },
+        );
+      }
+      throw err;
     }
-    db.pragma('busy_timeout = 5000');
-    const c = new Catalog(path, db);
-    if (!options.readonly) c.migrate();
-    return c;
   }
 
   get schemaVersion(): number {
