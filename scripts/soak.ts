@@ -257,7 +257,22 @@ async function main_(): Promise<number> {
     }
   };
 
+  // A rebuild starts from the target, so none is asked for while a target is away:
+  // it comes back, and the agent takes it up again (it retries every couple of seconds).
+  const targetsBack = async (): Promise<void> => {
+    if (targetsAway.size > 0) {
+      log('waiting for the targets moved away to come back');
+      await Promise.all(targetsAway);
+    }
+    for (let i = 0; i < 60; i++) {
+      const st = await cliJson<{ pairs: Array<{ state: string }> }>(['status'], init.configPath).catch(() => null);
+      if (st && st.pairs.every((p) => p.state !== 'target-unavailable' && p.state !== 'error')) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+
   const verify = async (): Promise<void> => {
+    await targetsBack();
     const points = await cliJson<{ pairs: Array<{ pair: string }> }>(['status'], init.configPath).catch(() => null);
     if (!points) return;
     for (const p of pairs.slice(0, 3)) {
@@ -322,17 +337,8 @@ async function main_(): Promise<number> {
   log('streaming ends; waiting for every item to be acknowledged');
   const report = await running;
   await sample();
-  // A fault still under way ends first: a target moved away comes back, and
-  // the agent takes it up again (it retries every couple of seconds).
-  if (targetsAway.size > 0) {
-    log('waiting for the targets moved away to come back');
-    await Promise.all(targetsAway);
-  }
-  for (let i = 0; i < 60; i++) {
-    const st = await cliJson<{ pairs: Array<{ state: string }> }>(['status'], init.configPath).catch(() => null);
-    if (st && st.pairs.every((p) => p.state !== 'target-unavailable' && p.state !== 'error')) break;
-    await new Promise((r) => setTimeout(r, 500));
-  }
+  // A fault still under way ends first.
+  await targetsBack();
 
   // Final proof: every pair at its last acknowledged seq, and the group at its newest common group tag.
   for (const p of pairs) {
