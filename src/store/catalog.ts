@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MtagentError } from '../errors';
 
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE pairs (
      pair_id       TEXT PRIMARY KEY,
      disk_bytes    INTEGER,
@@ -67,7 +67,17 @@ const MIGRATIONS: readonly string[] = [
      log_segment INTEGER NOT NULL,
      log_offset  INTEGER NOT NULL
    );`,
+  // Events are kept to the newest EVENTS_KEPT; how many of each kind there ever were is counted here.
+  `CREATE TABLE event_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL);
+   INSERT INTO event_counts (kind, n) SELECT kind, COUNT(*) FROM events GROUP BY kind;`,
 ];
+
+/**
+ * Events kept. A volume short of space shortens history about once per undo
+ * segment, so an agent kept short for months would otherwise grow its catalog
+ * without end.
+ */
+export const EVENTS_KEPT = 10_000;
 
 export interface PairRow {
   pairId: string;
@@ -392,12 +402,18 @@ export class Catalog {
 
   // events: what the agent did to history on its own, for status and the support bundle
 
-  addEvent(pairId: string | null, kind: string, message: string): void {
-    this.db.prepare('INSERT INTO events (time, pair_id, kind, message) VALUES (?, ?, ?, ?)').run(new Date().toISOString(), pairId, kind, message);
+  addEvent(pairId: string | null, kind: string, message: string, kept = EVENTS_KEPT): void {
+    this.transaction(() => {
+      const id = this.db.prepare('INSERT INTO events (time, pair_id, kind, message) VALUES (?, ?, ?, ?)').run(new Date().toISOString(), pairId, kind, message).lastInsertRowid;
+      this.db.prepare('INSERT INTO event_counts (kind, n) VALUES (?, 1) ON CONFLICT (kind) DO UPDATE SET n = n + 1').run(kind);
+      this.db.prepare('DELETE FROM events WHERE id <= ?').run(Number(id) - kept);
+    });
   }
 
+  /** How many events of `kind` there ever were, the ones no longer kept included. */
   eventCount(kind: string): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM events WHERE kind = ?').get(kind) as { n: number }).n;
+    const row = this.db.prepare('SELECT n FROM event_counts WHERE kind = ?').get(kind) as { n: number } | undefined;
+    return row?.n ?? 0;
   }
 
   events(limit = 100): EventRow[] {

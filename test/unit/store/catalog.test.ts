@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Catalog } from '../../../src/store/catalog';
+import Database from 'better-sqlite3';
+import { Catalog, MIGRATIONS } from '../../../src/store/catalog';
 import { windowAt } from '../../../src/recovery/points';
 import { useTempDir } from '../../helpers/temp-dir';
 
@@ -46,6 +47,42 @@ describe('catalog purged pairs', () => {
       c.ensurePair('p');
       c.deletePair('p', { segment: 5, fileOffset: 0 });
       expect([...c.purgedPairs()]).toEqual([['p', { segment: 5, fileOffset: 0 }]]);
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('catalog events', () => {
+  it('keeps the newest events only, and counts every one of each kind', () => {
+    const c = Catalog.open(join(tempDir(), 'catalog.db'));
+    try {
+      for (let i = 0; i < 250; i++) c.addEvent('p', i % 5 === 0 ? 'purge' : 'history-shortened', `event ${i}`, 100);
+      const kept = c.events(1000);
+      expect(kept).toHaveLength(100);
+      expect(kept[0]?.message).toBe('event 249');
+      expect(kept[99]?.message).toBe('event 150');
+      expect(c.eventCount('history-shortened')).toBe(200);
+      expect(c.eventCount('purge')).toBe(50);
+      expect(c.eventCount('never')).toBe(0);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('counts the events of a catalog made before the counts were kept', () => {
+    const path = join(tempDir(), 'catalog.db');
+    const old = new Database(path);
+    // The schema as it was: every migration before event_counts.
+    old.exec(MIGRATIONS.slice(0, MIGRATIONS.length - 1).join('\n'));
+    old.pragma(`user_version = ${MIGRATIONS.length - 1}`);
+    for (let i = 0; i < 3; i++) old.prepare("INSERT INTO events (time, pair_id, kind, message) VALUES ('t', 'p', 'history-shortened', 'm')").run();
+    old.close();
+    const c = Catalog.open(path);
+    try {
+      expect(c.eventCount('history-shortened')).toBe(3);
+      c.addEvent('p', 'history-shortened', 'm');
+      expect(c.eventCount('history-shortened')).toBe(4);
     } finally {
       c.close();
     }
