@@ -16,6 +16,7 @@ import { UndoLog, pairsWithRetention, type ItemPoint } from '../journal/undo-log
 import { silentLogger, type Logger } from '../log';
 import { RetentionLock } from '../retention/lock';
 import { measureSpace, type SpaceAccount } from '../retention/space';
+import { foregroundIo } from '../native';
 import { rollBack } from '../recovery/rollback';
 import { Catalog } from '../store/catalog';
 import { EngineError } from './errors';
@@ -332,6 +333,7 @@ export class Engine {
       }
     }
     await this.space();
+    foregroundIo.giveWayWhen = this.giveWay;
     this.applier.poke();
     this.timers.push(setInterval(() => this.retryPausedPairs(), this.opt('targetRetryMs')).unref());
     this.timers.push(setInterval(() => this.rollRates(), RATE_WINDOW_MS).unref());
@@ -660,16 +662,27 @@ export class Engine {
   }
 
   /**
-   * Acknowledgements come first: while the ingest log is busy and no active
-   * pair lags by more than half of maxApplyLagBytes, the applier waits, so a
-   * burst is made durable at the disk's full speed. Nobody waiting on an
-   * applied seq is kept waiting by this.
+   * While the ingest log is busy and acknowledgements come first, the applier
+   * waits, so a burst is made durable at the disk's full speed.
    */
+  /** Installed as the process's foregroundIo.giveWayWhen while this engine is open. */
+  private readonly giveWay = (): boolean => this.acksComeFirst();
+
   private applierShouldYield(): boolean {
-    if (this.closed || this.appliedWaiters.size > 0 || this.lagWaiters.size > 0 || this.waitingForRoom > 0 || !this.ingest.busy) return false;
+    return this.ingest.busy && this.acksComeFirst();
+  }
+
+  /**
+   * Acknowledgements come first (the applier yields to ingest between cycles,
+   * and its I/O gives way to ingest writes between pieces) while no active
+   * pair lags by more than half of maxApplyLagBytes, nobody waits on an
+   * applied seq or for room, and the ingest log holds less than half of what
+   * the volume may hold (so the undo logs keep room).
+   */
+  private acksComeFirst(): boolean {
+    if (this.closed || this.appliedWaiters.size > 0 || this.lagWaiters.size > 0 || this.waitingForRoom > 0) return false;
     const watermark = this.opt('maxApplyLagBytes') / 2;
     for (const p of this.pairs.values()) if (!p.paused && p.lagBytes > watermark) return false;
-    // Lagging grows the ingest log: never past half of what the volume may hold, so the undo logs keep room.
     const capacity = this.lastSpace?.capacityBytes ?? 0;
     return this.ingest.usedBytesCached() < capacity / 2;
   }
@@ -1167,6 +1180,7 @@ export class Engine {
     this.catalog.flushDurably();
     this.catalog.close();
     await this.lock.release();
+    if (foregroundIo.giveWayWhen === this.giveWay) foregroundIo.giveWayWhen = () => false;
   }
 
   private requirePair(pairId: string): PairRuntime {

@@ -79,7 +79,7 @@ export class IngestLog {
   static async open(options: IngestLogOptions, onScanned: (batch: LogBatch) => void | Promise<void>): Promise<{ log: IngestLog; scan: ScanSummary }> {
     const scan = await scanLog(options.dir, 'log', onScanned);
     const writer = await SegmentLogWriter.open(
-      { dir: options.dir, extension: 'log', segmentBytes: options.segmentBytes, beforeAllocate: options.beforeAllocate, ...(options.stagingSource ? { stagingSource: options.stagingSource } : {}) },
+      { dir: options.dir, extension: 'log', segmentBytes: options.segmentBytes, beforeAllocate: options.beforeAllocate, foreground: true, ...(options.stagingSource ? { stagingSource: options.stagingSource } : {}) },
       scan,
     );
     return { log: new IngestLog(options, writer), scan };

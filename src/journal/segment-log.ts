@@ -5,7 +5,7 @@
 import { openSync, closeSync, fsyncSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BlockFile, alignedBuffer } from '../native';
+import { BlockFile, alignedBuffer, foregroundIo } from '../native';
 import { JournalCorruptError } from './errors';
 import type { StreamItem } from './items';
 import {
@@ -332,6 +332,8 @@ export interface SegmentLogOptions {
   stagingSource?: StagingSource;
   /** Writes reach the disk in pieces of at most this size (the undo logs: BACKGROUND_IO_PIECE_BYTES). */
   maxIoBytes?: number;
+  /** Acknowledgements wait for this log's writes and flushes (the ingest log): background I/O gives way to them. */
+  foreground?: boolean;
 }
 
 /**
@@ -361,8 +363,10 @@ export class SegmentLogWriter {
   private readonly stagingCount: number;
   private readonly stagingSource: StagingSource | undefined;
   private readonly maxIoBytes: number;
+  private readonly foreground: boolean;
 
   private constructor(options: SegmentLogOptions, end: LogPosition, nextBatchNo: number) {
+    this.foreground = options.foreground ?? false;
     this.beforeAllocate = options.beforeAllocate;
     this.stagingCount = options.stagingBuffers ?? 2;
     this.stagingSource = options.stagingSource;
@@ -463,8 +467,11 @@ export class SegmentLogWriter {
     try {
       if (enc.segment !== this.segment || this.file === null) await this.openSegment(enc.segment, enc.fileOffset);
       const file = this.file as BlockFile;
-      await file.write(enc.buffer.subarray(0, enc.bytes), enc.fileOffset);
-      await file.datasync();
+      const writeAndFlush = async (): Promise<void> => {
+        await file.write(enc.buffer.subarray(0, enc.bytes), enc.fileOffset);
+        await file.datasync();
+      };
+      await (this.foreground ? foregroundIo.run(writeAndFlush) : writeAndFlush());
       this.position = enc.fileOffset + enc.bytes;
       this.bytesWritten += enc.bytes;
       this.nextBatchNo = enc.batchNo + 1;

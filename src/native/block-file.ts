@@ -2,6 +2,7 @@ import { fstat } from 'node:fs';
 import { promisify } from 'node:util';
 import { MtagentError, isSystemError } from '../errors';
 import { binding } from './binding';
+import { foregroundIo, piecesOf } from './foreground-io';
 
 const fstatAsync = promisify(fstat);
 
@@ -62,20 +63,48 @@ export class BlockFile {
 
   /** Writes all buffers back to back at `offset`; resolves with the byte count. */
   writev(buffers: readonly Buffer[], offset: number): Promise<number> {
-    return this.track(() => binding.pwritev(this.fd, buffers, offset, this.maxIoBytes));
+    if (!this.givesWay()) return this.track(() => binding.pwritev(this.fd, buffers, offset, this.maxIoBytes));
+    return this.track(async () => {
+      let done = 0;
+      for (const piece of piecesOf(buffers, this.maxIoBytes)) {
+        await foregroundIo.giveWay();
+        done += await binding.pwritev(this.fd, piece, offset + done, 0);
+      }
+      return done;
+    });
   }
 
   write(buffer: Buffer, offset: number): Promise<number> {
-    return this.track(() => binding.pwritev(this.fd, [buffer], offset, this.maxIoBytes));
+    return this.writev([buffer], offset);
   }
 
   /** Fills `buffer` from `offset`; fewer bytes only at the end of the file. */
   read(buffer: Buffer, offset: number): Promise<number> {
-    return this.track(() => binding.pread(this.fd, buffer, offset, this.maxIoBytes));
+    if (!this.givesWay()) return this.track(() => binding.pread(this.fd, buffer, offset, this.maxIoBytes));
+    return this.track(async () => {
+      let done = 0;
+      while (done < buffer.length) {
+        await foregroundIo.giveWay();
+        const want = Math.min(this.maxIoBytes, buffer.length - done);
+        const got = await binding.pread(this.fd, buffer.subarray(done, done + want), offset + done, 0);
+        done += got;
+        if (got < want) break;
+      }
+      return done;
+    });
   }
 
   datasync(): Promise<void> {
-    return this.track(() => binding.fdatasync(this.fd));
+    if (!this.givesWay()) return this.track(() => binding.fdatasync(this.fd));
+    return this.track(async () => {
+      await foregroundIo.giveWay();
+      await binding.fdatasync(this.fd);
+    });
+  }
+
+  /** Background I/O (maxIoBytes set) goes piece by piece from here while it is to give way to foreground I/O. */
+  private givesWay(): boolean {
+    return this.maxIoBytes > 0 && foregroundIo.givingWay;
   }
 
   sync(): Promise<void> {

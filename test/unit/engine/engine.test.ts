@@ -7,6 +7,7 @@ import { createLogger } from '../../../src/log';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { fixture, openEngine, payload, write, KiB, MiB, type Fixture } from '../../helpers/engine-fixture';
 import { PointRefusedError } from '../../../src/recovery/points';
+import { foregroundIo } from '../../../src/native';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -274,5 +275,28 @@ describe('engine: an unreadable catalog', () => {
     } finally {
       await again.close();
     }
+  });
+});
+
+describe('engine: background I/O gives way to acknowledgements', () => {
+  it('while acknowledgements come first, and not once someone waits on the applier or the engine is closed', async () => {
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }]);
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p1', MiB, 512);
+      expect(foregroundIo.giveWayWhen()).toBe(true);
+      // Someone waiting on an applied seq: the applier must not be held back.
+      const target = join(f.root, 'datastore', 'p1.img');
+      renameSync(target, `${target}.away`);
+      await e.append('p1', [write('p1', 1, 0, 4096)]);
+      const waiting = e.waitApplied('p1', 1, 10_000);
+      expect(foregroundIo.giveWayWhen()).toBe(false);
+      renameSync(`${target}.away`, target);
+      await waiting;
+      expect(foregroundIo.giveWayWhen()).toBe(true);
+    } finally {
+      await e.close();
+    }
+    expect(foregroundIo.giveWayWhen()).toBe(false);
   });
 });
