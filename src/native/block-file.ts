@@ -104,7 +104,7 @@ export class BlockFile {
 
   /** Background I/O (maxIoBytes set) goes piece by piece from here while it is to give way to foreground I/O. */
   private givesWay(): boolean {
-    return this.maxIoBytes > 0 && foregroundIo.givingWay;
+    return this.maxIoBytes > 0 && foregroundIo.giveWayWhen();
   }
 
   sync(): Promise<void> {

@@ -27,11 +27,6 @@ export class ForegroundIo {
     }
   }
 
-  /** Whether background I/O should go piece by piece, giving way between pieces. */
-  get givingWay(): boolean {
-    return this.giveWayWhen();
-  }
-
   /** Resolves once no foreground I/O is in flight, or at once when giving way is not asked for. */
   async giveWay(): Promise<void> {
     while (this.inFlight > 0 && this.giveWayWhen()) await new Promise<void>((resolve) => this.waiters.push(resolve));
