@@ -361,7 +361,7 @@ export class Engine {
     if (firstInLog <= applied + 1) return;
     const from = applied + 1;
     const to = firstInLog - 1;
-    pair.alert = `acknowledged items missing: seq ${from}..${to} were neither applied nor found in the ingest log (a log segment was lost); points from seq ${from} on are refused until a resync ends, and the next open asks for one (run mtagent verify ${pair.pairId})`;
+    pair.alert = `acknowledged items missing: seq ${from}..${to} were neither applied nor found in the ingest log (a log segment was lost); points from seq ${from} on are refused until a resync ends, and the next open asks the process server for one`;
     pair.needsResync = true;
     const since = this.pointAtOrBefore(pair, applied).time;
     this.catalog.transaction(() => {
