@@ -15,7 +15,7 @@ import type { LogBatch, LogPosition, PendingRecord, WrittenBatch } from '../jour
 import { UndoLog, pairsWithRetention, type ItemPoint } from '../journal/undo-log';
 import { silentLogger, type Logger } from '../log';
 import { RetentionLock } from '../retention/lock';
-import { measureSpace, type SpaceAccount } from '../retention/space';
+import { measureSpace, minimumRetentionBytes, type SpaceAccount } from '../retention/space';
 import { foregroundIo } from '../native';
 import { rollBack } from '../recovery/rollback';
 import { Catalog } from '../store/catalog';
@@ -161,6 +161,20 @@ const DEFAULTS = {
 /** How often the ingest rate in status is measured. */
 const RATE_WINDOW_MS = 5000;
 
+/** A configured retention.maxBytes must hold the least the pairs need (minimumRetentionBytes). */
+function assertRetentionFits(maxBytes: number | null, pairCount: number, options: EngineOptions): void {
+  if (maxBytes === null) return;
+  const ingest = options.ingestSegmentBytes ?? DEFAULTS.ingestSegmentBytes;
+  const undo = options.undoSegmentBytes ?? DEFAULTS.undoSegmentBytes;
+  const needed = minimumRetentionBytes(pairCount, ingest, undo);
+  if (maxBytes < needed) {
+    throw new MtagentError(
+      'ERR_RETENTION_TOO_SMALL',
+      `retention.maxBytes ${maxBytes} is below the ${needed} bytes ${pairCount} pair(s) need (two ingest segments of ${ingest} bytes, and two undo segments of ${undo} bytes per pair): raise it, or set it to null to use the volume's free space`,
+    );
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -209,6 +223,7 @@ export class Engine {
     if (undoSeg < 2 * cycle + 64 * 1024) {
       throw new MtagentError('ERR_BAD_OPTIONS', `undoSegmentBytes (${undoSeg}) must be at least twice cycleBytes (${cycle}) plus 64 KiB, so an apply step's undo batch fits a segment`);
     }
+    assertRetentionFits(options.maxBytes ?? null, options.pairs.length, options);
     mkdirSync(join(options.retentionDir, 'ingest'), { recursive: true });
     mkdirSync(join(options.retentionDir, 'pairs'), { recursive: true });
     const lock = await RetentionLock.acquire(options.retentionDir, { agentId: options.agentId, configPath: options.configPath ?? null });
@@ -332,7 +347,14 @@ export class Engine {
         await this.rollTargetBack(pair, pair.failoverSeq);
       }
     }
-    await this.space();
+    const space = await this.space();
+    const needed = minimumRetentionBytes(this.options.pairs.length, this.opt('ingestSegmentBytes'), this.opt('undoSegmentBytes'));
+    if (space.capacityBytes < needed) {
+      this.log.error(
+        { capacityBytes: space.capacityBytes, neededBytes: needed, pairs: this.options.pairs.length },
+        'the retention volume is too small for these pairs: once it fills, pairs stop applying; give it more space',
+      );
+    }
     foregroundIo.giveWayWhen = this.giveWay;
     this.applier.poke();
     this.timers.push(setInterval(() => this.retryPausedPairs(), this.opt('targetRetryMs')).unref());
@@ -913,6 +935,7 @@ export class Engine {
    * keep their retention until purged. Returns what changed.
    */
   async reconfigure(pairs: readonly EnginePairConfig[], policy: EnginePolicy, maxBytes: number | null): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+    assertRetentionFits(maxBytes, pairs.length, this.options);
     const next = new Map(pairs.map((p) => [p.id, p]));
     const added: string[] = [];
     const removed: string[] = [];

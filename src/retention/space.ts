@@ -34,3 +34,14 @@ export async function measureSpace(
     volumeFreeBytes: fs.availableBytes,
   };
 }
+
+/**
+ * The least retention that lets every pair apply: the ingest log's segment
+ * being written and the next, and for each pair the undo segment being
+ * written and the next (history is shortened a closed segment at a time, so
+ * a segment is never given back before the next one exists). Below it, a
+ * pair stops applying for good once the volume fills.
+ */
+export function minimumRetentionBytes(pairCount: number, ingestSegmentBytes: number, undoSegmentBytes: number): number {
+  return 2 * ingestSegmentBytes + 2 * undoSegmentBytes * Math.max(1, pairCount);
+}

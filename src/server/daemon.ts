@@ -230,7 +230,13 @@ export async function reload(daemon: Daemon, log: Logger): Promise<void> {
     if (JSON.stringify(get(old)) !== JSON.stringify(get(next))) log.warn({ key }, 'SIGHUP: this setting changed and takes effect after a restart');
   }
   const opts = engineOptionsFor(next, log);
-  const r = await daemon.engine.reconfigure(opts.pairs, opts.policy, next.retention.maxBytes);
+  let r: Awaited<ReturnType<Engine['reconfigure']>>;
+  try {
+    r = await daemon.engine.reconfigure(opts.pairs, opts.policy, next.retention.maxBytes);
+  } catch (err) {
+    log.error({ err: err instanceof Error ? err.message : String(err) }, 'SIGHUP: the configuration cannot be applied; keeping the running one');
+    return;
+  }
   for (const id of r.removed) daemon.server.endPair(id, (stream) => new ProtocolError('unknown-pair', `pair ${id} was removed from the configuration`, { stream }));
   daemon.config = { ...next, agentId: old.agentId, dataDir: old.dataDir, listen: old.listen, tls: old.tls, retention: { ...next.retention, path: old.retention.path } };
   log.info({ added: r.added, removed: r.removed, changed: r.changed, policy: next.policy }, 'configuration reloaded');

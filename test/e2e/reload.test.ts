@@ -49,7 +49,18 @@ describe('SIGHUP reload', () => {
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(/still in the configuration/);
       expect(daemon.output).toContain('"configuration reloaded"');
+      // A retention cap below what the pairs need is refused, and the agent runs on as it was.
+      writeFileSync(configPath, readFileSync(configPath, 'utf8').replace(/maxBytes: null/, 'maxBytes: 1000000'));
+      daemon.proc?.kill('SIGHUP');
+      for (let i = 0; i < 100 && !daemon.output.includes('cannot be applied'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(daemon.output).toMatch(/retention.maxBytes 1000000 is below the \d+ bytes 2 pair\(s\) need.*SIGHUP: the configuration cannot be applied; keeping the running one/);
+      expect(daemon.alive).toBe(true);
       expect(await daemon.stop()).toBe(0);
+      // Nor does the agent start with it.
+      const tooSmall = await cli(['run', '--config', configPath]);
+      expect(tooSmall.code).toBe(1);
+      expect(tooSmall.stdout + tooSmall.stderr).toContain('retention.maxBytes 1000000 is below');
+      writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('maxBytes: 1000000', 'maxBytes: null'));
       // The purged pair's items may still be in the ingest log (its current segment is not recycled yet):
       // a restart neither brings the pair back nor trips over it.
       await daemon.start();

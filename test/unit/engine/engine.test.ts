@@ -300,3 +300,24 @@ describe('engine: background I/O gives way to acknowledgements', () => {
     expect(foregroundIo.giveWayWhen()).toBe(false);
   });
 });
+
+describe('engine: a retention cap too small for the pairs', () => {
+  it('is refused at open and on reconfigure, naming what is needed; a reconfigure refused changes nothing', async () => {
+    // The fixture's segments: 1 MiB ingest, 256 KiB undo. Two pairs need 2 MiB + 4 x 256 KiB = 3 MiB.
+    const pairs = [
+      { id: 'p1', sizeBytes: MiB },
+      { id: 'p2', sizeBytes: MiB },
+    ];
+    const small = fixture(tempDir(), pairs, { maxBytes: 3 * MiB - 1 });
+    await expect(openEngine(small)).rejects.toMatchObject({ code: 'ERR_RETENTION_TOO_SMALL', message: expect.stringContaining('3145728 bytes 2 pair(s) need') });
+    const f = fixture(tempDir(), pairs, { maxBytes: 3 * MiB });
+    const e = await openEngine(f);
+    try {
+      const three = [...pairs, { id: 'p3', sizeBytes: MiB }].map((p) => ({ ...p, target: join(f.root, 'datastore', `${p.id}.img`), group: null }));
+      await expect(e.reconfigure(three, f.options.policy, 3 * MiB)).rejects.toMatchObject({ code: 'ERR_RETENTION_TOO_SMALL' });
+      expect(e.pairIds().sort()).toEqual(['p1', 'p2']);
+    } finally {
+      await e.close();
+    }
+  });
+});
