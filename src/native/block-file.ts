@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { MtagentError, isSystemError } from '../errors';
 import { binding } from './binding';
 import { foregroundIo, piecesOf } from './foreground-io';
+import { InFlight } from './in-flight';
 
 const fstatAsync = promisify(fstat);
 
@@ -39,9 +40,8 @@ export class BlockFile {
   /** The most one system call reads or writes; 0: no limit. */
   readonly maxIoBytes: number;
 
-  private inFlight = 0;
+  private readonly inFlight = new InFlight();
   private closed = false;
-  private idleWaiters: Array<() => void> = [];
 
   private constructor(path: string, fd: number, direct: boolean, blockDevice: boolean, size: number, maxIoBytes: number) {
     this.path = path;
@@ -153,7 +153,7 @@ export class BlockFile {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    await this.inFlight.idle();
     await binding.close(this.fd).catch((err: unknown) => {
       throw this.withPath(err);
     });
@@ -161,18 +161,10 @@ export class BlockFile {
 
   private async track<T>(op: () => Promise<T>): Promise<T> {
     if (this.closed) throw new MtagentError('ERR_FILE_CLOSED', `${this.path} is closed`);
-    this.inFlight++;
     try {
-      return await op();
+      return await this.inFlight.run(op);
     } catch (err) {
       throw this.withPath(err);
-    } finally {
-      this.inFlight--;
-      if (this.inFlight === 0 && this.idleWaiters.length > 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
     }
   }
 

@@ -5,31 +5,21 @@
 // engine says when), they also wait between pieces until no foreground write
 // or flush is in flight, so an acknowledgement waits behind at most the
 // pieces already at the disk.
+import { InFlight } from './in-flight';
 
 export class ForegroundIo {
-  private inFlight = 0;
-  private waiters: Array<() => void> = [];
+  private readonly inFlight = new InFlight();
   /** Whether background I/O gives way now. The engine sets it; false lets the applier run at full speed to catch up. */
   giveWayWhen: () => boolean = () => false;
 
   /** Runs `io` (a write or flush acknowledgements wait for) as foreground I/O. */
-  async run<T>(io: () => Promise<T>): Promise<T> {
-    this.inFlight++;
-    try {
-      return await io();
-    } finally {
-      this.inFlight--;
-      if (this.inFlight === 0 && this.waiters.length > 0) {
-        const waiting = this.waiters;
-        this.waiters = [];
-        for (const w of waiting) w();
-      }
-    }
+  run<T>(io: () => Promise<T>): Promise<T> {
+    return this.inFlight.run(io);
   }
 
   /** Resolves once no foreground I/O is in flight, or at once when giving way is not asked for. */
   async giveWay(): Promise<void> {
-    while (this.inFlight > 0 && this.giveWayWhen()) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    while (this.inFlight.size > 0 && this.giveWayWhen()) await this.inFlight.idle();
   }
 }
 
