@@ -161,12 +161,17 @@ const DEFAULTS = {
 /** How often the ingest rate in status is measured. */
 const RATE_WINDOW_MS = 5000;
 
-/** A configured retention.maxBytes must hold the least the pairs need (minimumRetentionBytes). */
-function assertRetentionFits(maxBytes: number | null, pairCount: number, options: EngineOptions): void {
-  if (maxBytes === null) return;
+/** The least retention `pairCount` pairs need with these options' segment sizes (minimumRetentionBytes). */
+function retentionNeeded(options: EngineOptions, pairCount: number): { bytes: number; ingest: number; undo: number } {
   const ingest = options.ingestSegmentBytes ?? DEFAULTS.ingestSegmentBytes;
   const undo = options.undoSegmentBytes ?? DEFAULTS.undoSegmentBytes;
-  const needed = minimumRetentionBytes(pairCount, ingest, undo);
+  return { bytes: minimumRetentionBytes(pairCount, ingest, undo), ingest, undo };
+}
+
+/** A configured retention.maxBytes must hold the least the pairs need. */
+function assertRetentionFits(maxBytes: number | null, pairCount: number, options: EngineOptions): void {
+  if (maxBytes === null) return;
+  const { bytes: needed, ingest, undo } = retentionNeeded(options, pairCount);
   if (maxBytes < needed) {
     throw new MtagentError(
       'ERR_RETENTION_TOO_SMALL',
@@ -348,7 +353,7 @@ export class Engine {
       }
     }
     const space = await this.space();
-    const needed = minimumRetentionBytes(this.options.pairs.length, this.opt('ingestSegmentBytes'), this.opt('undoSegmentBytes'));
+    const needed = retentionNeeded(this.options, this.options.pairs.length).bytes;
     if (space.capacityBytes < needed) {
       this.log.error(
         { capacityBytes: space.capacityBytes, neededBytes: needed, pairs: this.options.pairs.length },
