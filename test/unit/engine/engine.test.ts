@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../../../src/engine/errors';
 import { createLogger } from '../../../src/log';
+import type { StreamItem } from '../../../src/journal/items';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { fixture, openEngine, payload, write, KiB, MiB, type Fixture } from '../../helpers/engine-fixture';
 import { PointRefusedError } from '../../../src/recovery/points';
@@ -11,6 +12,22 @@ import { foregroundIo } from '../../../src/native';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
+
+/** A logger whose lines are kept: `text()` is everything logged so far. */
+function capturedLog(): { logger: ReturnType<typeof createLogger>; text: () => string } {
+  let text = '';
+  const destination = new Writable({ write: (chunk: Buffer, _enc, done) => ((text += chunk.toString()), done()) });
+  return { logger: createLogger({ destination }), text: () => text };
+}
+
+/** Opens p1 (a MiB disk), appends `items`, waits until they are applied, and closes the engine. */
+async function appliedAndClosed(f: Fixture, items: StreamItem[]): Promise<void> {
+  const e = await openEngine(f);
+  await e.openPair('p1', MiB, 512);
+  await e.append('p1', items);
+  await e.settle();
+  await e.close();
+}
 
 describe('engine', () => {
   it('journals, acknowledges and applies writes to an image target', async () => {
@@ -62,9 +79,8 @@ describe('engine', () => {
   });
 
   it('applies a step that holds no write (ticks and tags only) without pausing the pair', async () => {
-    let logged = '';
-    const destination = new Writable({ write: (chunk: Buffer, _enc, done) => ((logged += chunk.toString()), done()) });
-    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }], { undoSegmentBytes: 4 * MiB, logger: createLogger({ destination }) });
+    const log = capturedLog();
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }], { undoSegmentBytes: 4 * MiB, logger: log.logger });
     const e = await openEngine(f);
     try {
       await e.openPair('p1', MiB, 512);
@@ -74,7 +90,7 @@ describe('engine', () => {
       await e.append('p1', [{ kind: 'tick', seq: 2, time: 2_000_000 }, { kind: 'tag', seq: 3, time: 3_000_000, tagKind: 'app', name: 'only-a-tag', group: null }]);
       await e.settle();
       expect(e.status('p1')).toMatchObject({ appliedSeq: 3, state: 'unprotected', lastError: null });
-      expect(logged).not.toContain('applying paused');
+      expect(log.text()).not.toContain('applying paused');
     } finally {
       await e.close();
     }
@@ -102,9 +118,8 @@ describe('engine', () => {
 
 describe('engine: a lost ingest segment', () => {
   /** An engine whose pair p1 journaled four 512 KiB writes (one ingest segment each) while its target was away, closed. */
-  async function journaledNotApplied(logged: { text: string }): Promise<{ f: Fixture; target: string }> {
-    const destination = new Writable({ write: (chunk: Buffer, _enc, done) => ((logged.text += chunk.toString()), done()) });
-    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: 4 * MiB }], { undoSegmentBytes: 4 * MiB, logger: createLogger({ destination }) });
+  async function journaledNotApplied(log: ReturnType<typeof capturedLog>): Promise<{ f: Fixture; target: string }> {
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: 4 * MiB }], { undoSegmentBytes: 4 * MiB, logger: log.logger });
     const target = join(f.root, 'datastore', 'p1.img');
     const e = await openEngine(f);
     await e.openPair('p1', 4 * MiB, 512);
@@ -115,8 +130,8 @@ describe('engine: a lost ingest segment', () => {
   }
 
   it('at start-up: the pair is flagged, its points from the gap on are refused until a resync ends, and it asks for a resync', async () => {
-    const logged = { text: '' };
-    const { f, target } = await journaledNotApplied(logged);
+    const log = capturedLog();
+    const { f, target } = await journaledNotApplied(log);
     // Seq 1, never applied, is lost with its segment (deleted by hand). Start-up does not
     // see a hole in the log: the log just begins later, as it does once segments are recycled.
     rmSync(join(f.options.retentionDir, 'ingest', '00000001.log'));
@@ -126,7 +141,7 @@ describe('engine: a lost ingest segment', () => {
       await e.settle();
       expect(e.status('p1')).toMatchObject({ state: 'error', needsResync: true, durableSeq: 4, appliedSeq: 4 });
       expect(e.status('p1').lastError).toMatch(/acknowledged items missing: seq 1\.\.1 /);
-      expect(logged.text).toContain('acknowledged items missing from the ingest log');
+      expect(log.text()).toContain('acknowledged items missing from the ingest log');
       expect(e.catalog.eventCount('acknowledged-items-missing')).toBe(1);
       const out = join(f.root, 'point.img');
       await expect(rebuild(e, 'p1', 'seq:4', out, { force: true })).rejects.toBeInstanceOf(PointRefusedError);
@@ -149,8 +164,8 @@ describe('engine: a lost ingest segment', () => {
   });
 
   it('while running: the applier stops once, stoppedOnError settles, appends are refused, and the engine still closes', async () => {
-    const logged = { text: '' };
-    const { f, target } = await journaledNotApplied(logged);
+    const log = capturedLog();
+    const { f, target } = await journaledNotApplied(log);
     const e = await openEngine(f);
     try {
       // Gone while the pair waits for its target: resuming reads the log and fails.
@@ -160,7 +175,7 @@ describe('engine: a lost ingest segment', () => {
       expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
       // The applier does not go round again on the same error.
       await new Promise((r) => setTimeout(r, 300));
-      expect(logged.text.split('cannot pass').length - 1).toBe(1);
+      expect(log.text().split('cannot pass').length - 1).toBe(1);
       await expect(e.append('p1', [write('p1', 5, 0, 512)])).rejects.toMatchObject({ code: 'internal' });
     } finally {
       await e.close();
@@ -171,11 +186,7 @@ describe('engine: a lost ingest segment', () => {
 describe('engine: a pair known only by its retention', () => {
   it('opens with its history when the catalog was lost and the pair left the configuration', async () => {
     const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }]);
-    const e = await openEngine(f);
-    await e.openPair('p1', MiB, 512);
-    await e.append('p1', [write('p1', 1, 0, 4096), write('p1', 2, 4096, 4096)]);
-    await e.settle();
-    await e.close();
+    await appliedAndClosed(f, [write('p1', 1, 0, 4096), write('p1', 2, 4096, 4096)]);
     rmSync(f.options.dataDir, { recursive: true });
     mkdirSync(f.options.dataDir);
     const again = await openEngine({ ...f, options: { ...f.options, pairs: [] } });
@@ -220,9 +231,8 @@ describe('engine: a pair purged and added again under the same id', () => {
 
 describe('engine: a target away for a while', () => {
   it('logs the failure once, not at every retry, and logs the resume', async () => {
-    let logged = '';
-    const destination = new Writable({ write: (chunk: Buffer, _enc, done) => ((logged += chunk.toString()), done()) });
-    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }], { logger: createLogger({ destination }) });
+    const log = capturedLog();
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }], { logger: log.logger });
     const target = join(f.root, 'datastore', 'p1.img');
     const e = await openEngine(f);
     try {
@@ -232,7 +242,7 @@ describe('engine: a target away for a while', () => {
       // Twenty retries (targetRetryMs is 50 ms here).
       await new Promise((r) => setTimeout(r, 1000));
       expect(e.status('p1')).toMatchObject({ state: 'target-unavailable', appliedSeq: 0 });
-      const count = (text: string): number => logged.split(text).length - 1;
+      const count = (text: string): number => log.text().split(text).length - 1;
       expect(count('applying paused for this pair')).toBe(1);
       expect(count('target unavailable; items are journaled')).toBe(1);
       renameSync(`${target}.away`, target);
@@ -250,11 +260,7 @@ describe('engine: a target away for a while', () => {
 describe('engine: an unreadable catalog', () => {
   it('is refused with a named error, and rebuilt from the retention volume once moved aside', async () => {
     const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: MiB }]);
-    const e = await openEngine(f);
-    await e.openPair('p1', MiB, 512);
-    await e.append('p1', [write('p1', 1, 0, 4096), { kind: 'tag', seq: 2, time: 2_000_000, tagKind: 'app', name: 'vss-1', group: null }, write('p1', 3, 0, 4096)]);
-    await e.settle();
-    await e.close();
+    await appliedAndClosed(f, [write('p1', 1, 0, 4096), { kind: 'tag', seq: 2, time: 2_000_000, tagKind: 'app', name: 'vss-1', group: null }, write('p1', 3, 0, 4096)]);
     const catalog = join(f.options.dataDir, 'catalog.db');
     writeFileSync(catalog, Buffer.alloc(8192, 0x5a));
     rmSync(`${catalog}-wal`, { force: true });

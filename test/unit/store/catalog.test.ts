@@ -7,10 +7,19 @@ import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
 
+/** A fresh catalog for `check`, closed after it. */
+function withCatalog(check: (c: Catalog) => void): void {
+  const c = Catalog.open(join(tempDir(), 'catalog.db'));
+  try {
+    check(c);
+  } finally {
+    c.close();
+  }
+}
+
 describe('catalog resync windows', () => {
   it('a resync begun again before the last one ended is one window, from the first start to the end', () => {
-    const c = Catalog.open(join(tempDir(), 'catalog.db'));
-    try {
+    withCatalog((c) => {
       c.ensurePair('p');
       c.startResync('p', 10, 1_000);
       // The connection dropped; the process server starts the resync over.
@@ -28,16 +37,13 @@ describe('catalog resync windows', () => {
         [20, 30],
         [40, 50],
       ]);
-    } finally {
-      c.close();
-    }
+    });
   });
 });
 
 describe('catalog purged pairs', () => {
   it('remembers where the ingest log ended when a pair was purged, the last purge winning', () => {
-    const c = Catalog.open(join(tempDir(), 'catalog.db'));
-    try {
+    withCatalog((c) => {
       c.ensurePair('p');
       c.startResync('p', 1, 1);
       c.deletePair('p', { segment: 3, fileOffset: 8192 });
@@ -47,16 +53,13 @@ describe('catalog purged pairs', () => {
       c.ensurePair('p');
       c.deletePair('p', { segment: 5, fileOffset: 0 });
       expect([...c.purgedPairs()]).toEqual([['p', { segment: 5, fileOffset: 0 }]]);
-    } finally {
-      c.close();
-    }
+    });
   });
 });
 
 describe('catalog events', () => {
   it('keeps the newest events only, and counts every one of each kind', () => {
-    const c = Catalog.open(join(tempDir(), 'catalog.db'));
-    try {
+    withCatalog((c) => {
       for (let i = 0; i < 250; i++) c.addEvent('p', i % 5 === 0 ? 'purge' : 'history-shortened', `event ${i}`, 100);
       const kept = c.events(1000);
       expect(kept).toHaveLength(100);
@@ -65,9 +68,7 @@ describe('catalog events', () => {
       expect(c.eventCount('history-shortened')).toBe(200);
       expect(c.eventCount('purge')).toBe(50);
       expect(c.eventCount('never')).toBe(0);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('counts the events of a catalog made before the counts were kept', () => {
