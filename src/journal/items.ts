@@ -11,6 +11,8 @@ export interface WriteItem {
   data: Buffer;
   /** Part of a resync (flag bit 0 on the wire). */
   resync: boolean;
+  /** CRC-32C of `data`, when it came with it and was checked: the journal then need not read the data again for its own CRC. */
+  crc32c?: number;
 }
 
 export interface TagItem {
@@ -70,6 +72,7 @@ export function itemRecord(pairId: string, item: StreamItem): PendingRecord {
     return {
       fields: { kind: RecordKind.Write, flags: item.resync ? RecordFlag.ResyncData : 0, pairId, seq: item.seq, time: item.time, offset: item.offset },
       payload: item.data,
+      payloadCrc: item.crc32c,
       item,
     };
   }

@@ -2,6 +2,7 @@
 // docs/journal-format.md. A record is a 128-byte header and a payload,
 // padded so the next record starts on an 8-byte boundary.
 import { crc32c } from '../native';
+import { crc32cCombine } from './crc32c-combine';
 
 export const RECORD_HEADER_BYTES = 128;
 export const RECORD_MAGIC = 0x314a544d; // the bytes "MTJ1"
@@ -93,9 +94,18 @@ function readU64(buf: Buffer, pos: number): number {
 /**
  * Encodes one record at `pos` in `buf` (which must have room) and returns the
  * position after it. The payload is copied in; the CRC covers the header
- * after the CRC field, and the payload.
+ * after the CRC field, and the payload. With `payloadCrc`, the payload's CRC
+ * as it arrived and was checked, the record's CRC is made from it rather
+ * than from the copy: a copy that went wrong then fails when read.
  */
-export function encodeRecord(buf: Buffer, pos: number, segment: number, fields: Omit<RecordFields, 'count'> & { count?: number }, payload?: Uint8Array): number {
+export function encodeRecord(
+  buf: Buffer,
+  pos: number,
+  segment: number,
+  fields: Omit<RecordFields, 'count'> & { count?: number },
+  payload?: Uint8Array,
+  payloadCrc?: number,
+): number {
   const payloadLength = payload?.length ?? 0;
   const size = recordSize(payloadLength);
   // Zero the header and the tail padding only: the payload is copied over the rest.
@@ -116,7 +126,10 @@ export function encodeRecord(buf: Buffer, pos: number, segment: number, fields: 
   buf.writeUInt32LE((fields.count ?? 0) >>> 0, pos + O_COUNT);
   buf.write(fields.pairId, pos + O_PAIR, 'utf8');
   if (payload && payloadLength > 0) buf.set(payload, pos + RECORD_HEADER_BYTES);
-  const crc = crc32c(buf.subarray(pos + O_MAGIC, pos + RECORD_HEADER_BYTES + payloadLength));
+  const crc =
+    payloadCrc !== undefined
+      ? crc32cCombine(crc32c(buf.subarray(pos + O_MAGIC, pos + RECORD_HEADER_BYTES)), payloadCrc, payloadLength)
+      : crc32c(buf.subarray(pos + O_MAGIC, pos + RECORD_HEADER_BYTES + payloadLength));
   buf.writeUInt32LE(maskCrc(crc), pos + O_CRC);
   return pos + size;
 }

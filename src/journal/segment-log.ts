@@ -27,6 +27,8 @@ export interface PendingRecord {
    * nothing here, and can be collected young.
    */
   payload?: Uint8Array;
+  /** CRC-32C of `payload` when already known (checked on arrival). */
+  payloadCrc?: number;
   /** The stream item this record holds, kept so the applier need not decode it back. */
   item?: StreamItem;
 }
@@ -444,7 +446,7 @@ export class SegmentLogWriter {
     let pos = RECORD_HEADER_BYTES;
     for (const r of all) {
       const payloadAt = pos + RECORD_HEADER_BYTES;
-      pos = encodeRecord(buf, pos, segment, r.fields, r.payload);
+      pos = encodeRecord(buf, pos, segment, r.fields, r.payload, r.payloadCrc);
       if (staged !== null && r.item?.kind === 'write' && r.payload !== undefined) {
         const copy = staged.subarray(payloadAt, payloadAt + r.payload.length);
         r.payload = copy;

@@ -254,7 +254,8 @@ export class ReplicationConnection {
           break;
         }
         st.lastSeq = r.seq;
-        items.push({ kind: 'write', seq: r.seq, time: r.time, offset: r.offset, data: r.payload, resync: (r.flags & WIRE_FLAG_RESYNC) !== 0 });
+        // recordProblem has checked the payload against its crc32c.
+        items.push({ kind: 'write', seq: r.seq, time: r.time, offset: r.offset, data: r.payload, resync: (r.flags & WIRE_FLAG_RESYNC) !== 0, crc32c: r.crc32c });
       }
       this.submit(st, items);
       if (refusal) this.endStream(st, refusal);

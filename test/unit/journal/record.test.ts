@@ -30,6 +30,22 @@ describe('journal record', () => {
     expect(decodeRecord(buf, 0, 3)).toEqual({ ok: false, reason: 'crc' });
   });
 
+  it('with the payload CRC given, writes the same record as computing it', () => {
+    const payload = Buffer.from('hello, disk, as it arrived');
+    const given = Buffer.alloc(recordSize(payload.length));
+    encodeRecord(given, 0, 3, fields, payload, crc32c(payload));
+    const computed = Buffer.alloc(recordSize(payload.length));
+    encodeRecord(computed, 0, 3, fields, payload);
+    expect(given.equals(computed)).toBe(true);
+  });
+
+  it('with a payload CRC that does not match what was copied in, the record fails when read', () => {
+    const payload = Buffer.from('hello, disk');
+    const buf = Buffer.alloc(recordSize(payload.length));
+    encodeRecord(buf, 0, 3, fields, payload, crc32c(Buffer.from('hello, dusk')));
+    expect(decodeRecord(buf, 0, 3)).toEqual({ ok: false, reason: 'crc' });
+  });
+
   it('a flipped header bit fails the crc', () => {
     const buf = encoded();
     buf[20] = (buf[20] as number) ^ 1; // inside seq
