@@ -2,8 +2,9 @@
 //
 // The simulator against the real daemon over TLS on loopback: acked MB/s,
 // ack latency, the daemon's CPU and peak RSS, against a bare wss sink (same
-// client, a server that only parses and acks) and the raw O_DIRECT append
-// limit, all measured in the same run.
+// client, a server that only parses and acks), the raw O_DIRECT append
+// limit, and the apply path limit (the disk doing the agent's I/O per byte
+// and nothing else), all measured in the same run.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -12,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { initInstallation } from '../src/config/init';
 import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
 import { BlockFile, alignedBuffer } from '../src/native';
+import { measureApplyPathLimit } from '../src/bench/apply-path-limit';
 import { measureRawAppend } from '../src/bench/raw-append';
 import { GiB, KiB, MB, MiB, formatBytes, median, table } from '../src/bench/stats';
 import { Simulator, type SimulateReport } from '../src/simulator/simulator';
@@ -156,8 +158,14 @@ async function mainBench(): Promise<void> {
   console.log(`bench:ingest  ${new Date().toISOString()}  ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), ${seconds} s per case, medians of ${runs}; targets ${values['targets-dir'] ? `in ${values['targets-dir']}` : 'on the retention filesystem'}`);
   const limit = measureRawAppend(dir, MiB, GiB, 8 * MiB).bytesPerSecond / MB;
   const flushMs = await flushLatencyMs();
-  console.log(`raw append limit ${limit.toFixed(0)} MB/s; flush latency (1 MiB O_DIRECT + fdatasync) ${flushMs.toFixed(2)} ms\n`);
-  const rows: string[][] = [['writes', 'pairs', 'agent MB/s', 'sink MB/s', 'x sink', 'x limit', 'ack p50 ms*', 'ack p99 ms*', 'agent CPU %', 'sink CPU %', 'agent peak RSS']];
+  const applyLimits: number[] = [];
+  for (let r = 0; r < runs; r++) applyLimits.push((await measureApplyPathLimit(dir, 4)).bytesPerSecond / MB);
+  const applyLimit = median(applyLimits);
+  console.log(`raw append limit ${limit.toFixed(0)} MB/s; flush latency (1 MiB O_DIRECT + fdatasync) ${flushMs.toFixed(2)} ms`);
+  console.log(
+    `apply path limit ${applyLimit.toFixed(0)} MB/s (${applyLimits.map((x) => x.toFixed(0)).join(' / ')}): the disk doing the agent's four passes per byte (ingest write, before-image read, undo write, target write) with no CPU of its own\n`,
+  );
+  const rows: string[][] = [['writes', 'pairs', 'agent MB/s', 'sink MB/s', 'x sink', 'x limit', 'x apply limit', 'ack p50 ms*', 'ack p99 ms*', 'agent CPU %', 'sink CPU %', 'agent peak RSS']];
   const only = values.case ? /^(\d+)([km]):(\d+)$/i.exec(values.case) : null;
   if (values.case && !only) throw new Error(`--case ${values.case}: expected e.g. 64k:1 or 1m:8`);
   const sizes = only ? [Number(only[1]) * (only[2]?.toLowerCase() === 'm' ? MiB : KiB)] : values.quick ? [MiB, 64 * KiB] : [MiB, 64 * KiB, 4 * KiB];
@@ -178,6 +186,7 @@ async function mainBench(): Promise<void> {
         m(sink, 'mbps').toFixed(0),
         (m(agent, 'mbps') / m(sink, 'mbps')).toFixed(2),
         (m(agent, 'mbps') / limit).toFixed(2),
+        (m(agent, 'mbps') / applyLimit).toFixed(2),
         m(agent, 'p50').toFixed(1),
         m(agent, 'p99').toFixed(1),
         m(agent, 'cpuPct').toFixed(0),
