@@ -839,7 +839,10 @@ export class Engine {
 
   async space(): Promise<SpaceAccount> {
     let undoBytes = 0;
-    for (const p of this.pairs.values()) for (const s of p.undo.segments()) undoBytes += s.bytes;
+    for (const p of this.pairs.values()) {
+      for (const s of p.undo.segments()) undoBytes += s.bytes;
+      undoBytes += p.undo.spareBytes;
+    }
     this.lastSpace = await measureSpace(this.options.retentionDir, this.ingest?.usedBytes() ?? 0, undoBytes, this.options.maxBytes ?? null, this.opt('reserveBytes'));
     return this.lastSpace;
   }
@@ -859,6 +862,8 @@ export class Engine {
       if (account.availableBytes >= bytes) return;
       // Idle recycled ingest segments go before any history does (one is kept for the next roll).
       if (this.ingest && this.ingest.dropSpares(mayWait ? 0 : 1) > 0) continue;
+      // Then recycled undo segments, which hold no history either.
+      if ([...this.pairs.values()].reduce((n, p) => n + (p.undo?.dropSpares() ?? 0), 0) > 0) continue;
       if (this.pruneForSpace(bytes - account.availableBytes) > 0) continue;
       if (Date.now() >= deadline || this.closed) {
         throw new EngineError(
@@ -918,7 +923,8 @@ export class Engine {
     const victim = segs[0];
     const next = segs[1];
     if (!victim || !next) return;
-    pair.undo.removeSegment(victim.segment);
+    // Dropped for time, the pair goes on writing history at the same pace: its file becomes the next segment.
+    pair.undo.removeSegment(victim.segment, reason === 'time');
     pair.oldest = { seq: next.prevSeq, time: next.prevTime ?? 0 };
     this.catalog.transaction(() => {
       this.catalog.deleteSegment(pair.pairId, victim.segment);

@@ -494,6 +494,19 @@ export class SegmentLogWriter {
     return this.spares.length;
   }
 
+  /** Bytes the spares occupy. */
+  spareBytes(): number {
+    let total = 0;
+    for (const path of this.spares) {
+      try {
+        total += statSync(path).size;
+      } catch {
+        // Already gone.
+      }
+    }
+    return total;
+  }
+
   /** Deletes spares beyond `keep`; returns the bytes freed. */
   dropSpares(keep: number): number {
     let freed = 0;

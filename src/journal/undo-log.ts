@@ -186,12 +186,31 @@ export class UndoLog {
     return batch;
   }
 
-  /** Deletes a whole segment: history before its last item is no longer recoverable. */
-  removeSegment(segment: number): void {
+  /**
+   * Removes a whole segment: history before its last item is no longer
+   * recoverable. With `recycle`, the file is kept as a spare (one at most)
+   * and becomes a later segment of this log: writing into blocks written
+   * before costs the filesystem less than into preallocated ones, whose
+   * extents each write converts and each flush commits
+   * (docs/design-notes.md).
+   */
+  removeSegment(segment: number, recycle = false): void {
     if (segment === this.activeSegment) throw new Error(`segment ${segment} of ${this.pairId} is being written`);
-    rmSync(join(this.dir, segmentFileName(segment, 'undo')), { force: true });
+    const path = join(this.dir, segmentFileName(segment, 'undo'));
+    if (recycle && this.writer.spareCount === 0) this.writer.addSpare(path);
+    else rmSync(path, { force: true });
     fsyncDir(this.dir);
     this.summaries.delete(segment);
+  }
+
+  /** Bytes of the recycled segments waiting to be reused: retention space, though no history. */
+  get spareBytes(): number {
+    return this.writer.spareBytes();
+  }
+
+  /** Deletes the recycled segments waiting to be reused; returns the bytes freed. */
+  dropSpares(): number {
+    return this.writer.dropSpares(0);
   }
 
   /**

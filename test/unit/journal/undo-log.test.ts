@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, writeSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { JournalCorruptError } from '../../../src/journal/errors';
 import { RecordKind } from '../../../src/journal/record';
@@ -80,4 +80,40 @@ describe('undo log', () => {
     await expect(undo.readSegment(second.segment)).rejects.toBeInstanceOf(JournalCorruptError);
     await undo.close();
   });
+
+  it('keeps at most one removed segment as a spare, reads the segment written into it as its own, and drops the spare on request', async () => {
+    const root = tempDir();
+    const undo = await UndoLog.open(root, 'p', 256 * KiB);
+    let seq = 0;
+    try {
+      // 60 KiB records: four fit a 256 KiB segment, so every fourth append rolls.
+      while ((undo.activeSegment ?? 0) < 3) await undo.append([undoRecord(++seq, 60 * KiB)], { seq: 0, time: 0 });
+      const [first, second] = undo.segments();
+      undo.removeSegment(first?.segment as number, true);
+      undo.removeSegment(second?.segment as number, true);
+      expect(readdirSync(undo.dir).filter((n) => n.startsWith('spare-'))).toHaveLength(1);
+      expect(undo.spareBytes).toBe(256 * KiB);
+      // The next roll takes the spare: what it held before reads as nothing of the new segment.
+      const before = undo.activeSegment;
+      while (undo.activeSegment === before) await undo.append([undoRecord(++seq, 60 * KiB)], { seq: 0, time: 0 });
+      expect(undo.spareBytes).toBe(0);
+      const fresh = undo.segments().at(-1);
+      expect(seqsOf(await undo.readSegment(fresh?.segment as number))).toEqual([seq]);
+      undo.removeSegment(undo.segments()[0]?.segment as number, true);
+      expect(undo.dropSpares()).toBe(256 * KiB);
+      expect(readdirSync(undo.dir).filter((n) => n.startsWith('spare-'))).toHaveLength(0);
+    } finally {
+      await undo.close();
+    }
+    // Reopened, the log reads every segment left whole, the recycled one included.
+    const again = await UndoLog.open(root, 'p', 256 * KiB);
+    try {
+      expect(again.maxSeq).toBe(seq);
+      const seqs = (await Promise.all(again.segments().map((s) => again.readSegment(s.segment)))).flatMap(seqsOf);
+      expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => seq - seqs.length + 1 + i));
+    } finally {
+      await again.close();
+    }
+  });
 });
+

@@ -1,8 +1,9 @@
-import { renameSync } from 'node:fs';
+import { readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/engine/engine';
 import type { StreamItem } from '../../../src/journal/items';
+import { undoDir } from '../../../src/journal/undo-log';
 import { PointRefusedError, isoTime } from '../../../src/recovery/points';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { verifyPair } from '../../../src/recovery/verify';
@@ -53,6 +54,81 @@ describe('retention window', () => {
       expect(r.seq).toBe(90);
       expect(r.sha256).toBe(model.sha256At(90));
       expect((await verifyPair(e, 'p')).ok).toBe(true);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('keeps a segment dropped for time as a spare, counted as used, and writes the next segment into it', async () => {
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { policy: { retentionSeconds: 2 * 3600, rpoThresholdSeconds: 900 } });
+    const dir = undoDir(f.options.retentionDir, 'p');
+    const spares = (): string[] => readdirSync(dir).filter((n) => n.startsWith('spare-'));
+    const onDisk = (): number => readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0);
+    const model = new DiskModel(DISK);
+    const t0 = 1_764_000_000_000_000;
+    let e = await openEngine(f);
+    try {
+      await e.openPair('p', DISK, 512);
+      await stream(e, model, 1, 100, (s) => t0 + s * (HOUR / 10));
+      await e.settle();
+      expect(await e.pruneByTime()).toBeGreaterThan(1);
+      // One spare kept, the other dropped segments deleted; the spare counts as used space.
+      expect(spares()).toHaveLength(1);
+      const spareInode = statSync(join(dir, spares()[0] as string)).ino;
+      expect((await e.space()).undoBytes).toBe(onDisk());
+      await stream(e, model, 101, 160, (s) => t0 + s * (HOUR / 10));
+      await e.settle();
+      expect(spares()).toHaveLength(0);
+      expect(readdirSync(dir).map((n) => statSync(join(dir, n)).ino)).toContain(spareInode);
+      for (const seq of [e.status('p').oldestSeq, 120, 160]) {
+        expect((await rebuild(e, 'p', `seq:${seq}`, join(f.root, `at-${seq}.img`), { force: true })).sha256).toBe(model.sha256At(seq));
+      }
+      expect((await verifyPair(e, 'p')).ok).toBe(true);
+      // Dropped again and restarted with the spare on the volume: history reads back whole.
+      expect(await e.pruneByTime()).toBeGreaterThan(0);
+      expect(spares()).toHaveLength(1);
+      await e.close();
+      e = await openEngine(f);
+      expect((await e.space()).undoBytes).toBe(onDisk());
+      const oldest = e.status('p').oldestSeq;
+      for (const seq of [oldest, 160]) {
+        expect((await rebuild(e, 'p', `seq:${seq}`, join(f.root, `again-${seq}.img`), { force: true })).sha256).toBe(model.sha256At(seq));
+      }
+      await e.openPair('p', DISK, 512);
+      await stream(e, model, 161, 200, (s) => t0 + s * (HOUR / 10));
+      await e.settle();
+      expect(spares()).toHaveLength(0);
+      expect((await rebuild(e, 'p', 'latest', join(f.root, 'latest.img'), { force: true })).sha256).toBe(model.sha256At(200));
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('deletes spare undo segments before it shortens history for space', async () => {
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }, { id: 'q', sizeBytes: DISK }], { maxBytes: 6 * MiB, policy: { retentionSeconds: 2 * 3600, rpoThresholdSeconds: 900 } });
+    const spares = (): string[] => readdirSync(undoDir(f.options.retentionDir, 'p')).filter((n) => n.startsWith('spare-'));
+    const model = new DiskModel(DISK);
+    const other = new DiskModel(DISK);
+    const t0 = 1_764_000_000_000_000;
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p', DISK, 512);
+      await e.openPair('q', DISK, 512);
+      await stream(e, model, 1, 100, (s) => t0 + s * (HOUR / 10));
+      await e.settle();
+      await e.pruneByTime();
+      expect(spares()).toHaveLength(1);
+      // p is quiet from here; q fills the volume.
+      for (let s = 1; s <= 300; s++) {
+        const it: StreamItem = write('q', s, ((s * 7) % (DISK / (16 * KiB))) * 16 * KiB, 16 * KiB, t0 + 11 * HOUR + s * 1_000_000);
+        other.add(it);
+        await e.append('q', [it]);
+      }
+      await e.settle();
+      expect(spares()).toHaveLength(0);
+      expect((await e.space()).usedBytes).toBeLessThanOrEqual(6 * MiB);
+      expect((await rebuild(e, 'p', 'latest', join(f.root, 'p.img'))).sha256).toBe(model.sha256At(100));
+      expect((await rebuild(e, 'q', 'latest', join(f.root, 'q.img'))).sha256).toBe(other.sha256At(300));
     } finally {
       await e.close();
     }
