@@ -63,6 +63,7 @@ const stamp = (): string => `${((Date.now() - t0) / 1000).toFixed(1).padStart(7)
 const log = (line: string): void => void process.stdout.write(`${stamp()}  ${line}\n`);
 
 // Small segments so that even a short soak rotates, recycles and prunes them.
+const RETENTION_WINDOW_S = 240;
 const TUNING = JSON.stringify({ ingestSegmentBytes: 16 * MiB, undoSegmentBytes: 8 * MiB, maxBatchBytes: 2 * MiB, cycleBytes: 2 * MiB, maxApplyLagBytes: 64 * MiB, pruneIntervalMs: 2000, targetRetryMs: 500 });
 
 class Agent {
@@ -126,12 +127,15 @@ async function main_(): Promise<number> {
   rmSync(dir, { recursive: true, force: true });
   const init = initInstallation({ dir, port: 19800 + Math.floor(random() * 100), metricsPort: null, samplePairs: false });
   const pairs = Array.from({ length: pairCount }, (_, i) => ({ id: `soak-${i}`, sizeBytes: (i === 0 ? 128 : 64) * MiB, group: i < 2 ? 'g' : null }));
+  // The retention fault: a volume cap (history dropped for space) and a window of minutes (dropped for time, its segments recycled).
   const maxBytes = faults.includes('retention') ? 320 * MiB : null;
+  const retentionSeconds = faults.includes('retention') ? RETENTION_WINDOW_S : 86_400;
   writeFileSync(
     init.configPath,
     readFileSync(init.configPath, 'utf8')
       .replace('pairs: []', `pairs:\n${pairs.map((p) => `  - { id: ${p.id}, target: datastore/${p.id}.img, sizeBytes: ${p.sizeBytes}${p.group ? `, group: ${p.group}` : ''} }`).join('\n')}`)
-      .replace('maxBytes: null', `maxBytes: ${maxBytes ?? 'null'}`),
+      .replace('maxBytes: null', `maxBytes: ${maxBytes ?? 'null'}`)
+      .replace(/retentionSeconds: \d+/, `retentionSeconds: ${retentionSeconds}`),
   );
   const agent = new Agent(init.configPath);
   await agent.start();
@@ -252,7 +256,7 @@ async function main_(): Promise<number> {
         break;
       case 'retention':
         // Retention is held at maxBytes for the whole run; this notes how far history has shrunk.
-        log(`fault: retention capped at ${(maxBytes ?? 0) / MiB} MiB (history shortens as the run goes on)`);
+        log(`fault: retention capped at ${(maxBytes ?? 0) / MiB} MiB and ${RETENTION_WINDOW_S} s (history shortens as the run goes on)`);
         break;
     }
   };
