@@ -63,7 +63,7 @@ const stamp = (): string => `${((Date.now() - t0) / 1000).toFixed(1).padStart(7)
 const log = (line: string): void => void process.stdout.write(`${stamp()}  ${line}\n`);
 
 // Small segments so that even a short soak rotates, recycles and prunes them.
-const RETENTION_WINDOW_S = 240;
+const RETENTION_WINDOW_S = 30;
 const TUNING = JSON.stringify({ ingestSegmentBytes: 16 * MiB, undoSegmentBytes: 8 * MiB, maxBatchBytes: 2 * MiB, cycleBytes: 2 * MiB, maxApplyLagBytes: 64 * MiB, pruneIntervalMs: 2000, targetRetryMs: 500 });
 
 class Agent {
@@ -112,13 +112,23 @@ function cliJson<T>(args: string[], configPath: string): Promise<T> {
   });
 }
 
+function maxRpoText(samples: readonly Sample[]): string {
+  const worst = samples.reduce<Sample | null>((w, s) => (s.maxRpo !== null && (w === null || s.maxRpo > (w.maxRpo ?? 0)) ? s : w), null);
+  return worst === null ? 'none sampled' : `${(worst.maxRpo ?? 0).toFixed(1)} s (${worst.maxRpoPair ?? '?'} at ${worst.t.toFixed(0)} s)`;
+}
+
 interface Sample {
   t: number;
   rss: number;
   cpu: number;
   fds: number;
   maxRpo: number | null;
+  /** The pair with that RPO. */
+  maxRpoPair: string | null;
 }
+
+/** An RPO sampled above this is logged where it happens, to be read beside the faults around it. */
+const RPO_LOG_SECONDS = 5;
 
 /** Target moves not yet undone: the final checks wait for them. */
 const targetsAway = new Set<Promise<void>>();
@@ -195,9 +205,11 @@ async function main_(): Promise<number> {
         lastCpu = cpuS;
         lastCpuAt = now;
       }
-      const st = await cliJson<{ pairs: Array<{ rpoSeconds: number | null }> }>(['status'], init.configPath).catch(() => null);
-      const rpos = st?.pairs.map((p) => p.rpoSeconds).filter((x): x is number => x !== null) ?? [];
-      samples.push({ t: (now - t0) / 1000, rss, cpu: cpu ?? 0, fds, maxRpo: rpos.length ? Math.max(...rpos) : null });
+      const st = await cliJson<{ pairs: Array<{ pair: string; rpoSeconds: number | null }> }>(['status'], init.configPath).catch(() => null);
+      let worst: { pair: string; rpoSeconds: number } | null = null;
+      for (const p of st?.pairs ?? []) if (p.rpoSeconds !== null && (worst === null || p.rpoSeconds > worst.rpoSeconds)) worst = { pair: p.pair, rpoSeconds: p.rpoSeconds };
+      if (worst !== null && worst.rpoSeconds > RPO_LOG_SECONDS) log(`RPO ${worst.rpoSeconds.toFixed(1)} s on ${worst.pair}`);
+      samples.push({ t: (now - t0) / 1000, rss, cpu: cpu ?? 0, fds, maxRpo: worst?.rpoSeconds ?? null, maxRpoPair: worst?.pair ?? null });
     } catch {
       // The agent may be between a kill and its restart.
     }
@@ -414,7 +426,7 @@ async function main_(): Promise<number> {
     ['RSS trend (last third - first third)', `${rssTrend >= 0 ? '+' : ''}${rssTrend.toFixed(0)} MiB`],
     ['peak CPU', `${Math.max(0, ...samples.map((s) => s.cpu)).toFixed(0)} %`],
     ['peak open descriptors', String(Math.max(0, ...samples.map((s) => s.fds)))],
-    ['max RPO', `${Math.max(0, ...samples.map((s) => s.maxRpo ?? 0)).toFixed(1)} s`],
+    ['max RPO', maxRpoText(samples)],
     ['ack latency p50 / p99', `${report.ackLatencyMs.p50.toFixed(1)} / ${report.ackLatencyMs.p99.toFixed(1)} ms`],
   ];
   process.stdout.write(`\n${table(rows)}\n\n`);

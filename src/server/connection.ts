@@ -80,6 +80,8 @@ export class ReplicationConnection {
   private readonly endedStreams = new Set<number>();
   private nextStream = 1;
   private inflightBytes = 0;
+  /** Bytes of messages received and not yet handled. */
+  private queuedBytes = 0;
   private paused = false;
   private ackScheduled = false;
   private ackTimer: NodeJS.Timeout | null = null;
@@ -102,7 +104,16 @@ export class ReplicationConnection {
     this.helloTimer = setTimeout(() => this.closeWith(CloseCode.helloTimeout, 'no hello within 10 s'), this.o.helloTimeoutMs);
     this.ws.on('message', (data, isBinary) => {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
-      this.chain = this.chain.then(() => this.onMessage(buf, isBinary)).catch((err: unknown) => this.fail(err));
+      // Messages waiting their turn count against the window like those handed over.
+      this.queuedBytes += buf.length;
+      this.updatePause();
+      this.chain = this.chain
+        .then(() => this.onMessage(buf, isBinary))
+        .catch((err: unknown) => this.fail(err))
+        .finally(() => {
+          this.queuedBytes -= buf.length;
+          this.updatePause();
+        });
     });
     this.ws.on('close', () => this.onSocketClosed());
     this.ws.on('error', (err) => this.o.log.warn({ remote: this.remote, err: err.message }, 'replication connection error'));
@@ -287,10 +298,7 @@ export class ReplicationConnection {
     let bytes = 0;
     for (const it of items) bytes += it.kind === 'write' ? it.data.length : 64;
     this.inflightBytes += bytes;
-    if (!this.paused && this.inflightBytes > this.o.maxInflightBytes) {
-      this.paused = true;
-      this.ws.pause();
-    }
+    this.updatePause();
     const handedOver = performance.now();
     const p: Promise<void> = this.o.engine
       .append(st.pairId, items, st.session)
@@ -304,12 +312,21 @@ export class ReplicationConnection {
       .finally(() => {
         st.pending.delete(p);
         this.inflightBytes -= bytes;
-        if (this.paused && this.inflightBytes <= this.o.maxInflightBytes / 2) {
-          this.paused = false;
-          this.ws.resume();
-        }
+        this.updatePause();
       });
     st.pending.add(p);
+  }
+
+  /** Stops reading the socket while more than maxInflightBytes is held, and reads again below half of it. */
+  private updatePause(): void {
+    const held = this.inflightBytes + this.queuedBytes;
+    if (!this.paused && held > this.o.maxInflightBytes) {
+      this.paused = true;
+      this.ws.pause();
+    } else if (this.paused && held <= this.o.maxInflightBytes / 2) {
+      this.paused = false;
+      this.ws.resume();
+    }
   }
 
   /** Says target-unavailable once when a stream's target goes (informational: the stream goes on). */

@@ -1,7 +1,7 @@
 // The daemon killed with SIGKILL at random moments under a simulator that
 // resumes from durableSeq: every acknowledged item survives, and images at
 // random points equal the simulator's model.
-import { mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -85,6 +85,85 @@ describe('acknowledged items survive SIGKILL of the daemon', () => {
     expect(await daemon.stop()).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(1500);
   }, 180_000);
+});
+
+describe('with the applier held back', () => {
+  it('holds the streams back, and records, tags and ticks still arrive in order: every point verifies', async () => {
+    // An apply lag of 256 KiB: nearly every append of a 256 KiB message waits for the applier.
+    const root = mkdtempSync(join(tmpdir(), 'mtagent-lag-'));
+    roots.push(root);
+    const pairs = [
+      { id: 'a', sizeBytes: 16 * MiB },
+      { id: 'b', sizeBytes: 16 * MiB },
+    ];
+    const daemon = new RunningDaemon(await makeInstallation(root, pairs));
+    await daemon.start({ MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 64 * 1024, maxBatchBytes: 512 * 1024 }) });
+    const sim = new Simulator({
+      client: daemon.clientOptions(),
+      pairs: pairs.map((p) => ({ id: p.id, diskBytes: p.sizeBytes })),
+      workload: 'mixed',
+      ioBytes: 16 * 1024,
+      rateBytesPerSecond: null,
+      durationSeconds: 3,
+      items: null,
+      tagEvery: 25,
+      group: null,
+      tickSeconds: 1,
+      seed: 5,
+      messageBytes: 256 * 1024,
+      reconnect: false,
+    });
+    const report = await sim.run();
+    expect(report.streamErrors).toEqual({});
+    for (const p of report.pairs) {
+      expect(p.ackedSeq).toBe(sim.model(p.pair).lastSeq);
+      expect(p.ackedSeq).toBeGreaterThan(200);
+    }
+    for (const p of pairs) {
+      const model = sim.model(p.id);
+      for (const pt of choosePoints(model, 3, 9)) {
+        const check = await checkPoint([process.execPath, MAIN], daemon.configPath, model, pt.point, pt.seq);
+        expect(check.error, `${p.id} ${pt.point}`).toBeNull();
+        expect(check.ok).toBe(true);
+      }
+    }
+    expect(await daemon.stop()).toBe(0);
+  }, 90_000);
+
+  it('stops reading a client that does not wait for acks: 512 MiB sent, the daemon stays small, every item is acknowledged', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'mtagent-flood-'));
+    roots.push(root);
+    const daemon = new RunningDaemon(await makeInstallation(root, [{ id: 'f', sizeBytes: 64 * MiB }]));
+    await daemon.start({ MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 256 * 1024 }) });
+    const pid = daemon.proc?.pid as number;
+    let peakRss = 0;
+    const sampler = setInterval(() => {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) peakRss = Math.max(peakRss, Number(m[1]) * 1024);
+    }, 20);
+    const c = await daemon.client();
+    try {
+      const o = await c.open('f', 64 * MiB);
+      const payload = Buffer.alloc(64 * 1024, 7);
+      let seq = 0;
+      let mostBuffered = 0;
+      // 1 MiB messages, never waiting for an ack; only the socket itself holds the client back.
+      while (seq < 8192) {
+        c.sendRecords(Array.from({ length: 16 }, () => ({ stream: o.stream, seq: ++seq, offset: ((seq - 1) % 1024) * 64 * 1024, time: seq, data: payload })));
+        mostBuffered = Math.max(mostBuffered, c.bufferedAmount);
+        while (c.bufferedAmount > 32 * MiB) await new Promise((r) => setTimeout(r, 2));
+      }
+      await c.next((m) => m.type === 'ack' && m.durableSeq >= seq, 60_000);
+      // The daemon read no faster than it could journal and apply: the rest waited in the client.
+      expect(mostBuffered).toBeGreaterThan(8 * MiB);
+      expect(peakRss).toBeGreaterThan(0);
+      expect(peakRss).toBeLessThan(256 * MiB);
+    } finally {
+      clearInterval(sampler);
+      await c.close().catch(() => undefined);
+    }
+    expect(await daemon.stop()).toBe(0);
+  }, 120_000);
 });
 
 describe('an error the engine cannot pass', () => {
