@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { initInstallation } from '../src/config/init';
 import { crc32c } from '../src/native';
@@ -68,10 +69,15 @@ const TUNING = JSON.stringify({ ingestSegmentBytes: 16 * MiB, undoSegmentBytes: 
 
 class Agent {
   proc: ChildProcess | null = null;
+  /** Undo segments the agent dropped for falling out of the retention window (each recycled when the pair has no spare), over every run. */
+  droppedForTime = 0;
   constructor(readonly configPath: string) {}
   async start(): Promise<void> {
     const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, main, 'run', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MTAGENT_TUNING: TUNING } });
     this.proc = proc;
+    if (proc.stdout) createInterface({ input: proc.stdout }).on('line', (line) => {
+      if (line.includes('"history past the retention window dropped"')) this.droppedForTime++;
+    });
     let out = '';
     await new Promise<void>((res, rej) => {
       const t = setTimeout(() => rej(new Error(`agent did not start: ${out}`)), 30_000);
@@ -418,6 +424,7 @@ async function main_(): Promise<number> {
     ['stream errors', Object.entries(report.streamErrors).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
     ['faults', Object.entries(faultCounts).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
     ['history shortened for space', `${historyShortened} times`],
+    ['undo segments dropped for time', String(agent.droppedForTime)],
     ['delta resyncs', sim.resyncReports.length === 0 ? 'none' : `${sim.resyncReports.length}, ${sim.resyncReports.reduce((n, r) => n + r.differing, 0)} blocks differed of ${sim.resyncReports.reduce((n, r) => n + r.blocks, 0)}`],
     ['points verified', `${checks.length - checks.filter((c) => !c.ok).length} of ${checks.length}${skipped > 0 ? ` (${skipped} more pruned before they were rebuilt: refused, rightly)` : ''}`],
     ['acknowledged items lost', String(lost)],
