@@ -2,7 +2,8 @@
 // ingest log's write and flush, then the applier's before-image read, undo
 // write and flush, and target write and flush. The same I/O as the agent
 // issues it (the addon, O_DIRECT, the applier's in 1 MiB pieces, cycles of
-// 8 MiB; the undo log in new preallocated files, the target rewritten in
+// 8 MiB; the undo log in new preallocated files, as before any history has
+// left the window and its segments are recycled, the target rewritten in
 // place), with the stages overlapped as far as their order allows, and no
 // CPU spent on anything else. The agent cannot go faster than this; the
 // ingest benchmark divides its rates by it.
