@@ -190,7 +190,8 @@ async function main_(): Promise<number> {
   let nextSample = Date.now();
   let hupPolicy = 900;
 
-  const sample = async (): Promise<void> => {
+  // RPO is sampled only while the source writes: after the stream ends it is the time since the last item.
+  const sample = async (withRpo = true): Promise<void> => {
     const pid = agent.pid;
     if (pid === null) return;
     try {
@@ -211,7 +212,7 @@ async function main_(): Promise<number> {
         lastCpu = cpuS;
         lastCpuAt = now;
       }
-      const st = await cliJson<{ pairs: Array<{ pair: string; rpoSeconds: number | null }> }>(['status'], init.configPath).catch(() => null);
+      const st = withRpo ? await cliJson<{ pairs: Array<{ pair: string; rpoSeconds: number | null }> }>(['status'], init.configPath).catch(() => null) : null;
       let worst: { pair: string; rpoSeconds: number } | null = null;
       for (const p of st?.pairs ?? []) if (p.rpoSeconds !== null && (worst === null || p.rpoSeconds > worst.rpoSeconds)) worst = { pair: p.pair, rpoSeconds: p.rpoSeconds };
       if (worst !== null && worst.rpoSeconds > RPO_LOG_SECONDS) log(`RPO ${worst.rpoSeconds.toFixed(1)} s on ${worst.pair}`);
@@ -358,7 +359,7 @@ async function main_(): Promise<number> {
   }
   log('streaming ends; waiting for every item to be acknowledged');
   const report = await running;
-  await sample();
+  await sample(false);
   // A fault still under way ends first.
   await targetsBack();
 
