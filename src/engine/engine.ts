@@ -120,6 +120,8 @@ export interface PairStatus {
   rpoHealth: 'ok' | 'warning' | 'critical' | null;
   journalBytes: number;
   ingestBytesPerSecond: number;
+  /** Write bytes durable in the ingest log and not yet on the target; ingest waits while it is above maxApplyLagBytes. */
+  applyLagBytes: number;
   needsResync: boolean;
   lastError: string | null;
 }
@@ -1180,6 +1182,7 @@ export class Engine {
       rpoHealth: rpoSeconds === null ? null : rpoSeconds > 2 * threshold ? 'critical' : rpoSeconds > threshold ? 'warning' : 'ok',
       journalBytes,
       ingestBytesPerSecond: pair.rate.perSecond,
+      applyLagBytes: pair.lagBytes,
       needsResync: pair.needsResync,
       lastError: pair.alert ?? pair.lastError,
     };

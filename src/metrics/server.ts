@@ -6,6 +6,8 @@ import type { Logger } from '../log';
 
 export interface MetricsSources {
   status: () => Promise<StatusReport>;
+  /** Per pair: write bytes durable and not yet applied (not part of the SPEC's status, so read apart). */
+  applyLagBytes: () => Array<{ pair: string; bytes: number }>;
   connections: () => number;
   retentionPolicySeconds: number;
 }
@@ -51,6 +53,16 @@ export class AgentMetrics {
       p.oldestPoint && p.latestPoint ? (Date.parse(p.latestPoint) - Date.parse(p.oldestPoint)) / 1000 : null,
     );
     perPair('mtagent_pair_state_ok', '1 when the pair is protected or resyncing, else 0', (p) => (p.state === 'protected' || p.state === 'resyncing' ? 1 : 0));
+    new Gauge({
+      name: 'mtagent_pair_apply_lag_bytes',
+      help: 'Write bytes durable in the ingest log and not yet applied to the target; ingest waits above the apply lag limit',
+      labelNames: ['pair'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const { pair, bytes } of sources.applyLagBytes()) this.set({ pair }, bytes);
+      },
+    });
     new Gauge({ name: 'mtagent_history_policy_seconds', help: 'The retention window the policy asks for', registers: [r], collect() { this.set(sources.retentionPolicySeconds); } });
     const retention = (name: string, help: string, pick: (s: StatusReport['retention']) => number): void => {
       new Gauge({ name, help, registers: [r], async collect() { this.set(pick((await sources.status()).retention)); } });

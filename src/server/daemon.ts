@@ -115,7 +115,12 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   const control = await ControlServer.start(config.dataDir, context, log);
   let metricsServer: import('node:http').Server | null = null;
   if (config.metrics) {
-    const sources = { status: currentStatus, connections: () => server.connectionCount, retentionPolicySeconds: config.policy.retentionSeconds };
+    const sources = {
+      status: currentStatus,
+      applyLagBytes: () => engine.pairIds().map((pair) => ({ pair, bytes: engine.status(pair).applyLagBytes })),
+      connections: () => server.connectionCount,
+      retentionPolicySeconds: config.policy.retentionSeconds,
+    };
     metrics = new AgentMetrics(sources);
     try {
       metricsServer = await startMetricsServer(config.metrics.listen, metrics, sources, log);

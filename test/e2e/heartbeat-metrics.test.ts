@@ -123,6 +123,7 @@ describe('heartbeat', () => {
       const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       expect(metrics).toMatch(/mtagent_heartbeat_failures_total [1-9]/);
       expect(metrics).toContain('mtagent_pair_durable_seq{pair="h1"} 2');
+      expect(metrics).toMatch(/mtagent_pair_apply_lag_bytes\{pair="h1"\} (0|4096)\n/);
       expect(metrics).toMatch(/mtagent_ack_latency_seconds_count [1-9]/);
       expect(metrics).toContain('mtagent_retention_capacity_bytes');
       const health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);

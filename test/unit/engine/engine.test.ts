@@ -241,7 +241,7 @@ describe('engine: a target away for a while', () => {
       await e.append('p1', [write('p1', 1, 0, 4096)]);
       // Twenty retries (targetRetryMs is 50 ms here).
       await new Promise((r) => setTimeout(r, 1000));
-      expect(e.status('p1')).toMatchObject({ state: 'target-unavailable', appliedSeq: 0 });
+      expect(e.status('p1')).toMatchObject({ state: 'target-unavailable', appliedSeq: 0, applyLagBytes: 4096 });
       const count = (text: string): number => log.text().split(text).length - 1;
       expect(count('applying paused for this pair')).toBe(1);
       expect(count('target unavailable; items are journaled')).toBe(1);
@@ -250,7 +250,7 @@ describe('engine: a target away for a while', () => {
       // Said once the catch-up is done, just after the item is applied.
       for (let i = 0; i < 100 && count('applying resumed') === 0; i++) await new Promise((r) => setTimeout(r, 10));
       expect(count('applying resumed')).toBe(1);
-      expect(e.status('p1').lastError).toBeNull();
+      expect(e.status('p1')).toMatchObject({ lastError: null, applyLagBytes: 0 });
     } finally {
       await e.close();
     }
