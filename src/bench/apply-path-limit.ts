@@ -15,8 +15,6 @@ import { MiB, secondsSince } from './stats';
 export interface ApplyPathLimit {
   /** Bytes received per second that the disk keeps up with, all four passes done. */
   bytesPerSecond: number;
-  /** Bytes the disk moved per second (reads and writes) while it did. */
-  diskBytesPerSecond: number;
 }
 
 const CYCLE_BYTES = 8 * MiB;
@@ -85,8 +83,7 @@ export async function measureApplyPathLimit(dir: string, seconds: number): Promi
       cycles++;
     }
     await landing;
-    const elapsed = secondsSince(start);
-    return { bytesPerSecond: received / elapsed, diskBytesPerSecond: (4 * received) / elapsed };
+    return { bytesPerSecond: received / secondsSince(start) };
   } finally {
     await (undo as BlockFile | null)?.close();
     await ingest.close();

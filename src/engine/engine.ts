@@ -690,13 +690,13 @@ export class Engine {
     }
   }
 
+  /** Installed as the process's foregroundIo.giveWayWhen while this engine is open. */
+  private readonly giveWay = (): boolean => this.acksComeFirst();
+
   /**
    * While the ingest log is busy and acknowledgements come first, the applier
    * waits, so a burst is made durable at the disk's full speed.
    */
-  /** Installed as the process's foregroundIo.giveWayWhen while this engine is open. */
-  private readonly giveWay = (): boolean => this.acksComeFirst();
-
   private applierShouldYield(): boolean {
     return this.ingest.busy && this.acksComeFirst();
   }

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Simulator } from '../../src/simulator/simulator';
+import { Simulator, type SimulateOptions } from '../../src/simulator/simulator';
 import { checkPoint, choosePoints } from '../../src/simulator/verify';
 import { rng } from '../../src/simulator/workload';
 import { MAIN, RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
@@ -16,31 +16,51 @@ afterAll(() => {
   for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
 
+type PairSpec = { id: string; sizeBytes: number };
+const TWO_PAIRS: PairSpec[] = [
+  { id: 'a', sizeBytes: 16 * MiB },
+  { id: 'b', sizeBytes: 16 * MiB },
+];
+
+/** A daemon started on a fresh installation under a temporary folder (removed after the file). */
+async function startDaemon(name: string, pairs: readonly PairSpec[], env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
+  const root = mkdtempSync(join(tmpdir(), `mtagent-${name}-`));
+  roots.push(root);
+  const daemon = new RunningDaemon(await makeInstallation(root, [...pairs]));
+  await daemon.start(env);
+  return daemon;
+}
+
+/** The simulator streaming the mixed workload into `pairs`, in 256 KiB messages. */
+function mixedSimulator(daemon: RunningDaemon, pairs: readonly PairSpec[], o: Pick<SimulateOptions, 'ioBytes' | 'rateBytesPerSecond' | 'durationSeconds' | 'tagEvery' | 'seed' | 'reconnect'>): Simulator {
+  return new Simulator({
+    client: daemon.clientOptions(),
+    pairs: pairs.map((p) => ({ id: p.id, diskBytes: p.sizeBytes })),
+    workload: 'mixed',
+    items: null,
+    group: null,
+    tickSeconds: 1,
+    messageBytes: 256 * 1024,
+    ...o,
+  });
+}
+
+/** Images at `count` random points of each pair, rebuilt through the CLI, equal the simulator's model. */
+async function expectPointsVerify(daemon: RunningDaemon, sim: Simulator, pairs: readonly PairSpec[], count: number, seed: number): Promise<void> {
+  for (const p of pairs) {
+    const model = sim.model(p.id);
+    for (const pt of choosePoints(model, count, seed)) {
+      const check = await checkPoint([process.execPath, MAIN], daemon.configPath, model, pt.point, pt.seq);
+      expect(check.error, `${p.id} ${pt.point}`).toBeNull();
+      expect(check.ok).toBe(true);
+    }
+  }
+}
+
 describe('acknowledged items survive SIGKILL of the daemon', () => {
   it('over 12 kill-and-restart cycles, the simulator resumes and every point verifies', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'mtagent-kill-'));
-    roots.push(root);
-    const pairs = [
-      { id: 'a', sizeBytes: 16 * MiB },
-      { id: 'b', sizeBytes: 16 * MiB },
-    ];
-    const daemon = new RunningDaemon(await makeInstallation(root, pairs));
-    await daemon.start();
-    const sim = new Simulator({
-      client: daemon.clientOptions(),
-      pairs: pairs.map((p) => ({ id: p.id, diskBytes: p.sizeBytes })),
-      workload: 'mixed',
-      ioBytes: 32 * 1024,
-      rateBytesPerSecond: 24 * MiB,
-      durationSeconds: null,
-      items: null,
-      tagEvery: 40,
-      group: null,
-      tickSeconds: 1,
-      seed: 11,
-      messageBytes: 256 * 1024,
-      reconnect: true,
-    });
+    const daemon = await startDaemon('kill', TWO_PAIRS);
+    const sim = mixedSimulator(daemon, TWO_PAIRS, { ioBytes: 32 * 1024, rateBytesPerSecond: 24 * MiB, durationSeconds: null, tagEvery: 40, seed: 11, reconnect: true });
     const running = sim.run();
     const r = rng(424242);
     const ackedBefore: Record<string, number> = {};
@@ -67,15 +87,7 @@ describe('acknowledged items survive SIGKILL of the daemon', () => {
     const c = await daemon.client({ processServerId: 'ps-final' });
     for (const p of report.pairs) expect((await c.open(p.pair, 16 * MiB)).durableSeq).toBe(p.ackedSeq);
     await c.close();
-    // Images at random points, rebuilt through the CLI, equal the model.
-    for (const p of pairs) {
-      const model = sim.model(p.id);
-      for (const pt of choosePoints(model, 4, 7)) {
-        const check = await checkPoint([process.execPath, MAIN], daemon.configPath, model, pt.point, pt.seq);
-        expect(check.error, `${p.id} ${pt.point}`).toBeNull();
-        expect(check.ok).toBe(true);
-      }
-    }
+    await expectPointsVerify(daemon, sim, TWO_PAIRS, 4, 7);
     // A second simulator knows nothing of what the first streamed: it says so and exits.
     const again = await cli(['simulate', '--config', daemon.configPath, '--pairs', `a:${16 * MiB}`, '--duration', '1']);
     expect(again.code).toBe(1);
@@ -90,51 +102,20 @@ describe('acknowledged items survive SIGKILL of the daemon', () => {
 describe('with the applier held back', () => {
   it('holds the streams back, and records, tags and ticks still arrive in order: every point verifies', async () => {
     // An apply lag of 256 KiB: nearly every append of a 256 KiB message waits for the applier.
-    const root = mkdtempSync(join(tmpdir(), 'mtagent-lag-'));
-    roots.push(root);
-    const pairs = [
-      { id: 'a', sizeBytes: 16 * MiB },
-      { id: 'b', sizeBytes: 16 * MiB },
-    ];
-    const daemon = new RunningDaemon(await makeInstallation(root, pairs));
-    await daemon.start({ MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 64 * 1024, maxBatchBytes: 512 * 1024 }) });
-    const sim = new Simulator({
-      client: daemon.clientOptions(),
-      pairs: pairs.map((p) => ({ id: p.id, diskBytes: p.sizeBytes })),
-      workload: 'mixed',
-      ioBytes: 16 * 1024,
-      rateBytesPerSecond: null,
-      durationSeconds: 3,
-      items: null,
-      tagEvery: 25,
-      group: null,
-      tickSeconds: 1,
-      seed: 5,
-      messageBytes: 256 * 1024,
-      reconnect: false,
-    });
+    const daemon = await startDaemon('lag', TWO_PAIRS, { MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 64 * 1024, maxBatchBytes: 512 * 1024 }) });
+    const sim = mixedSimulator(daemon, TWO_PAIRS, { ioBytes: 16 * 1024, rateBytesPerSecond: null, durationSeconds: 3, tagEvery: 25, seed: 5, reconnect: false });
     const report = await sim.run();
     expect(report.streamErrors).toEqual({});
     for (const p of report.pairs) {
       expect(p.ackedSeq).toBe(sim.model(p.pair).lastSeq);
       expect(p.ackedSeq).toBeGreaterThan(200);
     }
-    for (const p of pairs) {
-      const model = sim.model(p.id);
-      for (const pt of choosePoints(model, 3, 9)) {
-        const check = await checkPoint([process.execPath, MAIN], daemon.configPath, model, pt.point, pt.seq);
-        expect(check.error, `${p.id} ${pt.point}`).toBeNull();
-        expect(check.ok).toBe(true);
-      }
-    }
+    await expectPointsVerify(daemon, sim, TWO_PAIRS, 3, 9);
     expect(await daemon.stop()).toBe(0);
   }, 90_000);
 
   it('stops reading a client that does not wait for acks: 512 MiB sent, the daemon stays small, every item is acknowledged', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'mtagent-flood-'));
-    roots.push(root);
-    const daemon = new RunningDaemon(await makeInstallation(root, [{ id: 'f', sizeBytes: 64 * MiB }]));
-    await daemon.start({ MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 256 * 1024 }) });
+    const daemon = await startDaemon('flood', [{ id: 'f', sizeBytes: 64 * MiB }], { MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 256 * 1024 }) });
     const pid = daemon.proc?.pid as number;
     let peakRss = 0;
     const sampler = setInterval(() => {
@@ -168,10 +149,7 @@ describe('with the applier held back', () => {
 
 describe('an error the engine cannot pass', () => {
   it('is logged once, and the daemon exits 1 so the service manager restarts it', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'mtagent-fatal-'));
-    roots.push(root);
-    const daemon = new RunningDaemon(await makeInstallation(root, [{ id: 'x', sizeBytes: 4 * MiB }]));
-    await daemon.start({ MTAGENT_TUNING: JSON.stringify({ ingestSegmentBytes: MiB, maxBatchBytes: 512 * 1024, cycleBytes: 64 * 1024, targetRetryMs: 50 }) });
+    const daemon = await startDaemon('fatal', [{ id: 'x', sizeBytes: 4 * MiB }], { MTAGENT_TUNING: JSON.stringify({ ingestSegmentBytes: MiB, maxBatchBytes: 512 * 1024, cycleBytes: 64 * 1024, targetRetryMs: 50 }) });
     const exited = new Promise<number | null>((r) => daemon.proc?.once('exit', (code) => r(code)));
     const target = daemon.config.pairs[0]?.target as string;
     const c = await daemon.client();
