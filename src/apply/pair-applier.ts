@@ -10,6 +10,7 @@ import { Shadow, alignRanges, mergeRanges, type Extent } from './overlay';
 import { alignedBuffer } from '../native';
 import type { AlignedMemory } from './slab-pool';
 import { runLimited, type TargetDisk } from './target';
+import { isAllZero } from './zeros';
 
 export interface ApplyResult {
   appliedSeq: number;
@@ -93,11 +94,15 @@ export async function prepareApply(
     if (item.kind === 'write') {
       if (item.seq > captured) {
         const beforeImage = overlapping ? shadow.read(item.offset, item.data.length) : shadow.view(item.offset, item.data.length);
-        undoRecords.push({
-          fields: { kind: RecordKind.UndoWrite, flags: item.resync ? RecordFlag.ResyncData : 0, pairId, seq: item.seq, time: item.time, offset: item.offset },
-          payload: beforeImage,
-        });
-        undoBytes += beforeImage.length;
+        const flags = item.resync ? RecordFlag.ResyncData : 0;
+        const fields = { kind: RecordKind.UndoWrite, pairId, seq: item.seq, time: item.time, offset: item.offset };
+        if (isAllZero(beforeImage)) {
+          // A region never written (a fresh disk's initial copy): its length is all the undo log needs.
+          undoRecords.push({ fields: { ...fields, flags: flags | RecordFlag.ZeroImage, count: beforeImage.length } });
+        } else {
+          undoRecords.push({ fields: { ...fields, flags }, payload: beforeImage });
+          undoBytes += beforeImage.length;
+        }
       }
       if (overlapping) shadow.write(item.offset, item.data);
     } else {

@@ -30,7 +30,11 @@ export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 
 const KNOWN_KINDS = new Set<number>(Object.values(RecordKind));
 
-export const RecordFlag = { ResyncData: 1 } as const;
+export const RecordFlag = {
+  ResyncData: 1,
+  /** UndoWrite only: the before-image is `count` zero bytes, and the record has no payload. */
+  ZeroImage: 2,
+} as const;
 
 // Header layout (little-endian).
 const O_CRC = 0;
@@ -55,7 +59,7 @@ export interface RecordFields {
   time: number;
   /** A write's disk offset; a batch's length in bytes. */
   offset: number;
-  /** A batch's record count; 0 otherwise. */
+  /** A batch's record count; an UndoWrite's image length when flagged ZeroImage; 0 otherwise. */
   count: number;
 }
 

@@ -20,7 +20,8 @@ import {
 } from './record';
 
 export interface PendingRecord {
-  fields: Omit<RecordFields, 'count'>;
+  /** `count` is left out (0) but for an undo log's ZeroImage records. */
+  fields: Omit<RecordFields, 'count'> & { count?: number };
   /**
    * With a staging source, encoding points a write's payload and item.data at
    * its copy in the staged batch: the message it arrived in is then held by

@@ -2,9 +2,9 @@
 // `fromSeq` with, for every range, the before-image of the earliest write
 // after `toSeq` that touched it.
 import { EarliestWins, type Extent } from '../apply/overlay';
-
+import { zeroImage } from '../apply/zeros';
 import { JournalCorruptError } from '../journal/errors';
-import { RecordKind } from '../journal/record';
+import { RecordFlag, RecordKind } from '../journal/record';
 import type { UndoLog } from '../journal/undo-log';
 
 export interface ExtentSink {
@@ -41,10 +41,10 @@ export async function rollBack(undo: UndoLog, sink: ExtentSink, toSeq: number, f
         if (r.kind === RecordKind.SegmentStart || r.seq <= toSeq || r.seq > fromSeq) continue;
         seen++;
         if (r.kind !== RecordKind.UndoWrite) continue;
-        const data = batch.buffer.subarray(r.payloadStart, r.payloadStart + r.payloadLength);
+        const data = (r.flags & RecordFlag.ZeroImage) !== 0 ? zeroImage(r.count) : batch.buffer.subarray(r.payloadStart, r.payloadStart + r.payloadLength);
         for (const p of resolver.add(r.offset, data)) pieces.push(p);
         stats.records++;
-        stats.bytes += r.payloadLength;
+        stats.bytes += data.length;
       }
     }
     if (seen < want) {

@@ -2,12 +2,16 @@ import { createHash } from 'node:crypto';
 import type { StreamItem } from '../../src/journal/items';
 
 /**
- * The simple truth the engine is held to: the disk after item `seq` is the
- * zero image with every write up to `seq` laid on in order.
+ * The simple truth the engine is held to: the disk after item `seq` is its
+ * first image (zeros, or `base` for a disk in use) with every write up to
+ * `seq` laid on in order.
  */
 export class DiskModel {
   readonly items: StreamItem[] = [];
-  constructor(readonly sizeBytes: number) {}
+  constructor(
+    readonly sizeBytes: number,
+    private readonly base: Buffer | null = null,
+  ) {}
 
   add(item: StreamItem): void {
     this.items.push(item);
@@ -15,6 +19,7 @@ export class DiskModel {
 
   imageAt(seq: number): Buffer {
     const img = Buffer.alloc(this.sizeBytes);
+    this.base?.copy(img);
     for (const it of this.items) {
       if (it.seq > seq) break;
       if (it.kind === 'write') it.data.copy(img, it.offset);

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine, type EngineOptions, type EnginePairConfig } from '../../src/engine/engine';
 import type { StreamItem } from '../../src/journal/items';
@@ -48,6 +48,19 @@ export function payload(pairId: string, seq: number, length: number): Buffer {
     b.writeUInt32LE(x, i);
   }
   return b;
+}
+
+/**
+ * Writes data over a pair's whole target before the engine opens it: a disk
+ * in use, whose before-images are data (a fresh disk's are zeros, which the
+ * undo log keeps as a length). Returns that content, for a DiskModel's base.
+ */
+export function targetInUse(f: Fixture, pairId: string, sizeBytes: number): Buffer {
+  const pair = f.options.pairs.find((p) => p.id === pairId);
+  if (pair === undefined) throw new Error(`no pair ${pairId} in the fixture`);
+  const data = payload(`${pairId}-in-use`, 0, sizeBytes);
+  writeFileSync(pair.target, data);
+  return data;
 }
 
 export function write(pairId: string, seq: number, offset: number, length: number, time = seq * 1_000_000): StreamItem {

@@ -8,7 +8,7 @@ import { SegmentLogWriter, listSegments, scanLog, segmentFileName, type LogBatch
 import { rebuild } from '../../../src/recovery/rebuild';
 import { verifyPair } from '../../../src/recovery/verify';
 import { DiskModel } from '../../helpers/disk-model';
-import { KiB, MiB, fixture, openEngine, write, type Fixture } from '../../helpers/engine-fixture';
+import { KiB, MiB, fixture, openEngine, targetInUse, write, type Fixture } from '../../helpers/engine-fixture';
 import { patch } from '../../helpers/files';
 import { useTempDir } from '../../helpers/temp-dir';
 
@@ -26,7 +26,7 @@ async function fill(e: Engine, model: DiskModel, from: number, to: number, pairI
 /** A fresh engine with pair p open and seqs 1..n journaled, and the model of the disk they make. */
 async function startFilled(n: number): Promise<{ f: Fixture; model: DiskModel; e: Engine }> {
   const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }]);
-  const model = new DiskModel(DISK);
+  const model = new DiskModel(DISK, targetInUse(f, 'p', DISK));
   const e = await openEngine(f);
   await e.openPair('p', DISK, 512);
   await fill(e, model, 1, n);
@@ -151,7 +151,7 @@ describe('engine durability', () => {
 
   it('verify names a flipped byte while the agent runs', async () => {
     const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }]);
-    const model = new DiskModel(DISK);
+    const model = new DiskModel(DISK, targetInUse(f, 'p', DISK));
     const e = await openEngine(f);
     try {
       await e.openPair('p', DISK, 512);

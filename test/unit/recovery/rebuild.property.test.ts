@@ -16,14 +16,15 @@ const DISK = 64 * KiB;
 const SECTOR = 512;
 
 type Op =
-  | { op: 'write'; sector: number; sectors: number }
+  | { op: 'write'; sector: number; sectors: number; zeros: boolean }
   | { op: 'tag'; app: boolean }
   | { op: 'tick' }
   | { op: 'resync' }
   | { op: 'gap'; seconds: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 12, arbitrary: fc.record({ op: fc.constant('write' as const), sector: fc.nat({ max: DISK / SECTOR - 1 }), sectors: fc.integer({ min: 1, max: 24 }) }) },
+  // Writes of zeros too (a guest zeroing blocks): before-images that are zeros after data, data after zeros.
+  { weight: 12, arbitrary: fc.record({ op: fc.constant('write' as const), sector: fc.nat({ max: DISK / SECTOR - 1 }), sectors: fc.integer({ min: 1, max: 24 }), zeros: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('tag' as const), app: fc.boolean() }) },
   { weight: 1, arbitrary: fc.constant({ op: 'tick' as const }) },
   { weight: 1, arbitrary: fc.constant({ op: 'resync' as const }) },
@@ -47,7 +48,8 @@ function toItems(ops: readonly Op[]): { items: StreamItem[]; model: DiskModel } 
     let item: StreamItem;
     if (o.op === 'write') {
       const sectors = Math.min(o.sectors, DISK / SECTOR - o.sector);
-      item = { kind: 'write', seq, time, offset: o.sector * SECTOR, data: payload('p', seq, sectors * SECTOR), resync: inResync };
+      const data = o.zeros ? Buffer.alloc(sectors * SECTOR) : payload('p', seq, sectors * SECTOR);
+      item = { kind: 'write', seq, time, offset: o.sector * SECTOR, data, resync: inResync };
     } else if (o.op === 'tag') {
       item = { kind: 'tag', seq, time, tagKind: o.app ? 'app' : 'crash', name: `t${seq}`, group: null };
     } else if (o.op === 'tick') {

@@ -8,7 +8,7 @@ import { PointRefusedError, isoTime } from '../../../src/recovery/points';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { verifyPair } from '../../../src/recovery/verify';
 import { DiskModel } from '../../helpers/disk-model';
-import { KiB, MiB, fixture, openEngine, write } from '../../helpers/engine-fixture';
+import { KiB, MiB, fixture, openEngine, targetInUse, write } from '../../helpers/engine-fixture';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -26,7 +26,7 @@ async function stream(e: Engine, model: DiskModel, from: number, to: number, tim
 describe('retention window', () => {
   it('drops history older than retentionSeconds by source time, and refuses points before it', async () => {
     const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { policy: { retentionSeconds: 2 * 3600, rpoThresholdSeconds: 900 } });
-    const model = new DiskModel(DISK);
+    const model = new DiskModel(DISK, targetInUse(f, 'p', DISK));
     const e = await openEngine(f);
     try {
       await e.openPair('p', DISK, 512);
@@ -64,7 +64,7 @@ describe('retention window', () => {
     const dir = undoDir(f.options.retentionDir, 'p');
     const spares = (): string[] => readdirSync(dir).filter((n) => n.startsWith('spare-'));
     const onDisk = (): number => readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0);
-    const model = new DiskModel(DISK);
+    const model = new DiskModel(DISK, targetInUse(f, 'p', DISK));
     const t0 = 1_764_000_000_000_000;
     let e = await openEngine(f);
     try {
@@ -107,8 +107,8 @@ describe('retention window', () => {
   it('deletes spare undo segments before it shortens history for space', async () => {
     const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }, { id: 'q', sizeBytes: DISK }], { maxBytes: 6 * MiB, policy: { retentionSeconds: 2 * 3600, rpoThresholdSeconds: 900 } });
     const spares = (): string[] => readdirSync(undoDir(f.options.retentionDir, 'p')).filter((n) => n.startsWith('spare-'));
-    const model = new DiskModel(DISK);
-    const other = new DiskModel(DISK);
+    const model = new DiskModel(DISK, targetInUse(f, 'p', DISK));
+    const other = new DiskModel(DISK, targetInUse(f, 'q', DISK));
     const t0 = 1_764_000_000_000_000;
     const e = await openEngine(f);
     try {
