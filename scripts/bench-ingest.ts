@@ -1,4 +1,4 @@
-// npm run bench:ingest [-- --seconds 8 --runs 1 --quick]
+// npm run bench:ingest [-- --seconds 8 --runs 1 --quick --fresh-targets]
 //
 // The simulator against the real daemon over TLS on loopback: acked MB/s,
 // ack latency, the daemon's CPU and peak RSS, against a bare wss sink (same
@@ -27,6 +27,9 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     // Target images elsewhere than the retention volume, as on a master target (e.g. /dev/shm here).
     'targets-dir': { type: 'string' },
+    // New sparse targets for every run (an initial copy to a new disk: every
+    // before-image is zeros) instead of targets that hold data.
+    'fresh-targets': { type: 'boolean', default: false },
     // Writes a V8 CPU profile of each daemon run into this folder (node --cpu-prof).
     profile: { type: 'string' },
     // Runs one case only, e.g. --case 64k:1 (writes:pairs), and no half-load run.
@@ -99,14 +102,42 @@ async function simulate(url: string, ca: Buffer, passphrase: Buffer, pairs: numb
   return sim.run();
 }
 
+const freshTargets = values['fresh-targets'];
+const targetsDir = resolve(values['targets-dir'] ?? join(dir, 'targets'));
+const targetPath = (i: number): string => join(targetsDir, `b${i}.img`);
+const holdingData = new Set<string>();
+
+/**
+ * A fresh target is created sparse by the daemon. A target in use is written
+ * whole with data once and kept from run to run (the agent's own writes are
+ * data too), so that before-images are data, read from the disk.
+ */
+async function prepareTarget(path: string): Promise<void> {
+  mkdirSync(targetsDir, { recursive: true });
+  if (freshTargets) {
+    rmSync(path, { force: true });
+    return;
+  }
+  if (holdingData.has(path)) return;
+  const chunk = alignedBuffer(8 * MiB);
+  chunk.fill(0x5a);
+  const f = await BlockFile.open(path, { create: true, direct: true });
+  try {
+    for (let at = 0; at < GiB; at += chunk.length) await f.write(chunk, at);
+    await f.datasync();
+  } finally {
+    await f.close();
+  }
+  holdingData.add(path);
+}
+
 async function againstDaemon(pairs: number, io: number, rate: number | null): Promise<Outcome> {
   const root = join(dir, 'install');
   rmSync(root, { recursive: true, force: true });
   const port = 19000 + Math.floor(Math.random() * 500);
   const init = initInstallation({ dir: root, port, metricsPort: null, samplePairs: false });
-  const targets = values['targets-dir'] ? resolve(values['targets-dir']) : join(root, 'datastore');
-  mkdirSync(targets, { recursive: true });
-  writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${Array.from({ length: pairs }, (_, i) => `  - { id: b${i}, target: ${join(targets, `b${i}.img`)}, sizeBytes: ${GiB} }`).join('\n')}`));
+  for (let i = 0; i < pairs; i++) await prepareTarget(targetPath(i));
+  writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${Array.from({ length: pairs }, (_, i) => `  - { id: b${i}, target: ${targetPath(i)}, sizeBytes: ${GiB} }`).join('\n')}`));
   const profile = values.profile ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.profile)] : [];
   const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...profile, main, 'run', '--config', init.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitFor(proc, '"mtagent running"');
@@ -118,7 +149,7 @@ async function againstDaemon(pairs: number, io: number, rate: number | null): Pr
   proc.kill('SIGTERM');
   await exited;
   rmSync(root, { recursive: true, force: true });
-  if (values['targets-dir']) for (let i = 0; i < pairs; i++) rmSync(join(targets, `b${i}.img`), { force: true });
+  if (freshTargets) for (let i = 0; i < pairs; i++) rmSync(targetPath(i), { force: true });
   return outcome(r, before, after);
 }
 
@@ -155,7 +186,9 @@ async function flushLatencyMs(): Promise<number> {
 
 async function mainBench(): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  console.log(`bench:ingest  ${new Date().toISOString()}  ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), ${seconds} s per case, medians of ${runs}; targets ${values['targets-dir'] ? `in ${values['targets-dir']}` : 'on the retention filesystem'}`);
+  const where = values['targets-dir'] ? `in ${values['targets-dir']}` : 'on the retention filesystem';
+  const state = freshTargets ? 'fresh and sparse (an initial copy: before-images are zeros)' : 'holding data (before-images are data)';
+  console.log(`bench:ingest  ${new Date().toISOString()}  ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), ${seconds} s per case, medians of ${runs}; targets ${where}, ${state}`);
   const limit = measureRawAppend(dir, MiB, GiB, 8 * MiB).bytesPerSecond / MB;
   const flushMs = await flushLatencyMs();
   const applyLimits: number[] = [];
@@ -197,7 +230,8 @@ async function mainBench(): Promise<void> {
   }
   console.log(table(rows));
   console.log('* items sent after the first second of each run');
-  if (only) return;
+  if (freshTargets) console.log('the apply path limit is for before-images that are data; into fresh targets the undo log keeps a length for each, not bytes');
+  if (only) return cleanUp();
   // Latency at half load: the rate of the 64 KiB, 1-pair case halved.
   // The sink at the same rate: the latency of the transport and the client alone.
   const full = await againstDaemon(1, 64 * KiB, null);
@@ -213,6 +247,11 @@ async function mainBench(): Promise<void> {
   console.log(`  sink  ack p50 ${p(sinkHalves, 'p50').toFixed(2)} ms, p99 ${p(sinkHalves, 'p99').toFixed(2)} ms (transport and client alone)`);
   console.log(`  whole run, start-up included: agent p99 ${p(halves, 'p99All').toFixed(2)} ms, sink p99 ${p(sinkHalves, 'p99All').toFixed(2)} ms`);
   console.log(`  added by the agent at p99: ${(p(halves, 'p99') - p(sinkHalves, 'p99')).toFixed(2)} ms = ${((p(halves, 'p99') - p(sinkHalves, 'p99')) / flushMs).toFixed(1)} x the flush latency`);
+  cleanUp();
+}
+
+function cleanUp(): void {
+  for (const path of holdingData) rmSync(path, { force: true });
   rmSync(dir, { recursive: true, force: true });
 }
 
