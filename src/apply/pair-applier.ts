@@ -94,13 +94,12 @@ export async function prepareApply(
     if (item.kind === 'write') {
       if (item.seq > captured) {
         const beforeImage = overlapping ? shadow.read(item.offset, item.data.length) : shadow.view(item.offset, item.data.length);
-        const flags = item.resync ? RecordFlag.ResyncData : 0;
-        const fields = { kind: RecordKind.UndoWrite, pairId, seq: item.seq, time: item.time, offset: item.offset };
+        const fields = { pairId, seq: item.seq, time: item.time, offset: item.offset, flags: item.resync ? RecordFlag.ResyncData : 0 };
         if (isAllZero(beforeImage)) {
           // A region never written (a fresh disk's initial copy): its length is all the undo log needs.
-          undoRecords.push({ fields: { ...fields, flags: flags | RecordFlag.ZeroImage, count: beforeImage.length } });
+          undoRecords.push({ fields: { ...fields, kind: RecordKind.UndoZero, count: beforeImage.length } });
         } else {
-          undoRecords.push({ fields: { ...fields, flags }, payload: beforeImage });
+          undoRecords.push({ fields: { ...fields, kind: RecordKind.UndoWrite }, payload: beforeImage });
           undoBytes += beforeImage.length;
         }
       }

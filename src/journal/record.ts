@@ -25,16 +25,24 @@ export const RecordKind = {
   UndoWrite: 17,
   /** Undo log: first record of a segment; seq/time = the last item before it. */
   SegmentStart: 18,
+  /**
+   * Undo log: the before-image of the write with this seq is `count` zero
+   * bytes, and the record has no payload. A kind of its own, not a flag, so
+   * that a reader that does not know it refuses it rather than reading an
+   * empty before-image.
+   */
+  UndoZero: 19,
 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 
+/** An undo log's before-image of a write, as bytes or as a length of zeros. */
+export function isBeforeImage(kind: RecordKind): boolean {
+  return kind === RecordKind.UndoWrite || kind === RecordKind.UndoZero;
+}
+
 const KNOWN_KINDS = new Set<number>(Object.values(RecordKind));
 
-export const RecordFlag = {
-  ResyncData: 1,
-  /** UndoWrite only: the before-image is `count` zero bytes, and the record has no payload. */
-  ZeroImage: 2,
-} as const;
+export const RecordFlag = { ResyncData: 1 } as const;
 
 // Header layout (little-endian).
 const O_CRC = 0;
@@ -59,7 +67,7 @@ export interface RecordFields {
   time: number;
   /** A write's disk offset; a batch's length in bytes. */
   offset: number;
-  /** A batch's record count; an UndoWrite's image length when flagged ZeroImage; 0 otherwise. */
+  /** A batch's record count; an UndoZero's image length; 0 otherwise. */
   count: number;
 }
 

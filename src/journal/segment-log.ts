@@ -20,7 +20,7 @@ import {
 } from './record';
 
 export interface PendingRecord {
-  /** `count` is left out (0) but for an undo log's ZeroImage records. */
+  /** `count` is left out (0) but for an undo log's UndoZero records. */
   fields: Omit<RecordFields, 'count'> & { count?: number };
   /**
    * With a staging source, encoding points a write's payload and item.data at

@@ -7,7 +7,7 @@ import { BACKGROUND_IO_PIECE_BYTES } from '../native';
 import { PAIR_ID } from '../protocol/constants';
 import { JournalCorruptError } from './errors';
 import { isItemRecord } from './items';
-import { RecordKind, type DecodedRecord } from './record';
+import { RecordKind, isBeforeImage, type DecodedRecord } from './record';
 import {
   SegmentLogWriter,
   fsyncDir,
@@ -51,7 +51,7 @@ export function pairsWithRetention(retentionDir: string): string[] {
 }
 
 function isUndoItem(r: DecodedRecord): boolean {
-  return r.kind === RecordKind.UndoWrite || (isItemRecord(r) && r.kind !== RecordKind.Write);
+  return isBeforeImage(r.kind) || (isItemRecord(r) && r.kind !== RecordKind.Write);
 }
 
 export class UndoLog {

@@ -4,7 +4,7 @@
 import { EarliestWins, type Extent } from '../apply/overlay';
 import { zeroImage } from '../apply/zeros';
 import { JournalCorruptError } from '../journal/errors';
-import { RecordFlag, RecordKind } from '../journal/record';
+import { RecordKind, isBeforeImage } from '../journal/record';
 import type { UndoLog } from '../journal/undo-log';
 
 export interface ExtentSink {
@@ -40,8 +40,8 @@ export async function rollBack(undo: UndoLog, sink: ExtentSink, toSeq: number, f
       for (const r of batch.records) {
         if (r.kind === RecordKind.SegmentStart || r.seq <= toSeq || r.seq > fromSeq) continue;
         seen++;
-        if (r.kind !== RecordKind.UndoWrite) continue;
-        const data = (r.flags & RecordFlag.ZeroImage) !== 0 ? zeroImage(r.count) : batch.buffer.subarray(r.payloadStart, r.payloadStart + r.payloadLength);
+        if (!isBeforeImage(r.kind)) continue;
+        const data = r.kind === RecordKind.UndoZero ? zeroImage(r.count) : batch.buffer.subarray(r.payloadStart, r.payloadStart + r.payloadLength);
         for (const p of resolver.add(r.offset, data)) pieces.push(p);
         stats.records++;
         stats.bytes += data.length;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Engine } from '../engine/engine';
 import { JournalCorruptError } from '../journal/errors';
 import { isItemRecord } from '../journal/items';
-import { RecordKind } from '../journal/record';
+import { RecordKind, isBeforeImage } from '../journal/record';
 import { scanLog, segmentFileName } from '../journal/segment-log';
 
 export interface VerifyResult {
@@ -57,7 +57,7 @@ export async function verifyPair(engine: Engine, pairId: string): Promise<Verify
             }
             continue;
           }
-          if (r.kind !== RecordKind.UndoWrite && !isItemRecord(r)) continue;
+          if (!isBeforeImage(r.kind) && !isItemRecord(r)) continue;
           result.records++;
           const s = scanned.get(batch.segment);
           if (!s) {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { StreamItem } from '../../../src/journal/items';
-import { RecordFlag, RecordKind } from '../../../src/journal/record';
+import { RecordKind } from '../../../src/journal/record';
 import { rebuildAt } from '../../../src/recovery/rebuild';
 import { DiskModel } from '../../helpers/disk-model';
 import { KiB, MiB, fixture, openEngine, write } from '../../helpers/engine-fixture';
@@ -56,8 +56,8 @@ describe('before-images that are all zeros', () => {
       for (const seg of undo.segments()) {
         for (const batch of await undo.readSegment(seg.segment)) {
           for (const r of batch.records) {
-            if (r.kind !== RecordKind.UndoWrite) continue;
-            const zero = (r.flags & RecordFlag.ZeroImage) !== 0;
+            if (r.kind !== RecordKind.UndoWrite && r.kind !== RecordKind.UndoZero) continue;
+            const zero = r.kind === RecordKind.UndoZero;
             seen.push({ seq: r.seq, zero, bytes: zero ? r.count : r.payloadLength, payload: r.payloadLength });
           }
         }
