@@ -94,12 +94,13 @@ export async function prepareApply(
     if (item.kind === 'write') {
       if (item.seq > captured) {
         const beforeImage = overlapping ? shadow.read(item.offset, item.data.length) : shadow.view(item.offset, item.data.length);
-        const fields = { pairId, seq: item.seq, time: item.time, offset: item.offset, flags: item.resync ? RecordFlag.ResyncData : 0 };
+        const flags = item.resync ? RecordFlag.ResyncData : 0;
         if (isAllZero(beforeImage)) {
           // A region never written (a fresh disk's initial copy): its length is all the undo log needs.
-          undoRecords.push({ fields: { ...fields, kind: RecordKind.UndoZero, count: beforeImage.length } });
+          const count = beforeImage.length;
+          undoRecords.push({ fields: { kind: RecordKind.UndoZero, flags, pairId, seq: item.seq, time: item.time, offset: item.offset, count } });
         } else {
-          undoRecords.push({ fields: { ...fields, kind: RecordKind.UndoWrite }, payload: beforeImage });
+          undoRecords.push({ fields: { kind: RecordKind.UndoWrite, flags, pairId, seq: item.seq, time: item.time, offset: item.offset }, payload: beforeImage });
           undoBytes += beforeImage.length;
         }
       }
