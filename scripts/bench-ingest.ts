@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { initInstallation } from '../src/config/init';
 import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
 import { BlockFile, alignedBuffer } from '../src/native';
-import { measureApplyPathLimit } from '../src/bench/apply-path-limit';
+import { measureApplyPathLimit, prewritten } from '../src/bench/apply-path-limit';
 import { measureRawAppend } from '../src/bench/raw-append';
 import { GiB, KiB, MB, MiB, formatBytes, median, table } from '../src/bench/stats';
 import { Simulator, type SimulateReport } from '../src/simulator/simulator';
@@ -121,13 +121,7 @@ async function prepareTarget(path: string): Promise<void> {
   if (holdingData.has(path)) return;
   const chunk = alignedBuffer(8 * MiB);
   chunk.fill(0x5a);
-  const f = await BlockFile.open(path, { create: true, direct: true });
-  try {
-    for (let at = 0; at < GiB; at += chunk.length) await f.write(chunk, at);
-    await f.datasync();
-  } finally {
-    await f.close();
-  }
+  await (await prewritten(path, GiB, chunk, 0)).close();
   holdingData.add(path);
 }
 

@@ -24,7 +24,8 @@ const TARGET_BYTES = 512 * MiB;
 const INGEST_BYTES = 256 * MiB;
 const UNDO_SEGMENT_BYTES = 64 * MiB;
 
-async function prewritten(path: string, bytes: number, chunk: Buffer, maxIoBytes: number): Promise<BlockFile> {
+/** A file of `bytes` written whole with `chunk` over and over (O_DIRECT) and flushed, left open. */
+export async function prewritten(path: string, bytes: number, chunk: Buffer, maxIoBytes: number): Promise<BlockFile> {
   const f = await BlockFile.open(path, { create: true, direct: true, maxIoBytes });
   for (let at = 0; at < bytes; at += chunk.length) await f.write(chunk, at);
   await f.datasync();
