@@ -865,7 +865,9 @@ export class Engine {
       // Idle recycled ingest segments go before any history does (one is kept for the next roll).
       if (this.ingest && this.ingest.dropSpares(mayWait ? 0 : 1) > 0) continue;
       // Then recycled undo segments, which hold no history either.
-      if ([...this.pairs.values()].reduce((n, p) => n + (p.undo?.dropSpares() ?? 0), 0) > 0) continue;
+      let sparesFreed = 0;
+      for (const p of this.pairs.values()) sparesFreed += p.undo.dropSpares();
+      if (sparesFreed > 0) continue;
       if (this.pruneForSpace(bytes - account.availableBytes) > 0) continue;
       if (Date.now() >= deadline || this.closed) {
         throw new EngineError(
