@@ -266,9 +266,11 @@ export class Engine {
     const batchSlab = this.options.applierSlabBytes ?? batchSlabBytes(this.opt('maxBatchBytes'));
     const poison = this.options.poisonFreedMemory ?? false;
     const batchMemory = new SlabPool(batchSlab, Math.ceil(this.opt('applierMemoryBytes') / batchSlab) + 2, poison);
-    // Two cycles hold extents at once (stage A and stage B); one idle slab covers the turnover.
+    // Two cycles hold extents at once (stage A and stage B), and both come
+    // back when the applier goes idle: kept, the next burst reuses both
+    // instead of mapping a new slab and dropping one every time.
     const extentSlab = this.options.applierSlabBytes ?? extentSlabBytes(this.opt('cycleBytes'), this.opt('maxBatchBytes'));
-    const extentMemory = new SlabPool(extentSlab, 1, poison);
+    const extentMemory = new SlabPool(extentSlab, 2, poison);
     const staging = new SlabCarver(batchMemory);
     const { log, scan } = await IngestLog.open(
       {
