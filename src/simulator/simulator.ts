@@ -401,6 +401,9 @@ export class Simulator {
   private async produce(deadline: number | null): Promise<void> {
     const window = Math.max(1, this.client?.windowBytes ?? 64 * 1024 * 1024);
     const perPairWindow = Math.max(this.options.ioBytes * 2, Math.floor(window / Math.max(1, this.pairs.size)));
+    // At a set rate the writes go out as they come due, a message at most at
+    // once: a larger bucket sends bursts whose last items wait behind the rest.
+    const burstBytes = Math.max(this.options.ioBytes, this.options.messageBytes);
     let tokens = 0;
     let lastRefill = performance.now();
     const pending: WriteRecordInput[] = [];
@@ -408,6 +411,7 @@ export class Simulator {
       this.checkConnection();
       let active = 0;
       let sentSomething = false;
+      let tokenWaitMs: number | null = null;
       const order = [...this.pairs.values()];
       this.turn = (this.turn + 1) % Math.max(1, order.length);
       for (const p of [...order.slice(this.turn), ...order.slice(0, this.turn)]) {
@@ -427,9 +431,12 @@ export class Simulator {
         while (!this.finished(p, deadline) && p.unackedBytes < perPairWindow && bytes < this.options.messageBytes) {
           if (this.options.rateBytesPerSecond !== null) {
             const now = performance.now();
-            tokens = Math.min(this.options.rateBytesPerSecond, tokens + ((now - lastRefill) / 1000) * this.options.rateBytesPerSecond);
+            tokens = Math.min(burstBytes, tokens + ((now - lastRefill) / 1000) * this.options.rateBytesPerSecond);
             lastRefill = now;
-            if (tokens < this.options.ioBytes) break;
+            if (tokens < this.options.ioBytes) {
+              tokenWaitMs = ((this.options.ioBytes - tokens) / this.options.rateBytesPerSecond) * 1000;
+              break;
+            }
           }
           const item = this.nextItem(p, Date.now());
           if (item === null) break;
@@ -458,8 +465,10 @@ export class Simulator {
       }
       if (active === 0) return;
       // Do not let the socket buffer run away from the agent: wait for acks or drain.
-      if (!sentSomething || (this.client?.bufferedAmount ?? 0) > 8 * 1024 * 1024) await this.waitProgress(sentSomething ? 5 : 20);
-      else await new Promise((r) => setImmediate(r));
+      if ((this.client?.bufferedAmount ?? 0) > 8 * 1024 * 1024) await this.waitProgress(5);
+      else if (sentSomething) await new Promise((r) => setImmediate(r));
+      else if (tokenWaitMs !== null) await new Promise((r) => setTimeout(r, Math.max(1, tokenWaitMs)));
+      else await this.waitProgress(20);
     }
   }
 
