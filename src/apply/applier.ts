@@ -54,6 +54,13 @@ export interface ApplierOptions {
   onError: (err: unknown) => void;
   /** True while acknowledgements should have the disk: the applier waits to be poked again. */
   shouldYield?: () => boolean;
+  /**
+   * Less than a cycle waiting in memory is applied once it is this old (ms),
+   * or at once when more comes or `mayGather` says no. 0: at once.
+   */
+  gatherMs?: number;
+  /** True while nobody needs the applier to hurry (no waiter on an applied seq, for room, or on the lag). */
+  mayGather?: () => boolean;
 }
 
 /** A durable batch as the applier sees it: its place in the log and the items in it. */
@@ -138,6 +145,9 @@ export class Applier {
   /** The log segment being read, kept open from one batch to the next. */
   private reader: { segment: number; file: BlockFile } | null = null;
   private readonly batchHead = alignedBuffer(BATCH_ALIGNMENT);
+  /** When the oldest batch not yet taken into a cycle arrived (performance.now()); null when none waits. */
+  private pendingSince: number | null = null;
+  private gatherTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ApplierOptions, start: LogPosition, durableEnd: LogPosition) {
     this.options = options;
@@ -164,7 +174,29 @@ export class Applier {
       this.memoryBytes += batch.memoryBytes;
     }
     this.durableEnd = end;
+    this.pendingSince ??= performance.now();
     this.poke();
+  }
+
+  /**
+   * Whether to wait for more before the next cycle, and if so, when to go on.
+   * At a moderate load the ingest log goes idle between batches, and a cycle
+   * for each batch cost the disk a target flush and an undo flush per batch,
+   * in the way of the acknowledgements' flushes; gathered, a cycle carries
+   * many batches. Items are durable already: only the target waits.
+   */
+  private gathering(): boolean {
+    const ms = this.options.gatherMs ?? 0;
+    if (ms <= 0 || this.stopped || this.diskUntil !== null || this.prefetched !== null || this.memory.length === 0) return false;
+    if (this.memoryBytes >= this.options.cycleBytes || !(this.options.mayGather?.() ?? false)) return false;
+    if ([...this.options.pairs.values()].some((p) => p.wantsResume)) return false;
+    const left = (this.pendingSince ?? 0) + ms - performance.now();
+    if (left <= 0) return false;
+    this.gatherTimer ??= setTimeout(() => {
+      this.gatherTimer = null;
+      this.poke();
+    }, Math.ceil(left));
+    return true;
   }
 
   poke(): void {
@@ -196,6 +228,8 @@ export class Applier {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.gatherTimer !== null) clearTimeout(this.gatherTimer);
+    this.gatherTimer = null;
     this.poke();
     await this.idle();
     await this.settlePrefetch();
@@ -240,13 +274,14 @@ export class Applier {
     };
     try {
       while (!this.stopped) {
-        if (this.options.shouldYield?.()) break;
+        if (this.options.shouldYield?.() || this.gathering()) break;
         if ([...this.options.pairs.values()].some((p) => p.wantsResume)) {
           await stageB;
           await this.settlePrefetch();
           await this.resumePairs();
         }
         const cycle = await this.takeCycle();
+        if (this.memory.length === 0) this.pendingSince = null;
         const last = cycle.batches[cycle.batches.length - 1];
         if (last === undefined) {
           cycle.memory.release();
@@ -283,7 +318,7 @@ export class Applier {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
-      if (!this.stopped && !this.options.shouldYield?.() && (this.pending || [...this.options.pairs.values()].some((p) => p.wantsResume))) {
+      if (!this.stopped && !this.options.shouldYield?.() && this.gatherTimer === null && (this.pending || [...this.options.pairs.values()].some((p) => p.wantsResume))) {
         // Something arrived while finishing: go round again.
         setImmediate(() => this.poke());
       }

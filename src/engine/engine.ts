@@ -62,6 +62,8 @@ export interface EngineOptions {
   spaceWaitMs?: number;
   /** An active pair further behind than this (durable but unapplied write bytes) waits before accepting more. */
   maxApplyLagBytes?: number;
+  /** Less than a cycle of durable items waits this long (ms) for more before it is applied, while nobody needs it sooner. */
+  applyGatherMs?: number;
   logger?: Logger;
   /** Wall clock in µs (tests move it). */
   now?: () => number;
@@ -158,6 +160,7 @@ const DEFAULTS = {
   pruneIntervalMs: 10_000,
   spaceWaitMs: 30_000,
   maxApplyLagBytes: 1024 * 1024 * 1024,
+  applyGatherMs: 50,
 };
 
 /** How often the ingest rate in status is measured. */
@@ -344,6 +347,8 @@ export class Engine {
         onResumed: (p) => this.onResumed(p as PairRuntime),
         onError: (err) => this.onFatal(err),
         shouldYield: () => this.applierShouldYield(),
+        gatherMs: this.opt('applyGatherMs'),
+        mayGather: () => this.acksComeFirst(),
       },
       cursor,
       scan.end,

@@ -117,4 +117,45 @@ describe('applier pipeline', () => {
       await e.close();
     }
   });
+
+  it('gathers writes that come one at a time into one cycle, and applies at once for a waiter', async () => {
+    // Each write is durable before the next is appended, 10 ms apart, so the
+    // ingest log goes idle after each. Applied one by one, every write cost a target flush
+    // and an undo flush of its own.
+    let targetFlushes = 0;
+    const realFlush = TargetDisk.prototype.flush;
+    vi.spyOn(TargetDisk.prototype, 'flush').mockImplementation(function (this: TargetDisk) {
+      targetFlushes++;
+      return realFlush.call(this);
+    });
+    const gatherMs = 1000;
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { applyGatherMs: gatherMs });
+    const e = await openEngine(f);
+    const model = new DiskModel(DISK);
+    const targetSha = (): string => createHash('sha256').update(readFileSync(f.options.pairs[0]?.target ?? '')).digest('hex');
+    try {
+      await e.openPair('p', DISK, 512);
+      let seq = 0;
+      for (; seq < 12; ) {
+        const item = write('p', ++seq, (seq % 8) * BLOCK, BLOCK);
+        model.add(item);
+        await e.append('p', [item]);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // Nobody waits: the writes land within gatherMs of the first, together.
+      await vi.waitFor(() => expect(targetSha()).toBe(model.sha256At(seq)), { timeout: 3 * gatherMs, interval: 50 });
+      expect(targetFlushes).toBeLessThanOrEqual(2);
+
+      // A waiter (settle, as recover and failover do) does not wait for more.
+      const item = write('p', ++seq, 0, BLOCK);
+      model.add(item);
+      await e.append('p', [item]);
+      const started = performance.now();
+      await e.settle();
+      expect(performance.now() - started).toBeLessThan(gatherMs / 2);
+      expect(targetSha()).toBe(model.sha256At(seq));
+    } finally {
+      await e.close();
+    }
+  });
 });
