@@ -3,6 +3,7 @@
 #include "system.h"
 
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -95,6 +96,25 @@ Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(mem), size, [](Napi::Env, uint8_t* data) { std::free(data); });
 }
 
+// discardPages(buffer) -> bytes given back. The whole pages inside the
+// buffer go back to the system (MADV_DONTNEED): the memory stays mapped and
+// reads as zeros, and a page costs RSS again only once it is written.
+Napi::Value DiscardPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) ThrowType(env, "buffer must be a Buffer");
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(buf.Data()) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(buf.Data()) + buf.Length()) / page * page;
+  if (end <= begin) return Napi::Number::New(env, 0);
+  if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) != 0) {
+    SysError e;
+    e.set(errno, "madvise");
+    throw MakeSysError(env, e);
+  }
+  return Napi::Number::New(env, static_cast<double>(end - begin));
+}
+
 // returnFreedMemory(thresholdBytes) -> true if set. Fixes glibc's mmap
 // threshold: blocks this big or bigger are mapped on their own and unmapped
 // when freed. By default glibc raises the threshold each time such a block
@@ -171,6 +191,7 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
 void InitSystem(Napi::Env env, Napi::Object exports) {
   exports.Set("statfs", Napi::Function::New(env, Statfs, "statfs"));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
+  exports.Set("discardPages", Napi::Function::New(env, DiscardPages, "discardPages"));
   exports.Set("returnFreedMemory", Napi::Function::New(env, ReturnFreedMemory, "returnFreedMemory"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
   exports.Set("flock", Napi::Function::New(env, Flock, "flock"));

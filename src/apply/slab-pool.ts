@@ -8,7 +8,7 @@
 // request that fits, and a cycle carves its memory out of slabs one after
 // the other (SlabArena). A slab's pages are touched only as far as it is
 // used: its size is address space, its use is what counts in RSS.
-import { alignUp, alignedBuffer } from '../native';
+import { alignUp, alignedBuffer, discardPages } from '../native';
 
 /** Where aligned memory for one cycle comes from. */
 export interface AlignedMemory {
@@ -19,30 +19,54 @@ export interface AlignedMemory {
 const POISON = 0xa5;
 
 export class SlabPool {
-  private readonly free: Buffer[] = [];
+  /** Idle slabs, the one given back last on top; `discarded` once its pages went back to the system. */
+  private readonly free: Array<{ slab: Buffer; since: number; discarded: boolean }> = [];
 
   /**
    * @param slabBytes the size of every slab: a request bigger than this gets one-off memory
    * @param maxIdle at most this many slabs are kept idle; more go to the collector
    * @param poison fill memory given back with 0xa5 (tests: whatever still reads it sees garbage)
+   * @param residentIdle this many idle slabs (those given back last) always keep their pages
+   * @param discardAfterMs the others give their pages back once idle this long
    */
   constructor(
     readonly slabBytes: number,
     private readonly maxIdle: number,
     readonly poison = false,
+    private readonly residentIdle = maxIdle,
+    private readonly discardAfterMs = 0,
   ) {}
 
   /** An idle slab, or a new one. */
   take(): Buffer {
-    return this.free.pop() ?? alignedBuffer(this.slabBytes, false);
+    this.discardIdle();
+    return this.free.pop()?.slab ?? alignedBuffer(this.slabBytes, false);
   }
 
-  /** Hands a slab back once nothing reads or writes it any more. */
+  /**
+   * Hands a slab back once nothing reads or writes it any more. The slab
+   * given back last is taken first: its pages are the likeliest to be
+   * resident. Slabs idle under the `residentIdle` on top give their pages
+   * back to the system after a while: kept mapped, they cost no new memory
+   * when taken again (a slab mapped anew is an ArrayBuffer V8 counts, and
+   * enough of them start its collector), and only as much RSS as that use
+   * writes. At full load slabs come and go in milliseconds and keep theirs.
+   */
   give(slab: Buffer): void {
-    if (slab.length !== this.slabBytes || this.free.includes(slab)) return;
+    if (slab.length !== this.slabBytes || this.free.some((f) => f.slab === slab)) return;
     if (this.poison) slab.fill(POISON);
-    // The most recently used slab is taken first: its pages are the likeliest to be resident.
-    if (this.free.length < this.maxIdle) this.free.push(slab);
+    if (this.free.length < this.maxIdle) this.free.push({ slab, since: performance.now(), discarded: false });
+    this.discardIdle();
+  }
+
+  private discardIdle(): void {
+    const now = performance.now();
+    for (let i = 0; i < this.free.length - this.residentIdle; i++) {
+      const f = this.free[i] as { slab: Buffer; since: number; discarded: boolean };
+      if (f.discarded || now - f.since < this.discardAfterMs) continue;
+      if (!this.poison) discardPages(f.slab);
+      f.discarded = true;
+    }
   }
 
   get idle(): number {

@@ -163,6 +163,9 @@ const DEFAULTS = {
   applyGatherMs: 50,
 };
 
+/** Idle applier slabs but the last one given back keep their pages this long (ms), then give them back. */
+const IDLE_SLAB_DISCARD_MS = 100;
+
 /** How often the ingest rate in status is measured. */
 const RATE_WINDOW_MS = 5000;
 
@@ -268,12 +271,13 @@ export class Engine {
     // batches take instead of new memory (peak use is the same).
     const batchSlab = this.options.applierSlabBytes ?? batchSlabBytes(this.opt('maxBatchBytes'));
     const poison = this.options.poisonFreedMemory ?? false;
-    const batchMemory = new SlabPool(batchSlab, Math.ceil(this.opt('applierMemoryBytes') / batchSlab) + 2, poison);
+    const batchMemory = new SlabPool(batchSlab, Math.ceil(this.opt('applierMemoryBytes') / batchSlab) + 2, poison, 1, IDLE_SLAB_DISCARD_MS);
     // Two cycles hold extents at once (stage A and stage B), and both come
     // back when the applier goes idle: kept, the next burst reuses both
-    // instead of mapping a new slab and dropping one every time.
+    // instead of mapping a new slab and dropping one every time. The second
+    // gives its pages back meanwhile, so an idle applier holds one slab's RSS.
     const extentSlab = this.options.applierSlabBytes ?? extentSlabBytes(this.opt('cycleBytes'), this.opt('maxBatchBytes'));
-    const extentMemory = new SlabPool(extentSlab, 2, poison);
+    const extentMemory = new SlabPool(extentSlab, 2, poison, 1, IDLE_SLAB_DISCARD_MS);
     const staging = new SlabCarver(batchMemory);
     const { log, scan } = await IngestLog.open(
       {

@@ -43,6 +43,7 @@ export interface NativeBinding {
   flock(fd: number): boolean;
   statfs(path: string): Promise<RawStatfs>;
   alignedBuffer(size: number, zero?: boolean): Buffer;
+  discardPages(buffer: Buffer): number;
   returnFreedMemory(thresholdBytes: number): boolean;
   sdNotify(state: string): boolean;
   crc32c(data: Uint8Array, seed?: number): number;

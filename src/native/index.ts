@@ -64,6 +64,15 @@ export function statfs(path: string): Promise<FilesystemStats> {
 }
 
 /**
+ * Gives the whole pages inside `buffer` back to the system, keeping the
+ * memory: it reads as zeros after, and costs RSS again only where written.
+ * Returns the bytes given back.
+ */
+export function discardPages(buffer: Buffer): number {
+  return binding.discardPages(buffer);
+}
+
+/**
  * Makes the C allocator hand blocks of `thresholdBytes` or more back to the
  * system when they are freed (glibc's mmap threshold, fixed). The daemon's
  * payload buffers are such blocks; without it its RSS keeps its peak.

@@ -11,12 +11,34 @@ describe('SlabPool', () => {
     const b = pool.take();
     expect(a.length).toBe(4 * MiB);
     expect(isDirectAligned(a)).toBe(true);
+    b.fill(7);
     pool.give(a);
     pool.give(b);
     expect(pool.idle).toBe(2);
+    expect(b.every((x) => x === 7)).toBe(true);
     expect(pool.take()).toBe(b);
     expect(pool.take()).toBe(a);
     expect(pool.idle).toBe(0);
+  });
+
+  it('idle slabs under the residentIdle given back last give their pages back once idle discardAfterMs', async () => {
+    const pool = new SlabPool(4 * MiB, 3, false, 1, 50);
+    const [a, b, c] = [pool.take(), pool.take(), pool.take()] as [Buffer, Buffer, Buffer];
+    for (const s of [a, b, c]) s.fill(7);
+    pool.give(a);
+    pool.give(b);
+    pool.give(c);
+    expect(pool.idle).toBe(3);
+    // Not idle long enough yet: every page is still there.
+    expect([a, b, c].every((s) => s.every((x) => x === 7))).toBe(true);
+    await new Promise((r) => setTimeout(r, 60));
+    // The next use of the pool gives back the pages of a and b; c, given back last, keeps its own and goes first.
+    expect(pool.take()).toBe(c);
+    expect(c.every((x) => x === 7)).toBe(true);
+    expect(a.every((x) => x === 0)).toBe(true);
+    expect(b.every((x) => x === 0)).toBe(true);
+    expect(pool.take()).toBe(b);
+    expect(pool.idle).toBe(1);
   });
 
   it('keeps at most maxIdle slabs, takes a slab back once, and refuses memory of another size', () => {

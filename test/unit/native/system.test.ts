@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockFile, alignedBuffer, returnFreedMemory, sdNotify, statfs } from '../../../src/native';
+import { BlockFile, alignedBuffer, discardPages, returnFreedMemory, sdNotify, statfs } from '../../../src/native';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -143,5 +143,23 @@ describe('sdNotify', () => {
   it('raises a named error when nobody listens', () => {
     process.env.NOTIFY_SOCKET = join(tempDir(), 'nobody.sock');
     expect(() => sdNotify('READY=1')).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'sendto' }));
+  });
+});
+
+describe('discardPages', () => {
+  it('gives back the whole pages inside a buffer: they read as zeros, the rest keeps its data, and the memory stays usable', () => {
+    const buf = alignedBuffer(64 * 1024);
+    buf.fill(0x5a);
+    // A view from the middle of the first page to the middle of the last: only the pages wholly inside go.
+    const view = buf.subarray(100, buf.length - 100);
+    expect(discardPages(view)).toBe(64 * 1024 - 2 * 4096);
+    expect(buf.subarray(0, 4096).every((x) => x === 0x5a)).toBe(true);
+    expect(buf.subarray(4096, buf.length - 4096).every((x) => x === 0)).toBe(true);
+    expect(buf.subarray(buf.length - 4096).every((x) => x === 0x5a)).toBe(true);
+    expect(discardPages(buf.subarray(10, 20))).toBe(0);
+    buf.fill(3);
+    expect(buf.every((x) => x === 3)).toBe(true);
+    expect(discardPages(buf)).toBe(64 * 1024);
+    expect(buf.every((x) => x === 0)).toBe(true);
   });
 });
