@@ -15,21 +15,26 @@ const [certPath, keyPath, portArg, flushPath] = process.argv.slice(2);
 /** Runs `ack` once `data` is durable in the file: one write and one flush for all that waits. */
 type Durable = (data: Buffer, ack: () => void) => void;
 
+interface Waiting {
+  data: Buffer;
+  ack: () => void;
+}
+
 async function flushingLog(path: string): Promise<Durable> {
   const file = await BlockFile.open(path, { create: true, direct: true });
   // Room for a client's whole window and one message more; untouched pages cost no memory.
   const staging = alignedBuffer(WINDOW_BYTES + MAX_MESSAGE_BYTES, false);
   const region = 1024 * 1024 * 1024;
   let at = 0;
-  let waiting: Array<{ data: Buffer; ack: () => void }> = [];
+  const waiting: Waiting[] = [];
   let busy = false;
   const commit = async (): Promise<void> => {
     if (busy || waiting.length === 0) return;
     busy = true;
-    const taken: typeof waiting = [];
+    const taken: Waiting[] = [];
     let bytes = 0;
-    while (waiting.length > 0 && bytes + (waiting[0] as { data: Buffer }).data.length <= staging.length) {
-      const w = waiting.shift() as { data: Buffer; ack: () => void };
+    while (waiting.length > 0 && bytes + (waiting[0] as Waiting).data.length <= staging.length) {
+      const w = waiting.shift() as Waiting;
       bytes += w.data.copy(staging, bytes);
       taken.push(w);
     }

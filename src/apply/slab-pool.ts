@@ -18,9 +18,16 @@ export interface AlignedMemory {
 
 const POISON = 0xa5;
 
+/** An idle slab, since when (performance.now()), and whether its pages went back to the system. */
+interface IdleSlab {
+  slab: Buffer;
+  since: number;
+  discarded: boolean;
+}
+
 export class SlabPool {
-  /** Idle slabs, the one given back last on top; `discarded` once its pages went back to the system. */
-  private readonly free: Array<{ slab: Buffer; since: number; discarded: boolean }> = [];
+  /** Idle slabs, the one given back last on top. */
+  private readonly free: IdleSlab[] = [];
 
   /**
    * @param slabBytes the size of every slab: a request bigger than this gets one-off memory
@@ -62,7 +69,7 @@ export class SlabPool {
   private discardIdle(): void {
     const now = performance.now();
     for (let i = 0; i < this.free.length - this.residentIdle; i++) {
-      const f = this.free[i] as { slab: Buffer; since: number; discarded: boolean };
+      const f = this.free[i] as IdleSlab;
       if (f.discarded || now - f.since < this.discardAfterMs) continue;
       if (!this.poison) discardPages(f.slab);
       f.discarded = true;
