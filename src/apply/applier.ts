@@ -189,7 +189,7 @@ export class Applier {
     const ms = this.options.gatherMs ?? 0;
     if (ms <= 0 || this.stopped || this.diskUntil !== null || this.prefetched !== null || this.memory.length === 0) return false;
     if (this.memoryBytes >= this.options.cycleBytes || !(this.options.mayGather?.() ?? false)) return false;
-    if ([...this.options.pairs.values()].some((p) => p.wantsResume)) return false;
+    if (this.anyWantsResume()) return false;
     const left = (this.pendingSince ?? 0) + ms - performance.now();
     if (left <= 0) return false;
     this.gatherTimer ??= setTimeout(() => {
@@ -236,6 +236,10 @@ export class Applier {
     await this.closeReader();
   }
 
+  private anyWantsResume(): boolean {
+    return [...this.options.pairs.values()].some((p) => p.wantsResume);
+  }
+
   get pending(): boolean {
     return comparePositions(this.cursor, this.durableEnd) < 0 || this.memory.length > 0 || this.prefetched !== null;
   }
@@ -275,7 +279,7 @@ export class Applier {
     try {
       while (!this.stopped) {
         if (this.options.shouldYield?.() || this.gathering()) break;
-        if ([...this.options.pairs.values()].some((p) => p.wantsResume)) {
+        if (this.anyWantsResume()) {
           await stageB;
           await this.settlePrefetch();
           await this.resumePairs();
@@ -318,7 +322,7 @@ export class Applier {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
-      if (!this.stopped && !this.options.shouldYield?.() && this.gatherTimer === null && (this.pending || [...this.options.pairs.values()].some((p) => p.wantsResume))) {
+      if (!this.stopped && !this.options.shouldYield?.() && this.gatherTimer === null && (this.pending || this.anyWantsResume())) {
         // Something arrived while finishing: go round again.
         setImmediate(() => this.poke());
       }

@@ -120,8 +120,8 @@ describe('applier pipeline', () => {
 
   it('gathers writes that come one at a time into one cycle, and applies at once for a waiter', async () => {
     // Each write is durable before the next is appended, 10 ms apart, so the
-    // ingest log goes idle after each. Applied one by one, every write cost a target flush
-    // and an undo flush of its own.
+    // ingest log goes idle after each. Applied one by one, every write cost a
+    // target flush and an undo flush of its own.
     let targetFlushes = 0;
     const realFlush = TargetDisk.prototype.flush;
     vi.spyOn(TargetDisk.prototype, 'flush').mockImplementation(function (this: TargetDisk) {
