@@ -115,6 +115,22 @@ Napi::Value DiscardPages(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(end - begin));
 }
 
+// releaseBuffer(buffer) -> bytes freed. When the buffer is the whole of its
+// ArrayBuffer, detaches that ArrayBuffer: its memory is freed now rather than
+// when V8 next collects it, and every view of it reads as empty from then on.
+// A view into a larger ArrayBuffer (other bytes may still be in use) or one
+// that cannot be detached is left alone, and 0 returned.
+Napi::Value ReleaseBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) ThrowType(env, "buffer must be a Buffer");
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  Napi::ArrayBuffer whole = buf.ArrayBuffer();
+  const size_t bytes = whole.ByteLength();
+  if (buf.ByteOffset() != 0 || buf.ByteLength() != bytes || bytes == 0 || whole.IsDetached()) return Napi::Number::New(env, 0);
+  if (napi_detach_arraybuffer(env, whole) != napi_ok) return Napi::Number::New(env, 0);
+  return Napi::Number::New(env, static_cast<double>(bytes));
+}
+
 // returnFreedMemory(thresholdBytes) -> true if set. Fixes glibc's mmap
 // threshold: blocks this big or bigger are mapped on their own and unmapped
 // when freed. By default glibc raises the threshold each time such a block
@@ -192,6 +208,7 @@ void InitSystem(Napi::Env env, Napi::Object exports) {
   exports.Set("statfs", Napi::Function::New(env, Statfs, "statfs"));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("discardPages", Napi::Function::New(env, DiscardPages, "discardPages"));
+  exports.Set("releaseBuffer", Napi::Function::New(env, ReleaseBuffer, "releaseBuffer"));
   exports.Set("returnFreedMemory", Napi::Function::New(env, ReturnFreedMemory, "returnFreedMemory"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
   exports.Set("flock", Napi::Function::New(env, Flock, "flock"));

@@ -8,7 +8,7 @@
 // request that fits, and a cycle carves its memory out of slabs one after
 // the other (SlabArena). A slab's pages are touched only as far as it is
 // used: its size is address space, its use is what counts in RSS.
-import { alignUp, alignedBuffer, discardPages } from '../native';
+import { alignUp, alignedBuffer, discardPages, releaseBuffer } from '../native';
 
 /** Where aligned memory for one cycle comes from. */
 export interface AlignedMemory {
@@ -31,7 +31,7 @@ export class SlabPool {
 
   /**
    * @param slabBytes the size of every slab: a request bigger than this gets one-off memory
-   * @param maxIdle at most this many slabs are kept idle; more go to the collector
+   * @param maxIdle at most this many slabs are kept idle; the memory of any more is freed at once
    * @param poison fill memory given back with 0xa5 (tests: whatever still reads it sees garbage)
    * @param residentIdle this many idle slabs (those given back last) always keep their pages
    * @param discardAfterMs the others give their pages back once idle this long
@@ -63,6 +63,7 @@ export class SlabPool {
     if (slab.length !== this.slabBytes || this.free.some((f) => f.slab === slab)) return;
     if (this.poison) slab.fill(POISON);
     if (this.free.length < this.maxIdle) this.free.push({ slab, since: performance.now(), discarded: false });
+    else releaseBuffer(slab);
     this.discardIdle();
   }
 

@@ -44,6 +44,7 @@ export interface NativeBinding {
   statfs(path: string): Promise<RawStatfs>;
   alignedBuffer(size: number, zero?: boolean): Buffer;
   discardPages(buffer: Buffer): number;
+  releaseBuffer(buffer: Buffer): number;
   returnFreedMemory(thresholdBytes: number): boolean;
   sdNotify(state: string): boolean;
   crc32c(data: Uint8Array, seed?: number): number;

@@ -73,6 +73,16 @@ export function discardPages(buffer: Buffer): number {
 }
 
 /**
+ * Frees a buffer's memory now instead of at V8's next collection, when the
+ * buffer is the whole of its ArrayBuffer: that ArrayBuffer is detached, and
+ * every view of it reads as empty after. A view into a larger ArrayBuffer is
+ * left alone. Returns the bytes freed (0 when left alone).
+ */
+export function releaseBuffer(buffer: Buffer): number {
+  return binding.releaseBuffer(buffer);
+}
+
+/**
  * Makes the C allocator hand blocks of `thresholdBytes` or more back to the
  * system when they are freed (glibc's mmap threshold, fixed). The daemon's
  * payload buffers are such blocks; without it its RSS keeps its peak.

@@ -20,8 +20,18 @@ import {
 import { ProtocolError, isProtocolErrorCode } from '../protocol/errors';
 import { parseClientMessage, type AgentMessage, type ChecksumsRequest, type ClientMessage, type ControlItemMessage, type OpenMessage } from '../protocol/messages';
 import { parseRecords, recordProblem, type WireRecord } from '../protocol/records';
+import { releaseBuffer } from '../native';
 import { blockChecksums } from './checksums';
 import { newNonce, proofMatches } from './handshake';
+
+/**
+ * A binary message this big is freed as soon as every append of its items
+ * has settled: the engine has copied what it keeps by then and nothing reads
+ * the message again, but V8 would keep it (and its RSS) until a collection,
+ * which at 4 KiB writes is often a full one (docs/design-notes.md, "Arrived
+ * messages are freed when their items are durable").
+ */
+const RELEASE_MESSAGE_BYTES = 64 * 1024;
 
 /** Which stream currently owns each pair, across connections (for takeover). */
 export type StreamRegistry = Map<string, StreamSession>;
@@ -130,7 +140,8 @@ export class ReplicationConnection {
       return;
     }
     if (isBinary) {
-      this.onRecords(parseRecords(data));
+      const appends = this.onRecords(parseRecords(data));
+      if (appends !== null && data.length >= RELEASE_MESSAGE_BYTES) void Promise.allSettled(appends).then(() => releaseBuffer(data));
       return;
     }
     const msg = parseClientMessage(data.toString('utf8'));
@@ -239,7 +250,8 @@ export class ReplicationConnection {
     throw new ProtocolError('malformed', `stream ${id} is not open on this connection`, { stream: id, seq });
   }
 
-  private onRecords(records: readonly WireRecord[]): void {
+  /** Hands a message's records over; returns the appends made, or null if some items wait in a stream's backlog. */
+  private onRecords(records: readonly WireRecord[]): Promise<void>[] | null {
     // Every record's stream is checked before anything is handed over: an unknown stream makes the whole message malformed.
     for (const r of records) this.streamFor(r.stream, r.seq);
     const byStream = new Map<StreamSession, WireRecord[]>();
@@ -250,6 +262,8 @@ export class ReplicationConnection {
       list.push(r);
       byStream.set(st, list);
     }
+    const appends: Promise<void>[] = [];
+    let held = false;
     for (const [st, recs] of byStream) {
       const items: StreamItem[] = [];
       let refusal: ProtocolError | null = null;
@@ -268,9 +282,12 @@ export class ReplicationConnection {
         // recordProblem has checked the payload against its crc32c.
         items.push({ kind: 'write', seq: r.seq, time: r.time, offset: r.offset, data: r.payload, resync: (r.flags & WIRE_FLAG_RESYNC) !== 0, crc32c: r.crc32c });
       }
-      this.submit(st, items);
+      const appended = this.submit(st, items);
+      if (appended !== null) appends.push(appended);
+      else if (items.length > 0) held = true;
       if (refusal) this.endStream(st, refusal);
     }
+    return held ? null : appends;
   }
 
   private onControlItem(msg: ControlItemMessage): void {
@@ -288,12 +305,12 @@ export class ReplicationConnection {
     this.submit(st, [item]);
   }
 
-  /** Hands items to the engine; the ack follows durability. */
-  private submit(st: StreamSession, items: StreamItem[]): void {
-    if (items.length === 0) return;
+  /** Hands items to the engine (the ack follows durability); returns the append, or null if there was none yet. */
+  private submit(st: StreamSession, items: StreamItem[]): Promise<void> | null {
+    if (items.length === 0) return null;
     if (st.gated) {
       st.backlog.push(items);
-      return;
+      return null;
     }
     let bytes = 0;
     for (const it of items) bytes += it.kind === 'write' ? it.data.length : 64;
@@ -315,6 +332,7 @@ export class ReplicationConnection {
         this.updatePause();
       });
     st.pending.add(p);
+    return p;
   }
 
   /** Stops reading the socket while more than maxInflightBytes is held, and reads again below half of it. */

@@ -8,7 +8,7 @@ import type { StreamItem } from '../../../src/journal/items';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { fixture, openEngine, payload, write, KiB, MiB, type Fixture } from '../../helpers/engine-fixture';
 import { PointRefusedError } from '../../../src/recovery/points';
-import { foregroundIo } from '../../../src/native';
+import { foregroundIo, releaseBuffer } from '../../../src/native';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -281,6 +281,47 @@ describe('engine: an unreadable catalog', () => {
     } finally {
       await again.close();
     }
+  });
+});
+
+describe('engine: the memory items arrive in', () => {
+  it('may be freed once their append settles: what is journaled and applied is a copy the engine made', async () => {
+    // The replication endpoint frees each message as soon as its items are durable.
+    const DISK = 4 * MiB;
+    // The applier gathers until the settle below: it takes every item only after its message was freed.
+    const log = capturedLog();
+    const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: DISK }], { applyGatherMs: 60_000, cycleBytes: 4 * MiB, undoSegmentBytes: 16 * MiB, ingestSegmentBytes: 8 * MiB, logger: log.logger });
+    const e = await openEngine(f);
+    const expected = Buffer.alloc(DISK);
+    let seq = 0;
+    let freed = 0;
+    try {
+      await e.openPair('p1', DISK, 512);
+      const inFlight: Array<Promise<void>> = [];
+      for (let m = 0; m < 40; m++) {
+        const message = Buffer.allocUnsafe(16 * 4 * KiB);
+        const items: StreamItem[] = [];
+        for (let i = 0; i < 16; i++) {
+          seq++;
+          const data = message.subarray(i * 4 * KiB, (i + 1) * 4 * KiB);
+          payload('p1', seq, 4 * KiB).copy(data);
+          const offset = ((seq * 37) % (DISK / (4 * KiB))) * 4 * KiB;
+          data.copy(expected, offset);
+          items.push({ kind: 'write', seq, time: seq * 1000, offset, data, resync: false });
+        }
+        inFlight.push(e.append('p1', items).then(() => void (freed += releaseBuffer(message))));
+        if (inFlight.length >= 4) await inFlight.shift();
+      }
+      await Promise.all(inFlight);
+      expect(freed).toBe(40 * 16 * 4 * KiB);
+      await e.settle();
+      expect(e.status('p1')).toMatchObject({ durableSeq: seq, appliedSeq: seq, lastError: null });
+    } finally {
+      await e.close();
+    }
+    expect(readFileSync(join(f.root, 'datastore', 'p1.img')).equals(expected)).toBe(true);
+    // Had the applier been handed the freed views, it would have paused the pair and read the items back from the log.
+    expect(log.text()).not.toContain('applying paused');
   });
 });
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockFile, alignedBuffer, discardPages, returnFreedMemory, sdNotify, statfs } from '../../../src/native';
+import { BlockFile, alignedBuffer, discardPages, releaseBuffer, returnFreedMemory, sdNotify, statfs } from '../../../src/native';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -161,5 +161,48 @@ describe('discardPages', () => {
     expect(buf.every((x) => x === 3)).toBe(true);
     expect(discardPages(buf)).toBe(64 * 1024);
     expect(buf.every((x) => x === 0)).toBe(true);
+  });
+});
+
+describe('releaseBuffer', () => {
+  const MiB = 1024 * 1024;
+  const rssMiB = (): number => process.memoryUsage.rss() / MiB;
+
+  it('frees a buffer that is the whole of its ArrayBuffer: every view of it is empty after', () => {
+    const buf = Buffer.allocUnsafe(MiB).fill(1);
+    const view = buf.subarray(10, 20);
+    expect(releaseBuffer(buf)).toBe(MiB);
+    expect(buf.length).toBe(0);
+    expect(view.length).toBe(0);
+    expect(buf.buffer.byteLength).toBe(0);
+    expect(releaseBuffer(buf)).toBe(0);
+  });
+
+  it('leaves alone a view into a larger ArrayBuffer, and a small buffer from the shared pool', () => {
+    const whole = Buffer.allocUnsafe(MiB).fill(2);
+    expect(releaseBuffer(whole.subarray(0, MiB - 1))).toBe(0);
+    expect(releaseBuffer(whole.subarray(1))).toBe(0);
+    expect(whole.length).toBe(MiB);
+    expect(whole.every((x) => x === 2)).toBe(true);
+    const small = Buffer.from('a few bytes');
+    expect(releaseBuffer(small)).toBe(0);
+    expect(small.toString()).toBe('a few bytes');
+  });
+
+  it('gives the memory back while the buffers are still referenced (Node buffers and aligned ones)', async () => {
+    returnFreedMemory(256 * 1024);
+    const kept: Buffer[] = [];
+    const before = rssMiB();
+    for (let i = 0; i < 128; i++) {
+      const b = i % 2 === 0 ? Buffer.allocUnsafe(2 * MiB) : alignedBuffer(2 * MiB, false);
+      b.fill(i);
+      expect(releaseBuffer(b)).toBe(2 * MiB);
+      kept.push(b);
+    }
+    // An aligned buffer's memory is freed by its finalizer, which Node runs on the next turn of the loop.
+    await new Promise((r) => setImmediate(r));
+    // 256 MiB were written; without the release all of it would still be resident.
+    expect(rssMiB() - before).toBeLessThan(64);
+    expect(kept.every((b) => b.length === 0)).toBe(true);
   });
 });
