@@ -900,7 +900,7 @@ export class Engine {
   private pruneForSpace(need: number): number {
     const candidates: Array<{ pair: PairRuntime; segment: number; lastTime: number; bytes: number }> = [];
     for (const pair of this.pairs.values()) {
-      if (pair.pins > 0 || pair.failover !== null || !pair.undo) continue;
+      if (pair.pins > 0 || pair.failover !== null) continue;
       const segs = pair.undo.segments();
       for (const s of segs.slice(0, -1)) candidates.push({ pair, segment: s.segment, lastTime: s.lastTime ?? 0, bytes: s.bytes });
     }
@@ -920,7 +920,7 @@ export class Engine {
   async pruneByTime(): Promise<number> {
     let dropped = 0;
     for (const pair of this.pairs.values()) {
-      if (pair.pins > 0 || pair.failover !== null || !pair.undo || pair.durableTime === null) continue;
+      if (pair.pins > 0 || pair.failover !== null || pair.durableTime === null) continue;
       const cutoff = pair.durableTime - this.options.policy.retentionSeconds * 1e6;
       for (;;) {
         const segs = pair.undo.segments();

@@ -110,6 +110,15 @@ export function fsyncDir(dir: string): void {
 
 const SEGMENT_NAME = /^(\d{8,})\.(log|undo)$/;
 
+/** A file's size, or 0 if it is gone. */
+function sizeOrZero(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
 export function segmentFileName(segment: number, extension: string): string {
   return `${String(segment).padStart(8, '0')}.${extension}`;
 }
@@ -497,15 +506,7 @@ export class SegmentLogWriter {
 
   /** Bytes the spares occupy. */
   spareBytes(): number {
-    let total = 0;
-    for (const path of this.spares) {
-      try {
-        total += statSync(path).size;
-      } catch {
-        // Already gone.
-      }
-    }
-    return total;
+    return this.spares.reduce((total, path) => total + sizeOrZero(path), 0);
   }
 
   /** Deletes spares beyond `keep`; returns the bytes freed. */
@@ -513,11 +514,12 @@ export class SegmentLogWriter {
     let freed = 0;
     while (this.spares.length > keep) {
       const path = this.spares.pop() as string;
+      const bytes = sizeOrZero(path);
       try {
-        freed += statSync(path).size;
         rmSync(path, { force: true });
+        freed += bytes;
       } catch {
-        // Already gone.
+        // Left where it is: not counted as freed.
       }
     }
     if (freed > 0) fsyncDir(this.dir);
