@@ -126,7 +126,8 @@ Napi::Value ReleaseBuffer(const Napi::CallbackInfo& info) {
   Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
   Napi::ArrayBuffer whole = buf.ArrayBuffer();
   const size_t bytes = whole.ByteLength();
-  if (buf.ByteOffset() != 0 || buf.ByteLength() != bytes || bytes == 0 || whole.IsDetached()) return Napi::Number::New(env, 0);
+  // A detached ArrayBuffer has no bytes: `bytes == 0` covers it.
+  if (buf.ByteOffset() != 0 || buf.ByteLength() != bytes || bytes == 0) return Napi::Number::New(env, 0);
   if (napi_detach_arraybuffer(env, whole) != napi_ok) return Napi::Number::New(env, 0);
   return Napi::Number::New(env, static_cast<double>(bytes));
 }

@@ -288,8 +288,8 @@ describe('engine: the memory items arrive in', () => {
   it('may be freed once their append settles: what is journaled and applied is a copy the engine made', async () => {
     // The replication endpoint frees each message as soon as its items are durable.
     const DISK = 4 * MiB;
-    // The applier gathers until the settle below: it takes every item only after its message was freed.
     const log = capturedLog();
+    // The applier gathers until the settle below: it takes every item only after its message was freed.
     const f = fixture(tempDir(), [{ id: 'p1', sizeBytes: DISK }], { applyGatherMs: 60_000, cycleBytes: 4 * MiB, undoSegmentBytes: 16 * MiB, ingestSegmentBytes: 8 * MiB, logger: log.logger });
     const e = await openEngine(f);
     const expected = Buffer.alloc(DISK);
