@@ -114,14 +114,17 @@ export class ReplicationConnection {
     this.helloTimer = setTimeout(() => this.closeWith(CloseCode.helloTimeout, 'no hello within 10 s'), this.o.helloTimeoutMs);
     this.ws.on('message', (data, isBinary) => {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      // Taken now: a message whose appends settle at once (all its items
+      // dropped) is released, and reads as empty, before this chain step ends.
+      const bytes = buf.length;
       // Messages waiting their turn count against the window like those handed over.
-      this.queuedBytes += buf.length;
+      this.queuedBytes += bytes;
       this.updatePause();
       this.chain = this.chain
         .then(() => this.onMessage(buf, isBinary))
         .catch((err: unknown) => this.fail(err))
         .finally(() => {
-          this.queuedBytes -= buf.length;
+          this.queuedBytes -= bytes;
           this.updatePause();
         });
     });

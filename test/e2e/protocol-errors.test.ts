@@ -172,6 +172,21 @@ describe('records and control items', () => {
     await c.close();
   });
 
+  it('drops what still arrives for an ended stream, however much, and keeps reading the connection', async () => {
+    const c = await daemon.client();
+    const o = await c.open('p2', DISK);
+    const errored = errorOn(c, o.stream);
+    c.sendRecords([{ stream: o.stream, seq: o.durableSeq + 2, offset: 0, time: 1, data: block(1) }]);
+    expect(await errored).toMatchObject({ code: 'seq-gap' });
+    // Twice the connection's 24 MiB window of messages whose every record is dropped.
+    const dropped = encodeRecords([{ stream: o.stream, seq: o.durableSeq + 1, offset: 0, time: 1, data: Buffer.alloc(MiB, 7) }]);
+    for (let i = 0; i < 48; i++) c.sendBinary(dropped);
+    c.sendJson({ type: 'open', pair: 'p2', diskBytes: DISK, sectorBytes: 512 });
+    const reopened = await c.next((m) => m.type === 'opened' && m.pair === 'p2', 10_000);
+    expect(reopened).toMatchObject({ durableSeq: o.durableSeq });
+    await c.close();
+  });
+
   const connectionErrors: Array<[string, (stream: number) => Buffer | string]> = [
     ['unparsable JSON', () => '{"type": "tick", '],
     ['an unknown message type', () => JSON.stringify({ type: 'dance' })],
