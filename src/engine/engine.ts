@@ -213,6 +213,8 @@ export class Engine {
   private lastSpace: SpaceAccount | null = null;
   /** Appends waiting for the applier to free ingest segments: the applier must not yield then. */
   private waitingForRoom = 0;
+  /** The ingest log's last wait for room ran out: later appends do not wait again until room is found. */
+  private volumeFull = false;
   /** Write payload bytes applied, and before-image bytes captured, since open (write amplification). */
   bytesApplied = 0;
   undoBytesWritten = 0;
@@ -867,12 +869,21 @@ export class Engine {
    * then refuses with `retention-full`.
    */
   private async makeRoom(bytes: number, mayWait: boolean): Promise<void> {
-    const deadline = Date.now() + (mayWait ? this.opt('spaceWaitMs') : 0);
+    // Once a wait ran out with nothing freed, appends are refused at once
+    // until room is found again: each waiting its own spaceWaitMs would hold
+    // every later message of the connection, a reopen included, that long.
+    const deadline = Date.now() + (mayWait && !this.volumeFull ? this.opt('spaceWaitMs') : 0);
     for (;;) {
       // A segment the applier recycled meanwhile needs no new space.
-      if (mayWait && this.ingest?.hasSpare()) return;
+      if (mayWait && this.ingest?.hasSpare()) {
+        this.volumeFull = false;
+        return;
+      }
       const account = await this.space();
-      if (account.availableBytes >= bytes) return;
+      if (account.availableBytes >= bytes) {
+        if (mayWait) this.volumeFull = false;
+        return;
+      }
       // Idle recycled ingest segments go before any history does (one is kept for the next roll).
       if (this.ingest && this.ingest.dropSpares(mayWait ? 0 : 1) > 0) continue;
       // Then recycled undo segments, which hold no history either.
@@ -881,6 +892,7 @@ export class Engine {
       if (sparesFreed > 0) continue;
       if (this.pruneForSpace(bytes - account.availableBytes) > 0) continue;
       if (Date.now() >= deadline || this.closed) {
+        if (mayWait) this.volumeFull = true;
         throw new EngineError(
           'retention-full',
           `the retention volume has ${account.availableBytes} of ${account.capacityBytes} bytes free and no history left to drop; ${bytes} more are needed`,

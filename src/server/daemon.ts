@@ -33,7 +33,7 @@ function tuning(): Partial<Parameters<typeof Engine.open>[0]> {
   if (!raw) return {};
   const t = JSON.parse(raw) as Record<string, unknown>;
   const out: Record<string, number> = {};
-  for (const key of ['ingestSegmentBytes', 'undoSegmentBytes', 'maxBatchBytes', 'cycleBytes', 'applierMemoryBytes', 'maxApplyLagBytes', 'reserveBytes', 'pruneIntervalMs', 'targetRetryMs', 'applyGatherMs']) {
+  for (const key of ['ingestSegmentBytes', 'undoSegmentBytes', 'maxBatchBytes', 'cycleBytes', 'applierMemoryBytes', 'maxApplyLagBytes', 'reserveBytes', 'pruneIntervalMs', 'targetRetryMs', 'applyGatherMs', 'spaceWaitMs']) {
     if (typeof t[key] === 'number') out[key] = t[key] as number;
   }
   return out;

@@ -157,7 +157,7 @@ describe('retention window', () => {
   });
 
   it('answers retention-full when nothing can be pruned and the applier cannot drain, keeping what it acknowledged', async () => {
-    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { maxBytes: 3 * MiB, spaceWaitMs: 300 });
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { maxBytes: 3 * MiB, spaceWaitMs: 600 });
     const model = new DiskModel(DISK);
     const e = await openEngine(f);
     try {
@@ -168,18 +168,27 @@ describe('retention window', () => {
       renameSync(target, `${target}.away`);
       let acked = 5;
       let refusal: unknown = null;
+      let waited = 0;
       for (let s = 6; s < 1000 && refusal === null; s++) {
         const it = write('p', s, 0, 16 * KiB, s * 1_000_000);
+        const began = Date.now();
         try {
           await e.append('p', [it]);
           model.add(it);
           acked = s;
         } catch (err) {
           refusal = err;
+          waited = Date.now() - began;
         }
       }
       expect(refusal).toMatchObject({ code: 'retention-full', seq: acked + 1 });
+      expect(waited).toBeGreaterThanOrEqual(600);
       expect(e.status('p').durableSeq).toBe(acked);
+      // While the volume stays full, the resent item is refused at once rather than after another wait.
+      await e.openPair('p', DISK, 512);
+      const again = Date.now();
+      await expect(e.append('p', [write('p', acked + 1, 0, 16 * KiB, (acked + 1) * 1_000_000)])).rejects.toMatchObject({ code: 'retention-full' });
+      expect(Date.now() - again).toBeLessThan(300);
       // The target returns: everything acknowledged is applied, and the stream resumes.
       renameSync(`${target}.away`, target);
       await e.waitApplied('p', acked, 10_000);
