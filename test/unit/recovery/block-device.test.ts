@@ -1,31 +1,16 @@
 // Recovery onto an existing block device (SPEC §5 `recover --out DEVICE --force`),
 // with a real loop device where this machine lets us make one (root, /dev/loop*).
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { DiskModel } from '../../helpers/disk-model';
 import { MiB, fixture, openEngine, write } from '../../helpers/engine-fixture';
+import { attachLoopDevice, canMakeLoopDevices, detachLoopDevice } from '../../helpers/loop-volume';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
-
-function canMakeLoopDevices(): boolean {
-  try {
-    const probe = join('/tmp', `mtagent-loop-probe-${process.pid}`);
-    writeFileSync(probe, Buffer.alloc(0));
-    truncateSync(probe, MiB);
-    const dev = execFileSync('losetup', ['-f', '--show', probe], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    execFileSync('losetup', ['-d', dev]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    rmSync(join('/tmp', `mtagent-loop-probe-${process.pid}`), { force: true });
-  }
-}
 
 describe('recover onto a block device', () => {
   it.runIf(canMakeLoopDevices())('writes the image onto an existing device only with force, and it equals the model', async () => {
@@ -37,7 +22,7 @@ describe('recover onto a block device', () => {
     const backing = join(root, 'device-backing.img');
     writeFileSync(backing, Buffer.alloc(0));
     truncateSync(backing, 8 * MiB); // the device is bigger than the disk: the rest is left alone
-    const dev = execFileSync('losetup', ['-f', '--show', backing], { encoding: 'utf8' }).trim();
+    const dev = attachLoopDevice(backing);
     try {
       await e.openPair('p', DISK, 512);
       for (let s = 1; s <= 20; s++) {
@@ -56,7 +41,7 @@ describe('recover onto a block device', () => {
       expect(createHash('sha256').update(back).digest('hex')).toBe(model.sha256At(12));
     } finally {
       await e.close();
-      execFileSync('losetup', ['-d', dev]);
+      detachLoopDevice(dev);
     }
   });
 });

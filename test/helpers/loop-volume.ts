@@ -1,0 +1,92 @@
+// Real block devices and filesystems for tests, where this machine lets us
+// make them (root, /dev/loop*, mkfs.ext4): a loop device over a sparse file,
+// and a small ext4 volume mounted on one, which can really fill up.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+function quietly(command: string, args: string[]): string {
+  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+/** A loop device over `backing` (a file); detach it with detachLoopDevice. */
+export function attachLoopDevice(backing: string): string {
+  return quietly('losetup', ['-f', '--show', backing]);
+}
+
+export function detachLoopDevice(device: string): void {
+  quietly('losetup', ['-d', device]);
+}
+
+export function canMakeLoopDevices(): boolean {
+  const probe = join(tmpdir(), `mtagent-loop-probe-${process.pid}`);
+  try {
+    writeFileSync(probe, Buffer.alloc(0));
+    truncateSync(probe, 1024 * 1024);
+    detachLoopDevice(attachLoopDevice(probe));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { force: true });
+  }
+}
+
+/** Unmounts, waiting a little for a process that just exited to let go; lazily in the end. */
+function unmount(path: string): void {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      quietly('umount', [path]);
+      return;
+    } catch {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+  }
+  quietly('umount', ['-l', path]);
+}
+
+export interface ScratchVolume {
+  /** Where the volume is mounted. */
+  path: string;
+  /** Unmounts it and removes its backing file. */
+  remove(): void;
+}
+
+/** A fresh ext4 filesystem of `sizeBytes` on a loop device, mounted under the OS temp dir. */
+export function mountScratchVolume(sizeBytes: number): ScratchVolume {
+  const root = mkdtempSync(join(tmpdir(), 'mtagent-volume-'));
+  const backing = join(root, 'volume.img');
+  const path = join(root, 'mnt');
+  mkdirSync(path);
+  writeFileSync(backing, Buffer.alloc(0));
+  truncateSync(backing, sizeBytes);
+  let device: string | null = null;
+  let mounted = false;
+  const remove = (): void => {
+    if (mounted) unmount(path);
+    mounted = false;
+    if (device !== null) detachLoopDevice(device);
+    device = null;
+    rmSync(root, { recursive: true, force: true });
+  };
+  try {
+    quietly('mkfs.ext4', ['-q', '-F', backing]);
+    device = attachLoopDevice(backing);
+    quietly('mount', [device, path]);
+    mounted = true;
+  } catch (err) {
+    remove();
+    throw err;
+  }
+  return { path, remove };
+}
+
+export function canMountScratchVolumes(): boolean {
+  try {
+    mountScratchVolume(16 * 1024 * 1024).remove();
+    return true;
+  } catch {
+    return false;
+  }
+}
