@@ -71,7 +71,7 @@ export function registerSimulate(program: Command): void {
       if (duration === null && items === null && f.workload !== 'fill' && !f.resync) throw new UsageError('give --duration or --items (or --workload fill)');
       // Loaded here, not at start: `mtagent run` has no use for the simulator in its heap.
       const { Simulator } = await import('../simulator/simulator.js');
-      const { checkPoint, choosePoints } = await import('../simulator/verify.js');
+      const { checkPoint, choosePoints, oldestRetainedSeq } = await import('../simulator/verify.js');
       const sim = new Simulator({
         client: { url: f.url ?? `wss://${host}:${config.listen.port}`, passphrase: readPassphrase(config), processServerId: f.processServerId, ca: readFileSync(config.tls.cert), compress: f.compress ?? false },
         pairs,
@@ -94,7 +94,8 @@ export function registerSimulate(program: Command): void {
       if (f.verify) {
         const cli = [process.execPath, process.argv[1] as string];
         for (const p of pairs) {
-          for (const pt of choosePoints(sim.model(p.id), Number(f.verify), Number(f.seed))) {
+          const oldest = await oldestRetainedSeq(cli, config.configPath, p.id);
+          for (const pt of choosePoints(sim.model(p.id), Number(f.verify), Number(f.seed), oldest)) {
             checks.push(await checkPoint(cli, config.configPath, sim.model(p.id), pt.point, pt.seq));
           }
         }

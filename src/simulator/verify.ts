@@ -24,7 +24,7 @@ export interface PointCheck {
 export function choosePoints(model: SourceModel, count: number, seed: number, oldestSeq = 0): Array<{ point: string; seq: number }> {
   const out: Array<{ point: string; seq: number }> = [{ point: 'latest', seq: model.lastSeq }];
   const app = model.latestApp();
-  if (app) out.push({ point: 'latest-app', seq: app.seq });
+  if (app && app.seq >= oldestSeq) out.push({ point: 'latest-app', seq: app.seq });
   const r = rng(seed);
   for (let tries = 0; out.length < count && tries < count * 20; tries++) {
     const seq = oldestSeq + 1 + Math.floor(r() * Math.max(1, model.lastSeq - oldestSeq));
@@ -32,6 +32,15 @@ export function choosePoints(model: SourceModel, count: number, seed: number, ol
     out.push({ point: `seq:${seq}`, seq });
   }
   return out.slice(0, Math.max(count, 1));
+}
+
+/**
+ * The oldest seq the agent still holds for a pair (`mtagent points … --json`):
+ * history shortened for space or time is not there to check.
+ */
+export async function oldestRetainedSeq(cli: string[], configPath: string, pairId: string): Promise<number> {
+  const { stdout } = await run(cli[0] as string, [...cli.slice(1), 'points', pairId, '--config', configPath, '--json']);
+  return (JSON.parse(stdout) as { oldest: { seq: number } }).oldest.seq;
 }
 
 /** Rebuilds one point with `mtagent recover … --json` and compares hashes. */
