@@ -145,6 +145,10 @@ export interface PairHistory {
   rollbackFromSeq: number;
   oldest: ItemPoint;
   undo: UndoLog;
+  /** The newest durable item: past targetSeq while the applier has not caught up. */
+  durableSeq: number;
+  /** Why applying is paused (the target failed, the volume is full), or null while it goes on. */
+  applyPausedBy: string | null;
 }
 
 const DEFAULTS = {
@@ -1079,6 +1083,9 @@ export class Engine {
       rollbackFromSeq: failedOver ? (pair.failoverSeq as number) : Math.max(pair.appliedSeq, pair.undo.maxSeq),
       oldest: pair.oldest,
       undo: pair.undo,
+      durableSeq: failedOver ? (pair.failoverSeq as number) : pair.durableSeq,
+      // A pair about to resume (wantsResume) is not paused in this sense: it catches up on its own.
+      applyPausedBy: pair.paused && !pair.wantsResume && pair.failover === null ? (pair.alert ?? pair.lastError ?? 'applying is paused') : null,
     };
   }
 

@@ -12,6 +12,10 @@ export interface Timeline {
   oldest: ItemPoint;
   /** The newest state that can be rebuilt (what the target holds). */
   latestSeq: number;
+  /** The newest durable item; past latestSeq until the applier catches up. */
+  durableSeq: number;
+  /** Why applying is paused, if it is: points past latestSeq wait for it. */
+  applyPausedBy: string | null;
   windows: readonly ResyncWindowRow[];
   tags: readonly TagRow[];
   undo: UndoLog;
@@ -118,6 +122,12 @@ function newestAppTag(t: Timeline): TagRow | null {
 
 /** Checks that the state after `seq` can be rebuilt, or throws PointRefusedError. */
 export async function checkValid(t: Timeline, seq: number, spec: string): Promise<void> {
+  if (seq > t.latestSeq && seq <= t.durableSeq && t.applyPausedBy !== null) {
+    throw new PointRefusedError(
+      `${spec} (seq ${seq}) of ${t.pairId} is durable but not on the target yet, and applying is paused (${t.applyPausedBy}); it can be rebuilt once applying resumes`,
+      await validBounds(t),
+    );
+  }
   if (seq < t.oldest.seq || seq > t.latestSeq) {
     throw new PointRefusedError(`${spec} (seq ${seq}) is outside the retained history of ${t.pairId} (seq ${t.oldest.seq}..${t.latestSeq})`, await validBounds(t));
   }
@@ -134,7 +144,8 @@ export async function resolvePoint(t: Timeline, spec: string): Promise<ResolvedP
   let seq: number;
   let tag: TagRow | null = null;
   if (spec === 'latest') {
-    seq = t.latestSeq;
+    // While applying is paused, the newest item is not what the target holds: said, not rebuilt older in silence.
+    seq = t.applyPausedBy !== null ? t.durableSeq : t.latestSeq;
   } else if (spec === 'latest-app') {
     tag = newestAppTag(t);
     if (!tag) throw new PointRefusedError(`${t.pairId} has no app-consistent tag in its retained history outside resync windows`, await validBounds(t));

@@ -35,16 +35,23 @@ export function timelineOf(engine: Engine, pairId: string): Timeline {
     pairId,
     oldest: h.oldest,
     latestSeq: h.targetSeq,
+    durableSeq: h.durableSeq,
+    applyPausedBy: h.applyPausedBy,
     windows: engine.catalog.resyncWindows(pairId),
     tags: engine.catalog.tags(pairId),
     undo: h.undo,
   };
 }
 
-/** Waits (bounded) until everything durable for the pair is applied, so `latest` means the newest item. */
+/**
+ * Waits (bounded) until everything durable for the pair is applied, so
+ * `latest` means the newest item. Not for a pair whose applying is paused:
+ * the points it has not applied are refused, saying why (points.ts).
+ */
 export async function catchUp(engine: Engine, pairId: string, timeoutMs = 60_000): Promise<void> {
   const s = engine.status(pairId);
   if (s.state === 'failed-over' || s.state === 'target-unavailable' || !s.configured) return;
+  if (engine.history(pairId).applyPausedBy !== null) return;
   await engine.waitApplied(pairId, s.durableSeq, timeoutMs);
 }
 
