@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 
 function quietly(command: string, args: string[]): string {
   return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
@@ -46,6 +47,18 @@ function unmount(path: string): void {
   quietly('umount', ['-l', path]);
 }
 
+/** Volumes still mounted after a test file (a test that timed out) are removed, not left behind. */
+const mountedVolumes = new Set<() => void>();
+afterAll(() => {
+  for (const remove of mountedVolumes) {
+    try {
+      remove();
+    } catch {
+      // Busy still: the lazy unmount lets go once the last user does.
+    }
+  }
+});
+
 export interface ScratchVolume {
   /** Where the volume is mounted. */
   path: string;
@@ -64,12 +77,14 @@ export function mountScratchVolume(sizeBytes: number): ScratchVolume {
   let device: string | null = null;
   let mounted = false;
   const remove = (): void => {
+    mountedVolumes.delete(remove);
     if (mounted) unmount(path);
     mounted = false;
     if (device !== null) detachLoopDevice(device);
     device = null;
     rmSync(root, { recursive: true, force: true });
   };
+  mountedVolumes.add(remove);
   try {
     quietly('mkfs.ext4', ['-q', '-F', backing]);
     device = attachLoopDevice(backing);
