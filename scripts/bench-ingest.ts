@@ -1,4 +1,5 @@
-// npm run bench:ingest [-- --seconds 8 --runs 1 --quick --fresh-targets]
+// npm run bench:ingest [-- --seconds 8 --runs 1 --quick --case 64k:1 --fresh-targets
+//                        --targets-dir DIR --profile DIR --dir bench-tmp]
 //
 // The simulator against the real daemon over TLS on loopback: acked MB/s,
 // the applied rate (acked bytes over the run and the targets' catch-up after
@@ -11,7 +12,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { initInstallation } from '../src/config/init';
 import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
 import { BlockFile, alignedBuffer } from '../src/native';
@@ -22,9 +22,9 @@ import { Simulator, type SimulateReport } from '../src/simulator/simulator';
 import { callDaemon } from '../src/control/socket';
 import type { StatusReport } from '../src/control/operations';
 import { writeFileSync } from 'node:fs';
+import { scriptArgs } from './script-args';
 
-const { values } = parseArgs({
-  options: {
+const values = scriptArgs(__filename, {
     dir: { type: 'string', default: 'bench-tmp' },
     seconds: { type: 'string', default: '8' },
     runs: { type: 'string', default: '1' },
@@ -38,8 +38,7 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     // Runs one case only, e.g. --case 64k:1 (writes:pairs), and no half-load run.
     case: { type: 'string' },
-  },
-});
+  });
 const dir = resolve(values.dir);
 const seconds = Number(values.seconds);
 const runs = Math.max(1, Number(values.runs));

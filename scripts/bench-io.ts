@@ -8,20 +8,18 @@ import { closeSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as zlib from 'node:zlib';
-import { parseArgs } from 'node:util';
 import { measureRawAppend } from '../src/bench/raw-append';
 import { GB, MB, MiB, KiB, formatBytes, median, secondsSince, table } from '../src/bench/stats';
 import { BlockFile, alignedBuffer, crc32c, crc32cHardware, crc32cImplementation, crc32cSoftware, statfs } from '../src/native';
+import { scriptArgs } from './script-args';
 
 const FLUSH_BYTES = 8 * MiB;
 
-const { values } = parseArgs({
-  options: {
+const values = scriptArgs(__filename, {
     dir: { type: 'string', default: 'bench-tmp' },
     'size-mib': { type: 'string', default: '1024' },
     runs: { type: 'string', default: '3' },
-  },
-});
+  });
 const dir = resolve(values.dir);
 const totalBytes = Number(values['size-mib']) * MiB;
 const runs = Math.max(1, Number(values.runs));

@@ -1,4 +1,4 @@
-// npm run bench:journal [-- --dir DIR --runs 3 --sustain-seconds 60 --quick]
+// npm run bench:journal [-- --dir DIR --runs 3 --sustain-seconds 60 --quick --only ingest,sustain,rebuild,rss]
 //
 // The retention journal against the machine's own limit, measured in the
 // same run on the same filesystem (fio O_DIRECT 1 MiB appends, fdatasync
@@ -9,7 +9,6 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { benchEngine, payloadPool } from '../src/bench/engine-setup';
 import { measureRawAppend } from '../src/bench/raw-append';
 import { GiB, KiB, MB, MiB, formatBytes, median, secondsSince, table } from '../src/bench/stats';
@@ -17,16 +16,15 @@ import type { StreamItem } from '../src/journal/items';
 import { resolvePoint } from '../src/recovery/points';
 import { rebuildAt, timelineOf } from '../src/recovery/rebuild';
 import { statfs } from '../src/native';
+import { scriptArgs } from './script-args';
 
-const { values } = parseArgs({
-  options: {
+const values = scriptArgs(__filename, {
     dir: { type: 'string', default: 'bench-tmp' },
     runs: { type: 'string', default: '3' },
     'sustain-seconds': { type: 'string', default: '60' },
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
-  },
-});
+  });
 const dir = resolve(values.dir);
 const runs = Math.max(1, Number(values.runs));
 const quick = values.quick;

@@ -4,13 +4,13 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { initInstallation } from '../src/config/init';
 import { Simulator } from '../src/simulator/simulator';
 import { checkPoint } from '../src/simulator/verify';
 import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
+import { scriptArgs } from './script-args';
 
-const { values } = parseArgs({ options: { duration: { type: 'string', default: '60' }, dir: { type: 'string', default: 'mtagent-demo' }, port: { type: 'string', default: '19443' } } });
+const values = scriptArgs(__filename, { duration: { type: 'string', default: '60' }, dir: { type: 'string', default: 'mtagent-demo' }, port: { type: 'string', default: '19443' } });
 const MiB = 1024 * 1024;
 
 async function main(): Promise<void> {

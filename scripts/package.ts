@@ -3,13 +3,13 @@
 // README, under one top folder. Built with the tar library.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { create } from 'tar';
 import { appFiles } from '../src/install/app-tree';
 import { packageRoot, packageVersion } from '../src/package-root';
+import { scriptArgs } from './script-args';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { out: { type: 'string', default: '.' } } });
+  const values = scriptArgs(__filename, { out: { type: 'string', default: '.' } });
   const outDir = resolve(values.out);
   mkdirSync(outDir, { recursive: true });
   const name = `mtagent-${packageVersion}-linux-${process.arch}`;

@@ -10,7 +10,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { initInstallation } from '../src/config/init';
 import { crc32c } from '../src/native';
 import { encodeRecords } from '../src/protocol/records';
@@ -19,13 +18,13 @@ import { checkPoint, type PointCheck } from '../src/simulator/verify';
 import { rng, WORKLOADS, type WorkloadName } from '../src/simulator/workload';
 import { table } from '../src/text';
 import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
+import { scriptArgs } from './script-args';
 
 const FAULTS = ['kill', 'drop', 'corrupt', 'target', 'resync', 'hup', 'retention'] as const;
 type Fault = (typeof FAULTS)[number];
 const MiB = 1024 * 1024;
 
-const { values } = parseArgs({
-  options: {
+const values = scriptArgs(__filename, {
     duration: { type: 'string', default: '10m' },
     pairs: { type: 'string', default: '4' },
     workload: { type: 'string', default: 'mixed' },
@@ -36,8 +35,7 @@ const { values } = parseArgs({
     'fault-every': { type: 'string', default: '15' },
     dir: { type: 'string', default: 'soak-tmp' },
     keep: { type: 'boolean', default: false },
-  },
-});
+  });
 
 function parseTime(s: string): number {
   const m = /^(\d+(?:\.\d+)?)(s|m|h)?$/.exec(s);

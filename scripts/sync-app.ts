@@ -3,10 +3,10 @@
 // how many changed: a second run changes nothing.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { appFiles } from '../src/install/app-tree';
+import { scriptArgs } from './script-args';
 
-const { values } = parseArgs({ options: { from: { type: 'string' }, to: { type: 'string' }, 'dry-run': { type: 'boolean', default: false } } });
+const values = scriptArgs(__filename, { from: { type: 'string' }, to: { type: 'string' }, 'dry-run': { type: 'boolean', default: false } });
 if (!values.from || !values.to) {
   process.stderr.write('usage: sync-app --from SRC --to DST [--dry-run]\n');
   process.exit(2);
