@@ -25,20 +25,20 @@ import { writeFileSync } from 'node:fs';
 import { scriptArgs } from './script-args';
 
 const values = scriptArgs(__filename, {
-    dir: { type: 'string', default: 'bench-tmp' },
-    seconds: { type: 'string', default: '8' },
-    runs: { type: 'string', default: '1' },
-    quick: { type: 'boolean', default: false },
-    // Target images elsewhere than the retention volume, as on a master target (e.g. /dev/shm here).
-    'targets-dir': { type: 'string' },
-    // New sparse targets for every run (an initial copy to a new disk: every
-    // before-image is zeros) instead of targets that hold data.
-    'fresh-targets': { type: 'boolean', default: false },
-    // Writes a V8 CPU profile of each daemon run into this folder (node --cpu-prof).
-    profile: { type: 'string' },
-    // Runs one case only, e.g. --case 64k:1 (writes:pairs), and no half-load run.
-    case: { type: 'string' },
-  });
+  dir: { type: 'string', default: 'bench-tmp' },
+  seconds: { type: 'string', default: '8' },
+  runs: { type: 'string', default: '1' },
+  quick: { type: 'boolean', default: false },
+  // Target images elsewhere than the retention volume, as on a master target (e.g. /dev/shm here).
+  'targets-dir': { type: 'string' },
+  // New sparse targets for every run (an initial copy to a new disk: every
+  // before-image is zeros) instead of targets that hold data.
+  'fresh-targets': { type: 'boolean', default: false },
+  // Writes a V8 CPU profile of each daemon run into this folder (node --cpu-prof).
+  profile: { type: 'string' },
+  // Runs one case only, e.g. --case 64k:1 (writes:pairs), and no half-load run.
+  case: { type: 'string' },
+});
 const dir = resolve(values.dir);
 const seconds = Number(values.seconds);
 const runs = Math.max(1, Number(values.runs));

@@ -16,10 +16,10 @@ import { scriptArgs } from './script-args';
 const FLUSH_BYTES = 8 * MiB;
 
 const values = scriptArgs(__filename, {
-    dir: { type: 'string', default: 'bench-tmp' },
-    'size-mib': { type: 'string', default: '1024' },
-    runs: { type: 'string', default: '3' },
-  });
+  dir: { type: 'string', default: 'bench-tmp' },
+  'size-mib': { type: 'string', default: '1024' },
+  runs: { type: 'string', default: '3' },
+});
 const dir = resolve(values.dir);
 const totalBytes = Number(values['size-mib']) * MiB;
 const runs = Math.max(1, Number(values.runs));

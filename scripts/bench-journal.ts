@@ -19,12 +19,12 @@ import { statfs } from '../src/native';
 import { scriptArgs } from './script-args';
 
 const values = scriptArgs(__filename, {
-    dir: { type: 'string', default: 'bench-tmp' },
-    runs: { type: 'string', default: '3' },
-    'sustain-seconds': { type: 'string', default: '60' },
-    quick: { type: 'boolean', default: false },
-    only: { type: 'string' },
-  });
+  dir: { type: 'string', default: 'bench-tmp' },
+  runs: { type: 'string', default: '3' },
+  'sustain-seconds': { type: 'string', default: '60' },
+  quick: { type: 'boolean', default: false },
+  only: { type: 'string' },
+});
 const dir = resolve(values.dir);
 const runs = Math.max(1, Number(values.runs));
 const quick = values.quick;

@@ -25,17 +25,17 @@ type Fault = (typeof FAULTS)[number];
 const MiB = 1024 * 1024;
 
 const values = scriptArgs(__filename, {
-    duration: { type: 'string', default: '10m' },
-    pairs: { type: 'string', default: '4' },
-    workload: { type: 'string', default: 'mixed' },
-    faults: { type: 'string', default: 'all' },
-    seed: { type: 'string', default: '1' },
-    rate: { type: 'string', default: '8M' },
-    'verify-every': { type: 'string', default: '60' },
-    'fault-every': { type: 'string', default: '15' },
-    dir: { type: 'string', default: 'soak-tmp' },
-    keep: { type: 'boolean', default: false },
-  });
+  duration: { type: 'string', default: '10m' },
+  pairs: { type: 'string', default: '4' },
+  workload: { type: 'string', default: 'mixed' },
+  faults: { type: 'string', default: 'all' },
+  seed: { type: 'string', default: '1' },
+  rate: { type: 'string', default: '8M' },
+  'verify-every': { type: 'string', default: '60' },
+  'fault-every': { type: 'string', default: '15' },
+  dir: { type: 'string', default: 'soak-tmp' },
+  keep: { type: 'boolean', default: false },
+});
 
 function parseTime(s: string): number {
   const m = /^(\d+(?:\.\d+)?)(s|m|h)?$/.exec(s);
@@ -155,6 +155,7 @@ async function main_(): Promise<number> {
   await agent.start();
   log(`agent started (${init.configPath}); ${pairCount} pairs, workload ${workload}, faults ${faults.join(',') || 'none'}, seed ${seed}, ${durationS} s`);
 
+  let silences = 0;
   const sim = new Simulator({
     client: { url: `wss://127.0.0.1:${readFileSync(init.configPath, 'utf8').match(/port: (\d+)/)?.[1]}`, passphrase: Buffer.from(readFileSync(join(dir, 'passphrase'), 'utf8').trim()), processServerId: 'ps-soak', ca: readFileSync(init.certPath) },
     pairs: pairs.map((p) => ({ id: p.id, diskBytes: p.sizeBytes })),
@@ -169,7 +170,11 @@ async function main_(): Promise<number> {
     seed,
     messageBytes: 256 * 1024,
     reconnect: true,
-    log: (line) => log(`simulator: ${line}`),
+    log: (line) => {
+      // A live agent that leaves a request unanswered for 30 s has stalled: no fault here does that.
+      if (line.includes('no answer from the agent')) silences++;
+      log(`simulator: ${line}`);
+    },
   });
   const running = sim.run();
   let simDone = false;
@@ -413,7 +418,7 @@ async function main_(): Promise<number> {
   const third = Math.max(1, Math.floor(samples.length / 3));
   const avg = (xs: Sample[]): number => xs.reduce((n, s) => n + s.rss, 0) / Math.max(1, xs.length);
   const rssTrend = samples.length >= 3 ? (avg(samples.slice(-third)) - avg(samples.slice(0, third))) / MiB : 0;
-  const failed = checks.filter((c) => !c.ok).length + (lost > 0 ? 1 : 0) + (exit === 0 ? 0 : 1);
+  const failed = checks.filter((c) => !c.ok).length + (lost > 0 ? 1 : 0) + (exit === 0 ? 0 : 1) + (silences > 0 ? 1 : 0);
   const rows: string[][] = [
     ['measure', 'value'],
     ['duration', `${((Date.now() - t0) / 1000).toFixed(0)} s`],
@@ -428,6 +433,7 @@ async function main_(): Promise<number> {
     ['points verified', `${checks.length - checks.filter((c) => !c.ok).length} of ${checks.length}${skipped > 0 ? ` (${skipped} more pruned before they were rebuilt: refused, rightly)` : ''}`],
     ['acknowledged items lost', String(lost)],
     ['agent exit on SIGTERM', String(exit)],
+    ['agent silent for 30 s on a live connection', `${silences} times`],
     ['peak RSS', `${(Math.max(0, ...samples.map((s) => s.rss)) / MiB).toFixed(0)} MiB`],
     ['RSS trend (last third - first third)', `${rssTrend >= 0 ? '+' : ''}${rssTrend.toFixed(0)} MiB`],
     ['peak CPU', `${Math.max(0, ...samples.map((s) => s.cpu)).toFixed(0)} %`],
@@ -438,7 +444,7 @@ async function main_(): Promise<number> {
   process.stdout.write(`\n${table(rows)}\n\n`);
   for (const c of checks.filter((x) => !x.ok)) process.stdout.write(`FAILED ${c.pair} ${c.point} (seq ${c.seq}): ${c.error}\n`);
   if (!values.keep) rmSync(dir, { recursive: true, force: true });
-  const passedCount = checks.length - checks.filter((c) => !c.ok).length + (lost === 0 ? 1 : 0) + (exit === 0 ? 1 : 0);
+  const passedCount = checks.length - checks.filter((c) => !c.ok).length + (lost === 0 ? 1 : 0) + (exit === 0 ? 1 : 0) + (silences === 0 ? 1 : 0);
   process.stdout.write(`soak: ${passedCount} passed, ${failed} failed\n`);
   return failed === 0 ? 0 : 1;
 }
