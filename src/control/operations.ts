@@ -126,6 +126,8 @@ export interface PointsReport {
   pair: string;
   oldest: { seq: number; time: string | null };
   latest: { seq: number; time: string | null };
+  /** Items durable but not on the target while applying is paused: not recoverable until it resumes. */
+  notApplied: { fromSeq: number; toSeq: number; reason: string } | null;
   resyncWindows: Array<{ startSeq: number; startTime: string | null; endSeq: number | null; endTime: string | null }>;
   tags: Array<{ seq: number; time: string | null; kind: string; name: string; group: string | null }>;
 }
@@ -138,6 +140,7 @@ export async function points(ctx: AgentContext, pairId: string): Promise<PointsR
     pair: pairId,
     oldest: { seq: t.oldest.seq, time: isoTime(await timeOf(t, t.oldest.seq)) },
     latest: { seq: t.latestSeq, time: isoTime(await timeOf(t, t.latestSeq)) },
+    notApplied: t.applyPausedBy !== null && t.durableSeq > t.latestSeq ? { fromSeq: t.latestSeq + 1, toSeq: t.durableSeq, reason: t.applyPausedBy } : null,
     resyncWindows: t.windows.map((w) => ({ startSeq: w.startSeq, startTime: isoTime(w.startTime), endSeq: w.endSeq, endTime: isoTime(w.endTime) })),
     tags: t.tags.map((x) => ({ seq: x.seq, time: isoTime(x.time), kind: x.kind, name: x.name, group: x.group })),
   };

@@ -101,6 +101,16 @@ describe.runIf(canMountScratchVolumes())('a retention volume that fills up', () 
       expect(full.pairs[0]).toMatchObject({ pair: 'p', state: 'error', durableSeq: ackedWhenFull });
       expect(full.pairs[0]?.lastError).toMatch(/retention volume has \d+ of \d+ bytes free and no history left to drop/);
       expect(daemon.output).toMatch(/"code":"retention-full"/);
+      // Applying paused too (no room for the next undo segment): what is not on the target is named, not waited for.
+      const applied = full.pairs[0]?.appliedSeq ?? 0;
+      expect(applied).toBeLessThan(ackedWhenFull);
+      const pts = await cli(['points', 'p', '--config', configPath, '--json']);
+      expect(JSON.parse(pts.stdout)).toMatchObject({ latest: { seq: applied }, notApplied: { fromSeq: applied + 1, toSeq: ackedWhenFull, reason: expect.stringMatching(/retention volume/) } });
+      const refusedAt = Date.now();
+      const latest = await cli(['recover', 'p', '--at', 'latest', '--out', join(root, 'latest.img'), '--config', configPath]);
+      expect(latest.code).toBe(1);
+      expect(latest.stderr).toMatch(new RegExp(`latest \\(seq ${ackedWhenFull}\\) of p is durable but not on the target yet, and applying is paused`));
+      expect(Date.now() - refusedAt).toBeLessThan(10_000);
 
       // Room again: the stream goes on where it stopped and the applier catches up.
       rmSync(filler);
