@@ -147,7 +147,7 @@ export interface PairHistory {
   undo: UndoLog;
   /** The newest durable item: past targetSeq while the applier has not caught up. */
   durableSeq: number;
-  /** Why applying is paused (the target failed, the volume is full), or null while it goes on. */
+  /** Why applying stopped (the target failed, the volume is full), until it has caught up again; null while it goes on. */
   applyPausedBy: string | null;
 }
 
@@ -1084,8 +1084,11 @@ export class Engine {
       oldest: pair.oldest,
       undo: pair.undo,
       durableSeq: failedOver ? (pair.failoverSeq as number) : pair.durableSeq,
-      // A pair about to resume (wantsResume) is not paused in this sense: it catches up on its own.
-      applyPausedBy: pair.paused && !pair.wantsResume && pair.failover === null ? (pair.alert ?? pair.lastError ?? 'applying is paused') : null,
+      // lastError, not paused: a paused pair is retried every targetRetryMs, and
+      // is unpaused while each retry catches up, but the error stands until one
+      // has caught up (onResumed). A wait on `paused` could start inside a retry
+      // that fails, and wait its whole timeout.
+      applyPausedBy: pair.failover === null && pair.config !== null ? pair.lastError : null,
     };
   }
 

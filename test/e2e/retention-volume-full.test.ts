@@ -77,7 +77,7 @@ describe.runIf(canMountScratchVolumes())('a retention volume that fills up', () 
         seed: 3,
         messageBytes: 256 * 1024,
         reconnect: true,
-        log: (line) => said.push(`${Date.now()} ${line}`),
+        log: (line) => said.push(line),
       });
       const running = sim.run();
       const pair = sim.pairs.get('p');
