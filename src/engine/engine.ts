@@ -98,6 +98,12 @@ interface PairRuntime extends ApplierPair {
   /** Durable write bytes not yet applied. */
   lagBytes: number;
   rate: { since: number; bytes: number; perSecond: number };
+  /**
+   * Tags and resync markers applied but not yet in the catalog: its last
+   * write failed (a full dataDir). Kept until a write takes them, so points
+   * are not refused for want of them while the daemon runs.
+   */
+  unrecordedMarkers: StreamItem[];
 }
 
 /** A pair failed over, or being failed over, takes no opens and no items until it is committed. */
@@ -495,6 +501,7 @@ export class Engine {
       failingOver: false,
       lagBytes: 0,
       rate: { since: Date.now(), bytes: 0, perSecond: 0 },
+      unrecordedMarkers: [],
     };
     if (pair.failover !== null) pair.paused = true;
     this.pairs.set(pairId, pair);
@@ -684,20 +691,13 @@ export class Engine {
     pair.lagBytes = Math.max(0, pair.lagBytes - result.itemBytes);
     this.bytesApplied += result.itemBytes;
     this.undoBytesWritten += result.undoBytes;
-    const seg = pair.undo.segments();
-    this.catalog.transaction(() => {
-      this.catalog.updatePair(pair.pairId, { appliedSeq: result.appliedSeq, durableSeq: pair.durableSeq });
-      // Segments this step touched: the active one, and the one before if it just rolled.
-      for (const s of seg.slice(-2)) this.catalog.upsertSegment({ pairId: pair.pairId, ...s });
-      for (const m of result.markers) {
-        if (m.kind === 'tag') this.catalog.addTag({ pairId: pair.pairId, seq: m.seq, time: m.time, kind: m.tagKind, name: m.name, group: m.group });
-        else if (m.kind === 'resync-start') this.catalog.startResync(pair.pairId, m.seq, m.time);
-        else if (m.kind === 'resync-end') {
-          this.catalog.endResync(pair.pairId, m.seq, m.time);
-          this.catalog.updatePair(pair.pairId, { needsResync: false });
-        }
-      }
-    });
+    pair.unrecordedMarkers.push(...result.markers);
+    let failure: unknown = null;
+    try {
+      this.recordApplied(pair);
+    } catch (err) {
+      failure = err;
+    }
     if (pair.lagBytes <= this.opt('maxApplyLagBytes')) this.wakeLagWaiters(pair.pairId);
     for (const w of this.appliedWaiters) {
       if (w.pairId === pair.pairId && pair.appliedSeq >= w.seq) {
@@ -705,6 +705,42 @@ export class Engine {
         w.resolve();
       }
     }
+    // Thrown on to the applier, which pauses the pair; the step itself is on
+    // the target and its before-images durable, so nothing is re-applied.
+    if (failure !== null) throw failure;
+  }
+
+  /**
+   * Writes what the applier did to the catalog: the applied seq, the undo
+   * segments it touched, and every tag and resync marker not recorded yet.
+   * The catalog is an index: after a crash start-up rebuilds it from the logs,
+   * and a failed write here loses nothing but is retried.
+   */
+  private recordApplied(pair: PairRuntime): void {
+    const seg = pair.undo.segments();
+    const markers = pair.unrecordedMarkers;
+    try {
+      this.catalog.transaction(() => {
+        this.catalog.updatePair(pair.pairId, { appliedSeq: pair.appliedSeq, durableSeq: pair.durableSeq });
+        // Segments this step touched: the active one, and the one before if it just rolled.
+        for (const s of seg.slice(-2)) this.catalog.upsertSegment({ pairId: pair.pairId, ...s });
+        for (const m of markers) {
+          if (m.kind === 'tag') this.catalog.addTag({ pairId: pair.pairId, seq: m.seq, time: m.time, kind: m.tagKind, name: m.name, group: m.group });
+          else if (m.kind === 'resync-start') this.catalog.startResync(pair.pairId, m.seq, m.time);
+          else if (m.kind === 'resync-end') {
+            this.catalog.endResync(pair.pairId, m.seq, m.time);
+            this.catalog.updatePair(pair.pairId, { needsResync: false });
+          }
+        }
+      });
+    } catch (err) {
+      throw new MtagentError(
+        'catalog-write-failed',
+        `the catalog in ${this.options.dataDir} could not be written (${err instanceof Error ? err.message : String(err)}); applying resumes once it can`,
+        { cause: err },
+      );
+    }
+    pair.unrecordedMarkers = [];
   }
 
   /** Installed as the process's foregroundIo.giveWayWhen while this engine is open. */
@@ -790,6 +826,16 @@ export class Engine {
   }
 
   private onResumed(pair: PairRuntime): void {
+    // Markers a failed catalog write left must be recorded before the pair counts as resumed.
+    if (pair.unrecordedMarkers.length > 0) {
+      try {
+        this.recordApplied(pair);
+      } catch (err) {
+        pair.paused = true;
+        this.noteError(pair, err);
+        return;
+      }
+    }
     pair.lastError = null;
     this.log.info({ pair: pair.pairId, appliedSeq: pair.appliedSeq }, 'applying resumed');
   }
