@@ -305,6 +305,10 @@ export class Applier {
           this.appliedUpTo = cycleEnd;
           this.options.ingest.release(this.releasePosition());
         });
+        // Awaited in the next round; until then a failure (a volume gone
+        // read-only under the release) must not count as unhandled, which
+        // would end the process before the engine can stop on it.
+        stageB.catch(() => undefined);
       }
       await stageB;
       giveBack();

@@ -298,6 +298,7 @@ export class Engine {
         maxBatchBytes: this.opt('maxBatchBytes'),
         beforeAllocate: (bytes) => this.makeRoom(bytes, true),
         onBatch: (batch) => this.onDurable(batch),
+        onFailed: (err) => this.onFatal(err, 'the ingest log failed: nothing more can be made durable'),
         onIdle: () => this.applier?.poke(),
         stagingSource: staging,
       },
@@ -840,10 +841,10 @@ export class Engine {
     this.log.info({ pair: pair.pairId, appliedSeq: pair.appliedSeq }, 'applying resumed');
   }
 
-  private onFatal(err: unknown): void {
+  private onFatal(err: unknown, what = 'the applier stopped on an error it cannot pass'): void {
     if (this.fatal !== null) return;
     this.fatal = err;
-    this.log.fatal({ err }, 'the applier stopped on an error it cannot pass');
+    this.log.fatal({ err }, what);
     this.reportFatal(err);
   }
 

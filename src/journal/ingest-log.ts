@@ -36,6 +36,8 @@ export interface IngestLogOptions {
   stagingSource?: StagingSource;
   /** The log has nothing left to write. */
   onIdle?: () => void;
+  /** A write failed for good (an I/O error, a volume gone read-only): nothing more can be made durable. */
+  onFailed?: (err: unknown) => void;
 }
 
 interface Request {
@@ -227,7 +229,10 @@ export class IngestLog {
           const failed = new Set([...current.touched, ...(following?.touched ?? []), ...this.queue]);
           for (const r of failed) this.settle(r, failure);
           this.queue = [];
-          if (!(failure instanceof MtagentError && failure.code === 'retention-full')) this.failure = failure;
+          if (!(failure instanceof MtagentError && failure.code === 'retention-full')) {
+            this.failure = failure;
+            this.options.onFailed?.(failure);
+          }
           break;
         }
         current = following ?? this.prepare();

@@ -1,7 +1,7 @@
 // Real block devices and filesystems for tests, where this machine lets us
 // make them (root, /dev/loop*, mkfs.ext4): a loop device over a sparse file,
 // and a small ext4 volume mounted on one, which can really fill up.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,4 +104,67 @@ export function canMountScratchVolumes(): boolean {
   } catch {
     return false;
   }
+}
+
+export interface ThinVolume extends ScratchVolume {
+  /** Gives the backing store `storeBytes` in all. */
+  grow(storeBytes: number): void;
+  /** Unmounts, repairs the filesystem (e2fsck -fy) and mounts it again, read-write. */
+  repair(): void;
+}
+
+/**
+ * An ext4 volume of `sizeBytes` whose blocks live in a tmpfs of `storeBytes`
+ * (a thin-provisioned disk): once the store is full, writes to the volume
+ * fail with I/O errors and ext4 goes read-only (errors=remount-ro), as on a
+ * datastore that ran out of space under a virtual disk.
+ */
+export function mountThinVolume(sizeBytes: number, storeBytes: number): ThinVolume {
+  const root = mkdtempSync(join(tmpdir(), 'mtagent-thin-'));
+  const store = join(root, 'store');
+  const path = join(root, 'mnt');
+  const backing = join(store, 'volume.img');
+  mkdirSync(store);
+  mkdirSync(path);
+  let storeMounted = false;
+  let device: string | null = null;
+  let mounted = false;
+  const remove = (): void => {
+    mountedVolumes.delete(remove);
+    if (mounted) unmount(path);
+    mounted = false;
+    if (device !== null) detachLoopDevice(device);
+    device = null;
+    if (storeMounted) unmount(store);
+    storeMounted = false;
+    rmSync(root, { recursive: true, force: true });
+  };
+  mountedVolumes.add(remove);
+  try {
+    quietly('mount', ['-t', 'tmpfs', '-o', `size=${storeBytes}`, 'tmpfs', store]);
+    storeMounted = true;
+    writeFileSync(backing, Buffer.alloc(0));
+    truncateSync(backing, sizeBytes);
+    quietly('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0', backing]);
+    device = attachLoopDevice(backing);
+    quietly('mount', ['-o', 'errors=remount-ro', device, path]);
+    mounted = true;
+  } catch (err) {
+    remove();
+    throw err;
+  }
+  return {
+    path,
+    remove,
+    grow: (bytes) => void quietly('mount', ['-o', `remount,size=${bytes}`, store]),
+    repair: () => {
+      unmount(path);
+      mounted = false;
+      // 0: clean, 1: errors corrected; anything else is a failed repair.
+      const fsck = spawnSync('e2fsck', ['-fy', device as string], { encoding: 'utf8' });
+      if (fsck.status !== 0 && fsck.status !== 1) throw new Error(`e2fsck exited ${fsck.status}: ${fsck.stdout}${fsck.stderr}`);
+      quietly('mount', ['-o', 'errors=remount-ro', device as string, path]);
+      mounted = true;
+    },
+  };
 }
