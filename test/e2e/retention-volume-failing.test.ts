@@ -3,7 +3,7 @@
 // one cannot be mounted). Writes fail with I/O errors and ext4 goes
 // read-only. The agent must stop on it, not refuse streams for ever, and once
 // the disk is repaired every item it acknowledged must be there.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -26,10 +26,7 @@ describe.runIf(canMountScratchVolumes())('a retention volume that fails', () => 
     try {
       const root = mkdtempSync(join(tmpdir(), 'mtagent-failing-'));
       roots.push(root);
-      const configPath = await makeInstallation(root, [{ id: 'p', sizeBytes: DISK }]);
-      const retention = join(volume.path, 'retention');
-      mkdirSync(retention);
-      writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('retention: { path: retention,', `retention: { path: ${retention},`));
+      const configPath = await makeInstallation(root, [{ id: 'p', sizeBytes: DISK }], { retentionPath: join(volume.path, 'retention') });
       const tuning = { MTAGENT_TUNING: JSON.stringify({ ingestSegmentBytes: 8 * MiB, undoSegmentBytes: 8 * MiB, cycleBytes: MiB, reserveBytes: 8 * MiB }) };
       const daemon = new RunningDaemon(configPath);
       await daemon.start(tuning);

@@ -6,7 +6,7 @@
 // room is freed. Shortening history for space is tested in
 // test/unit/retention/pruning.test.ts.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -53,10 +53,7 @@ describe.runIf(canMountScratchVolumes())('a retention volume that fills up', () 
     try {
       const root = mkdtempSync(join(tmpdir(), 'mtagent-full-'));
       roots.push(root);
-      const configPath = await makeInstallation(root, [{ id: 'p', sizeBytes: DISK }]);
-      const retention = join(volume.path, 'retention');
-      mkdirSync(retention);
-      writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('retention: { path: retention,', `retention: { path: ${retention},`));
+      const configPath = await makeInstallation(root, [{ id: 'p', sizeBytes: DISK }], { retentionPath: join(volume.path, 'retention') });
       const daemon = new RunningDaemon(configPath);
       await daemon.start({
         MTAGENT_TUNING: JSON.stringify({ ingestSegmentBytes: 8 * MiB, undoSegmentBytes: 8 * MiB, cycleBytes: MiB, reserveBytes: 16 * MiB, spaceWaitMs: SPACE_WAIT_MS }),

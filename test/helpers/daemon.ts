@@ -2,7 +2,7 @@
 // installation in a temp folder, and talks to it as a process server would.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { initInstallation } from '../../src/config/init';
@@ -30,15 +30,22 @@ export interface TestPair {
   group?: string;
 }
 
-/** A fresh installation with the given pairs; returns its config path. */
-export async function makeInstallation(dir: string, pairs: TestPair[], extra = ''): Promise<string> {
+/**
+ * A fresh installation with the given pairs; returns its config path. With
+ * `retentionPath`, retention goes there (made if absent) instead of inside it.
+ */
+export async function makeInstallation(dir: string, pairs: TestPair[], options: { retentionPath?: string } = {}): Promise<string> {
   const port = await freePort();
   const r = initInstallation({ dir, port, metricsPort: null, samplePairs: false });
-  const text = readFileSync(r.configPath, 'utf8').replace(
+  let text = readFileSync(r.configPath, 'utf8').replace(
     'pairs: []',
     `pairs:\n${pairs.map((p) => `  - { id: ${p.id}, target: datastore/${p.id}.img, sizeBytes: ${p.sizeBytes}${p.group ? `, group: ${p.group}` : ''} }`).join('\n')}`,
   );
-  writeFileSync(r.configPath, text + extra);
+  if (options.retentionPath !== undefined) {
+    mkdirSync(options.retentionPath, { recursive: true });
+    text = text.replace('retention: { path: retention,', `retention: { path: ${options.retentionPath},`);
+  }
+  writeFileSync(r.configPath, text);
   return r.configPath;
 }
 

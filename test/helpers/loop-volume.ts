@@ -66,46 +66,6 @@ export interface ScratchVolume {
   remove(): void;
 }
 
-/** A fresh ext4 filesystem of `sizeBytes` on a loop device, mounted under the OS temp dir. */
-export function mountScratchVolume(sizeBytes: number): ScratchVolume {
-  const root = mkdtempSync(join(tmpdir(), 'mtagent-volume-'));
-  const backing = join(root, 'volume.img');
-  const path = join(root, 'mnt');
-  mkdirSync(path);
-  writeFileSync(backing, Buffer.alloc(0));
-  truncateSync(backing, sizeBytes);
-  let device: string | null = null;
-  let mounted = false;
-  const remove = (): void => {
-    mountedVolumes.delete(remove);
-    if (mounted) unmount(path);
-    mounted = false;
-    if (device !== null) detachLoopDevice(device);
-    device = null;
-    rmSync(root, { recursive: true, force: true });
-  };
-  mountedVolumes.add(remove);
-  try {
-    quietly('mkfs.ext4', ['-q', '-F', backing]);
-    device = attachLoopDevice(backing);
-    quietly('mount', [device, path]);
-    mounted = true;
-  } catch (err) {
-    remove();
-    throw err;
-  }
-  return { path, remove };
-}
-
-export function canMountScratchVolumes(): boolean {
-  try {
-    mountScratchVolume(16 * 1024 * 1024).remove();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export interface ThinVolume extends ScratchVolume {
   /** Gives the backing store `storeBytes` in all. */
   grow(storeBytes: number): void;
@@ -114,17 +74,16 @@ export interface ThinVolume extends ScratchVolume {
 }
 
 /**
- * An ext4 volume of `sizeBytes` whose blocks live in a tmpfs of `storeBytes`
- * (a thin-provisioned disk): once the store is full, writes to the volume
- * fail with I/O errors and ext4 goes read-only (errors=remount-ro), as on a
- * datastore that ran out of space under a virtual disk.
+ * An ext4 filesystem of `sizeBytes` on a loop device over a sparse file,
+ * mounted under the OS temp dir; with `storeBytes`, the file lives in a tmpfs
+ * of that size (thin-provisioned) and ext4 goes read-only on write errors.
  */
-export function mountThinVolume(sizeBytes: number, storeBytes: number): ThinVolume {
-  const root = mkdtempSync(join(tmpdir(), 'mtagent-thin-'));
+function mountExt4(sizeBytes: number, storeBytes: number | null): ThinVolume {
+  const root = mkdtempSync(join(tmpdir(), storeBytes === null ? 'mtagent-volume-' : 'mtagent-thin-'));
   const store = join(root, 'store');
   const path = join(root, 'mnt');
-  const backing = join(store, 'volume.img');
-  mkdirSync(store);
+  const backing = join(storeBytes === null ? root : store, 'volume.img');
+  const mountOptions = storeBytes === null ? [] : ['-o', 'errors=remount-ro'];
   mkdirSync(path);
   let storeMounted = false;
   let device: string | null = null;
@@ -141,13 +100,18 @@ export function mountThinVolume(sizeBytes: number, storeBytes: number): ThinVolu
   };
   mountedVolumes.add(remove);
   try {
-    quietly('mount', ['-t', 'tmpfs', '-o', `size=${storeBytes}`, 'tmpfs', store]);
-    storeMounted = true;
+    if (storeBytes !== null) {
+      mkdirSync(store);
+      quietly('mount', ['-t', 'tmpfs', '-o', `size=${storeBytes}`, 'tmpfs', store]);
+      storeMounted = true;
+    }
     writeFileSync(backing, Buffer.alloc(0));
     truncateSync(backing, sizeBytes);
-    quietly('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0', backing]);
+    // A thin volume has its inode tables and journal written now, so that only the agent's writes take the store.
+    const mkfsOptions = storeBytes === null ? [] : ['-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0'];
+    quietly('mkfs.ext4', ['-q', '-F', ...mkfsOptions, backing]);
     device = attachLoopDevice(backing);
-    quietly('mount', ['-o', 'errors=remount-ro', device, path]);
+    quietly('mount', [...mountOptions, device, path]);
     mounted = true;
   } catch (err) {
     remove();
@@ -163,8 +127,33 @@ export function mountThinVolume(sizeBytes: number, storeBytes: number): ThinVolu
       // 0: clean, 1: errors corrected; anything else is a failed repair.
       const fsck = spawnSync('e2fsck', ['-fy', device as string], { encoding: 'utf8' });
       if (fsck.status !== 0 && fsck.status !== 1) throw new Error(`e2fsck exited ${fsck.status}: ${fsck.stdout}${fsck.stderr}`);
-      quietly('mount', ['-o', 'errors=remount-ro', device as string, path]);
+      quietly('mount', [...mountOptions, device as string, path]);
       mounted = true;
     },
   };
+}
+
+/** A fresh ext4 filesystem of `sizeBytes` on a loop device, mounted under the OS temp dir. */
+export function mountScratchVolume(sizeBytes: number): ScratchVolume {
+  const { path, remove } = mountExt4(sizeBytes, null);
+  return { path, remove };
+}
+
+export function canMountScratchVolumes(): boolean {
+  try {
+    mountScratchVolume(16 * 1024 * 1024).remove();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An ext4 volume of `sizeBytes` whose blocks live in a tmpfs of `storeBytes`
+ * (a thin-provisioned disk): once the store is full, writes to the volume
+ * fail with I/O errors and ext4 goes read-only (errors=remount-ro), as on a
+ * datastore that ran out of space under a virtual disk.
+ */
+export function mountThinVolume(sizeBytes: number, storeBytes: number): ThinVolume {
+  return mountExt4(sizeBytes, storeBytes);
 }
