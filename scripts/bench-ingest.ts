@@ -9,7 +9,7 @@
 // limit, and the apply path limit (the disk doing the agent's I/O per byte
 // and nothing else), all measured in the same run.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { initInstallation } from '../src/config/init';
@@ -21,7 +21,6 @@ import { GiB, KiB, MB, MiB, formatBytes, median, table } from '../src/bench/stat
 import { Simulator, type SimulateReport } from '../src/simulator/simulator';
 import { callDaemon } from '../src/control/socket';
 import type { StatusReport } from '../src/control/operations';
-import { writeFileSync } from 'node:fs';
 import { scriptArgs } from './script-args';
 
 const values = scriptArgs(__filename, {

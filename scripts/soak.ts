@@ -14,7 +14,7 @@ import { initInstallation } from '../src/config/init';
 import { crc32c } from '../src/native';
 import { encodeRecords } from '../src/protocol/records';
 import { Simulator } from '../src/simulator/simulator';
-import { checkPoint, type PointCheck } from '../src/simulator/verify';
+import { checkPoint, oldestRetainedSeq, type PointCheck } from '../src/simulator/verify';
 import { rng, WORKLOADS, type WorkloadName } from '../src/simulator/workload';
 import { table } from '../src/text';
 import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
@@ -305,8 +305,7 @@ async function main_(): Promise<number> {
       const model = sim.model(p.id);
       const st = sim.pairs.get(p.id);
       if (!st || st.ackedSeq === 0) continue;
-      const info = await cliJson<{ oldest: { seq: number } }>(['points', p.id], init.configPath).catch(() => null);
-      const oldest = info?.oldest.seq ?? 0;
+      const oldest = await oldestRetainedSeq([process.execPath, main], init.configPath, p.id).catch(() => 0);
       const candidates: Array<{ point: string; seq: number }> = [];
       const acked = st.ackedSeq;
       // Only what is acked is promised; the newest acked point outside resync windows.
@@ -331,10 +330,10 @@ async function main_(): Promise<number> {
         const r = await checkPoint([process.execPath, main], init.configPath, model, c.point, c.seq);
         if (!r.ok && /(before|outside) the retained history/.test(r.error ?? '')) {
           // Refused because history shortened past it meanwhile: right, if it really is older than the oldest now.
-          const now = await cliJson<{ oldest: { seq: number } }>(['points', p.id], init.configPath).catch(() => null);
-          if (now && c.seq < now.oldest.seq) {
+          const now = await oldestRetainedSeq([process.execPath, main], init.configPath, p.id).catch(() => null);
+          if (now !== null && c.seq < now) {
             skipped++;
-            log(`verify ${p.id} ${c.point} (seq ${c.seq}): skipped, pruned meanwhile (oldest is now seq ${now.oldest.seq})`);
+            log(`verify ${p.id} ${c.point} (seq ${c.seq}): skipped, pruned meanwhile (oldest is now seq ${now})`);
             continue;
           }
         }
@@ -383,7 +382,7 @@ async function main_(): Promise<number> {
       return out;
     };
     // Only tags still inside each pair's retained history can be a group point.
-    const oldest = await Promise.all(models.map((m) => cliJson<{ oldest: { seq: number } }>(['points', m.pairId], init.configPath).then((r) => r.oldest.seq, () => 0)));
+    const oldest = await Promise.all(models.map((m) => oldestRetainedSeq([process.execPath, main], init.configPath, m.pairId).catch(() => 0)));
     const maps = models.map((m, i) => new Map([...tagsOf(m)].filter(([, seq]) => seq >= (oldest[i] ?? 0))));
     const common = [...(maps[0]?.keys() ?? [])].filter((g) => maps.every((m) => m.has(g)));
     if (common.length === 0) return [];
