@@ -49,7 +49,7 @@ export interface ConnectionOptions {
   maxInflightBytes: number;
   onAuthenticated: (conn: ReplicationConnection) => void;
   onClosed: (conn: ReplicationConnection) => void;
-  /** Items of a pair became durable: their write bytes, and how long since they were handed over. */
+  /** Items of a pair are durable and acknowledged: their write payload bytes, and the seconds from their message's arrival to the ack. */
   onDurable?: (pairId: string, bytes: number, seconds: number) => void;
 }
 
@@ -73,7 +73,15 @@ export interface StreamSession {
   gated: boolean;
   /** target-unavailable was said on this stream and the target has not come back since. */
   toldTargetGone: boolean;
-  backlog: StreamItem[][];
+  backlog: Array<{ items: StreamItem[]; arrived: number }>;
+}
+
+/** Items made durable whose acknowledgement is not sent yet: the latency metric is taken when it is. */
+interface DurableUnacked {
+  pairId: string;
+  bytes: number;
+  /** performance.now() when the message holding them arrived. */
+  arrived: number;
 }
 
 export class ReplicationConnection {
@@ -95,6 +103,7 @@ export class ReplicationConnection {
   private paused = false;
   private ackScheduled = false;
   private ackTimer: NodeJS.Timeout | null = null;
+  private durableUnacked: DurableUnacked[] = [];
   /** Messages are handled one at a time, in order; opens and closes may wait inside. */
   private chain: Promise<void> = Promise.resolve();
 
@@ -113,6 +122,7 @@ export class ReplicationConnection {
     this.send({ type: 'challenge', protocol: PROTOCOL_VERSION, agentId: this.o.agentId, nonce: this.nonce });
     this.helloTimer = setTimeout(() => this.closeWith(CloseCode.helloTimeout, 'no hello within 10 s'), this.o.helloTimeoutMs);
     this.ws.on('message', (data, isBinary) => {
+      const arrived = performance.now();
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       // Taken now: a message whose appends settle at once (all its items
       // dropped) is released, and reads as empty, before this chain step ends.
@@ -121,7 +131,7 @@ export class ReplicationConnection {
       this.queuedBytes += bytes;
       this.updatePause();
       this.chain = this.chain
-        .then(() => this.onMessage(buf, isBinary))
+        .then(() => this.onMessage(buf, isBinary, arrived))
         .catch((err: unknown) => this.fail(err))
         .finally(() => {
           this.queuedBytes -= bytes;
@@ -136,19 +146,19 @@ export class ReplicationConnection {
 
   // ---- messages -----------------------------------------------------------
 
-  private async onMessage(data: Buffer, isBinary: boolean): Promise<void> {
+  private async onMessage(data: Buffer, isBinary: boolean, arrived: number): Promise<void> {
     if (this.state === 'closed') return;
     if (this.state === 'challenge') {
       await this.onHandshakeMessage(data, isBinary);
       return;
     }
     if (isBinary) {
-      const appends = this.onRecords(parseRecords(data));
+      const appends = this.onRecords(parseRecords(data), arrived);
       if (appends !== null && data.length >= RELEASE_MESSAGE_BYTES) void Promise.allSettled(appends).then(() => releaseBuffer(data));
       return;
     }
     const msg = parseClientMessage(data.toString('utf8'));
-    await this.onControl(msg);
+    await this.onControl(msg, arrived);
   }
 
   private async onHandshakeMessage(data: Buffer, isBinary: boolean): Promise<void> {
@@ -183,7 +193,7 @@ export class ReplicationConnection {
     this.o.onAuthenticated(this);
   }
 
-  private async onControl(msg: ClientMessage): Promise<void> {
+  private async onControl(msg: ClientMessage, arrived: number): Promise<void> {
     switch (msg.type) {
       case 'hello':
         throw new ProtocolError('malformed', 'hello after the handshake');
@@ -194,7 +204,7 @@ export class ReplicationConnection {
       case 'tick':
       case 'resync-start':
       case 'resync-end':
-        this.onControlItem(msg);
+        this.onControlItem(msg, arrived);
         return;
       case 'checksums':
         this.onChecksums(msg);
@@ -254,7 +264,7 @@ export class ReplicationConnection {
   }
 
   /** Hands a message's records over; returns the appends made, or null if some items wait in a stream's backlog. */
-  private onRecords(records: readonly WireRecord[]): Promise<void>[] | null {
+  private onRecords(records: readonly WireRecord[], arrived: number): Promise<void>[] | null {
     // Every record's stream is checked before anything is handed over: an unknown stream makes the whole message malformed.
     for (const r of records) this.streamFor(r.stream, r.seq);
     const byStream = new Map<StreamSession, WireRecord[]>();
@@ -285,7 +295,7 @@ export class ReplicationConnection {
         // recordProblem has checked the payload against its crc32c.
         items.push({ kind: 'write', seq: r.seq, time: r.time, offset: r.offset, data: r.payload, resync: (r.flags & WIRE_FLAG_RESYNC) !== 0, crc32c: r.crc32c });
       }
-      const appended = this.submit(st, items);
+      const appended = this.submit(st, items, arrived);
       if (appended !== null) appends.push(appended);
       else if (items.length > 0) held = true;
       if (refusal) this.endStream(st, refusal);
@@ -293,7 +303,7 @@ export class ReplicationConnection {
     return held ? null : appends;
   }
 
-  private onControlItem(msg: ControlItemMessage): void {
+  private onControlItem(msg: ControlItemMessage, arrived: number): void {
     const st = this.streamFor(msg.stream, msg.seq);
     if (st === null || msg.seq <= st.openDurableSeq) return;
     if (msg.seq !== st.lastSeq + 1) {
@@ -305,28 +315,33 @@ export class ReplicationConnection {
       msg.type === 'tag'
         ? { kind: 'tag', seq: msg.seq, time: msg.time, tagKind: msg.kind, name: msg.name, group: msg.group ?? null }
         : { kind: msg.type, seq: msg.seq, time: msg.time };
-    this.submit(st, [item]);
+    this.submit(st, [item], arrived);
   }
 
   /** Hands items to the engine (the ack follows durability); returns the append, or null if there was none yet. */
-  private submit(st: StreamSession, items: StreamItem[]): Promise<void> | null {
+  private submit(st: StreamSession, items: StreamItem[], arrived: number): Promise<void> | null {
     if (items.length === 0) return null;
     if (st.gated) {
-      st.backlog.push(items);
+      st.backlog.push({ items, arrived });
       return null;
     }
-    let bytes = 0;
-    for (const it of items) bytes += it.kind === 'write' ? it.data.length : 64;
+    let payloadBytes = 0;
+    let controlItems = 0;
+    for (const it of items) {
+      if (it.kind === 'write') payloadBytes += it.data.length;
+      else controlItems++;
+    }
+    // A control item counts against the window as a little payload, so a flood of them is bounded too.
+    const bytes = payloadBytes + 64 * controlItems;
     this.inflightBytes += bytes;
     this.updatePause();
-    const handedOver = performance.now();
     const p: Promise<void> = this.o.engine
       .append(st.pairId, items, st.session)
       .then((durable) => {
         if (durable > st.durableSeq) st.durableSeq = durable;
+        this.durableUnacked.push({ pairId: st.pairId, bytes: payloadBytes, arrived });
         this.scheduleAck();
         this.tellTargetState(st);
-        this.o.onDurable?.(st.pairId, bytes, (performance.now() - handedOver) / 1000);
       })
       .catch((err: unknown) => this.onAppendError(st, err))
       .finally(() => {
@@ -414,7 +429,7 @@ export class ReplicationConnection {
         st.gated = false;
         const backlog = st.backlog;
         st.backlog = [];
-        for (const items of backlog) this.submit(st, items);
+        for (const b of backlog) this.submit(st, b.items, b.arrived);
       }
     })();
   }
@@ -445,12 +460,17 @@ export class ReplicationConnection {
   }
 
   private flushAcks(): void {
-    if (this.state !== 'ready') return;
-    for (const st of this.streams.values()) {
-      if (st.ended || st.durableSeq <= st.ackedSeq) continue;
-      st.ackedSeq = st.durableSeq;
-      this.send({ type: 'ack', stream: st.id, durableSeq: st.durableSeq });
+    if (this.state === 'ready') {
+      for (const st of this.streams.values()) {
+        if (st.ended || st.durableSeq <= st.ackedSeq) continue;
+        st.ackedSeq = st.durableSeq;
+        this.send({ type: 'ack', stream: st.id, durableSeq: st.durableSeq });
+      }
     }
+    // From arrival to the ack handed to the socket: what the agent held the items for.
+    const now = performance.now();
+    for (const d of this.durableUnacked) this.o.onDurable?.(d.pairId, d.bytes, (now - d.arrived) / 1000);
+    this.durableUnacked = [];
   }
 
   // ---- endings ------------------------------------------------------------

@@ -119,10 +119,13 @@ describe('heartbeat', () => {
       });
       expect(failing.heartbeat.lastError).toContain('HTTP 503');
       c.sendRecords([{ stream: o.stream, seq: 2, offset: 4096, time: Date.now() * 1000, data: Buffer.alloc(4096, 2) }]);
-      await c.next((m) => m.type === 'ack' && m.durableSeq >= 2);
+      // A tag is an item but no write payload: the byte counter leaves it out.
+      c.sendJson({ type: 'tag', stream: o.stream, seq: 3, time: Date.now() * 1000, kind: 'app', name: 'm1' });
+      await c.next((m) => m.type === 'ack' && m.durableSeq >= 3);
       const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       expect(metrics).toMatch(/mtagent_heartbeat_failures_total [1-9]/);
-      expect(metrics).toContain('mtagent_pair_durable_seq{pair="h1"} 2');
+      expect(metrics).toContain('mtagent_pair_durable_seq{pair="h1"} 3');
+      expect(metrics).toContain('mtagent_ingested_bytes_total{pair="h1"} 8192\n');
       expect(metrics).toMatch(/mtagent_pair_apply_lag_bytes\{pair="h1"\} (0|4096)\n/);
       expect(metrics).toMatch(/mtagent_ack_latency_seconds_count [1-9]/);
       expect(metrics).toContain('mtagent_retention_capacity_bytes');
