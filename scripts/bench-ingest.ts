@@ -1,5 +1,5 @@
 // npm run bench:ingest [-- --seconds 8 --runs 1 --quick --case 64k:1 --fresh-targets
-//                        --targets-dir DIR --profile DIR --dir bench-tmp]
+//                        --targets-dir DIR --profile DIR --pin --dir bench-tmp]
 //
 // The simulator against the real daemon over TLS on loopback: acked MB/s,
 // the applied rate (acked bytes over the run and the targets' catch-up after
@@ -7,8 +7,11 @@
 // client, a server that only parses and acks; at half load also one that
 // flushes each message first), the raw O_DIRECT append
 // limit, and the apply path limit (the disk doing the agent's I/O per byte
-// and nothing else), all measured in the same run.
-import { spawn, type ChildProcess } from 'node:child_process';
+// and nothing else), all measured in the same run. At half load it also gives
+// how long each server held a message: from its arrival to the ack handed to
+// the socket (the agent's ack latency histogram; the sinks count the same
+// buckets), which leaves out the client and the transport.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,7 +20,8 @@ import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
 import { BlockFile, alignedBuffer } from '../src/native';
 import { measureApplyPathLimit, prewritten } from '../src/bench/apply-path-limit';
 import { measureRawAppend } from '../src/bench/raw-append';
-import { GiB, KiB, MB, MiB, formatBytes, median, table } from '../src/bench/stats';
+import { GiB, KiB, MB, MiB, formatBytes, histogramQuantile, median, table } from '../src/bench/stats';
+import { ACK_LATENCY_BUCKETS } from '../src/metrics/server';
 import { Simulator, type SimulateReport } from '../src/simulator/simulator';
 import { callDaemon } from '../src/control/socket';
 import type { StatusReport } from '../src/control/operations';
@@ -37,12 +41,18 @@ const values = scriptArgs(__filename, {
   profile: { type: 'string' },
   // Runs one case only, e.g. --case 64k:1 (writes:pairs), and no half-load run.
   case: { type: 'string' },
+  // The client (this process) on CPU 0, the daemon or sink on CPU 1 (taskset):
+  // shows what sharing both cores costs each side. Two cores or more.
+  pin: { type: 'boolean', default: false },
 });
 const dir = resolve(values.dir);
 const seconds = Number(values.seconds);
 const runs = Math.max(1, Number(values.runs));
 const main = join(__dirname, '..', 'src', 'cli', 'main.js');
 const sinkScript = join(__dirname, 'bench-sink.js');
+/** The command that starts a server: on CPU 1 with --pin. */
+const serverCommand = (args: string[]): [string, string[]] => (values.pin ? ['taskset', ['-c', '1', process.execPath, ...args]] : [process.execPath, args]);
+if (values.pin) execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
 
 function waitFor(proc: ChildProcess, text: string): Promise<void> {
   return new Promise((res, rej) => {
@@ -79,9 +89,31 @@ interface Outcome {
   p99All: number;
   cpuPct: number;
   hwm: number;
+  /** From a message's arrival at the server to its ack handed to the socket, after the first second (ms; NaN: not measured). */
+  heldP50: number;
+  heldP99: number;
 }
 
-function outcome(r: SimulateReport, before: { cpu: number }, after: { cpu: number; hwm: number }, catchUpSeconds = 0): Outcome {
+/** Messages per ack latency bucket (ACK_LATENCY_BUCKETS, and one above them). */
+type HeldCounts = number[];
+
+function heldQuantiles(counts: HeldCounts | null): { heldP50: number; heldP99: number } {
+  if (counts === null) return { heldP50: Number.NaN, heldP99: Number.NaN };
+  return { heldP50: 1000 * histogramQuantile(ACK_LATENCY_BUCKETS, counts, 0.5), heldP99: 1000 * histogramQuantile(ACK_LATENCY_BUCKETS, counts, 0.99) };
+}
+
+/** The daemon's ack latency histogram, per bucket, from its /metrics. */
+async function scrapeHeld(metricsPort: number): Promise<HeldCounts> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const cumulative = [...ACK_LATENCY_BUCKETS.map(String), '+Inf'].map((le) => {
+    const m = new RegExp(`^mtagent_ack_latency_seconds_bucket\\{le="${le.replace('+', '\\+')}"\\} (\\d+)$`, 'm').exec(text);
+    if (!m) throw new Error(`no bucket le=${le} in the daemon's metrics`);
+    return Number(m[1]);
+  });
+  return cumulative.map((c, i) => c - (i === 0 ? 0 : (cumulative[i - 1] as number)));
+}
+
+function outcome(r: SimulateReport, before: { cpu: number }, after: { cpu: number; hwm: number }, catchUpSeconds = 0, held: HeldCounts | null = null): Outcome {
   const steady = r.steadyAckLatencyMs;
   return {
     mbps: r.bytesAcked / r.seconds / MB,
@@ -91,6 +123,7 @@ function outcome(r: SimulateReport, before: { cpu: number }, after: { cpu: numbe
     p99All: r.ackLatencyMs.p99,
     cpuPct: (100 * (after.cpu - before.cpu)) / r.seconds,
     hwm: after.hwm,
+    ...heldQuantiles(held),
   };
 }
 
@@ -158,15 +191,20 @@ async function againstDaemon(pairs: number, io: number, rate: number | null): Pr
   const root = join(dir, 'install');
   rmSync(root, { recursive: true, force: true });
   const port = 19000 + Math.floor(Math.random() * 500);
-  const init = initInstallation({ dir: root, port, metricsPort: null, samplePairs: false });
+  // At a set rate (half load) the daemon's histogram gives how long it held each message.
+  const metricsPort = rate === null ? null : port + 1000;
+  const init = initInstallation({ dir: root, port, metricsPort, samplePairs: false });
   for (let i = 0; i < pairs; i++) await prepareTarget(targetPath(i));
   writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${Array.from({ length: pairs }, (_, i) => `  - { id: b${i}, target: ${targetPath(i)}, sizeBytes: ${GiB} }`).join('\n')}`));
   const profile = values.profile ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.profile)] : [];
-  const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...profile, main, 'run', '--config', init.configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(...serverCommand([...DAEMON_NODE_FLAGS, ...profile, main, 'run', '--config', init.configPath]), { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitFor(proc, '"mtagent running"');
   const before = procStats(proc.pid as number);
   const passphrase = Buffer.from(readFileSync(join(root, 'passphrase'), 'utf8').trim());
+  const warm = metricsPort === null ? null : new Promise<HeldCounts>((res, rej) => setTimeout(() => scrapeHeld(metricsPort).then(res, rej), 1000));
+  warm?.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
   const r = await simulate(`wss://127.0.0.1:${port}`, readFileSync(init.certPath), passphrase, pairs, io, rate);
+  const held = warm === null ? null : subtract(await scrapeHeld(metricsPort as number), await warm);
   const cpuAfter = procStats(proc.pid as number).cpu;
   const catchUp = await catchUpSeconds(join(root, 'data'));
   // The peak includes the catch-up: applying flat out once the client stops is part of the agent's work.
@@ -176,7 +214,27 @@ async function againstDaemon(pairs: number, io: number, rate: number | null): Pr
   await exited;
   rmSync(root, { recursive: true, force: true });
   if (freshTargets) for (let i = 0; i < pairs; i++) rmSync(targetPath(i), { force: true });
-  return outcome(r, before, after, catchUp);
+  return outcome(r, before, after, catchUp, held);
+}
+
+function subtract(a: HeldCounts, b: HeldCounts): HeldCounts {
+  return a.map((x, i) => x - (b[i] ?? 0));
+}
+
+/** The sink's count of how long it held each message since the last SIGUSR2 (it prints it on SIGUSR1). */
+function sinkHeld(proc: ChildProcess): Promise<HeldCounts> {
+  return new Promise((res) => {
+    let out = '';
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      const m = /held (\[[\d,]*\])\n/.exec(out);
+      if (!m) return;
+      proc.stdout?.off('data', onData);
+      res(JSON.parse(m[1] as string) as HeldCounts);
+    };
+    proc.stdout?.on('data', onData);
+    proc.kill('SIGUSR1');
+  });
 }
 
 /** The bare sink; `flushing`: the sink that makes each message durable in a file before it acks. */
@@ -188,14 +246,17 @@ async function againstSink(pairs: number, io: number, rate: number | null = null
   // Kept from run to run (removed with the bench's folder): deleting a file
   // of a gigabyte leaves the filesystem work that the next run would meet.
   const log = flushing ? [join(dir, 'flushing-sink.log')] : [];
-  const proc = spawn(process.execPath, [sinkScript, init.certPath, join(root, 'tls', 'agent.key'), String(port), ...log], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(...serverCommand([sinkScript, init.certPath, join(root, 'tls', 'agent.key'), String(port), ...log]), { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitFor(proc, 'sink ready');
   const before = procStats(proc.pid as number);
+  const warm = setTimeout(() => proc.kill('SIGUSR2'), 1000);
   const r = await simulate(`wss://127.0.0.1:${port}`, readFileSync(init.certPath), Buffer.from('x'), pairs, io, rate);
+  clearTimeout(warm);
+  const held = rate === null ? null : await sinkHeld(proc);
   const after = procStats(proc.pid as number);
   proc.kill('SIGKILL');
   rmSync(root, { recursive: true, force: true });
-  return outcome(r, before, after);
+  return outcome(r, before, after, 0, held);
 }
 
 /** One 1 MiB O_DIRECT write and fdatasync on the same filesystem, median of 20: the flush latency. */
@@ -275,7 +336,7 @@ async function mainBench(): Promise<void> {
     sinkHalves.push(await againstSink(1, 64 * KiB, (full.mbps * MB) / 2));
     halves.push(await againstDaemon(1, 64 * KiB, (full.mbps * MB) / 2));
   }
-  const p = (xs: Outcome[], k: 'p50' | 'p99' | 'p99All'): number => median(xs.map((x) => x[k]));
+  const p = (xs: Outcome[], k: 'p50' | 'p99' | 'p99All' | 'heldP50' | 'heldP99'): number => median(xs.map((x) => x[k]));
   console.log(`\nat half load (64 KiB writes, 1 pair, ${(full.mbps / 2).toFixed(0)} MB/s), items sent after the first second:`);
   console.log(`  agent ack p50 ${p(halves, 'p50').toFixed(2)} ms, p99 ${p(halves, 'p99').toFixed(2)} ms = ${(p(halves, 'p99') / flushMs).toFixed(1)} x the flush latency`);
   console.log(`  sink  ack p50 ${p(sinkHalves, 'p50').toFixed(2)} ms, p99 ${p(sinkHalves, 'p99').toFixed(2)} ms (transport and client alone)`);
@@ -283,6 +344,9 @@ async function mainBench(): Promise<void> {
     `  flushing sink  ack p50 ${p(flushingHalves, 'p50').toFixed(2)} ms, p99 ${p(flushingHalves, 'p99').toFixed(2)} ms = ${(p(flushingHalves, 'p99') / flushMs).toFixed(1)} x the flush latency (each message written and flushed before its ack, nothing else: the floor for acking only what is durable)`,
   );
   console.log(`  whole run, start-up included: agent p99 ${p(halves, 'p99All').toFixed(2)} ms, sink p99 ${p(sinkHalves, 'p99All').toFixed(2)} ms, flushing sink p99 ${p(flushingHalves, 'p99All').toFixed(2)} ms`);
+  console.log('  held by the server, from a message\'s arrival to its ack handed to the socket (no client, no transport; estimated from histogram buckets):');
+  const heldLine = (xs: Outcome[]): string => `p50 ${p(xs, 'heldP50').toFixed(2)} ms, p99 ${p(xs, 'heldP99').toFixed(2)} ms = ${(p(xs, 'heldP99') / flushMs).toFixed(1)} x the flush latency`;
+  console.log(`    agent ${heldLine(halves)}; flushing sink ${heldLine(flushingHalves)}; sink ${heldLine(sinkHalves)}`);
   const added = (base: Outcome[]): string => `${(p(halves, 'p99') - p(base, 'p99')).toFixed(2)} ms = ${((p(halves, 'p99') - p(base, 'p99')) / flushMs).toFixed(1)} x the flush latency`;
   console.log(`  added by the agent at p99: ${added(sinkHalves)} over the sink, ${added(flushingHalves)} over the flushing sink`);
   cleanUp();

@@ -9,8 +9,23 @@ import { WebSocketServer } from 'ws';
 import { MAX_MESSAGE_BYTES, REPLICATE_PATH, WINDOW_BYTES } from '../src/protocol/constants';
 import { parseRecords } from '../src/protocol/records';
 import { BlockFile, alignedBuffer } from '../src/native';
+import { ACK_LATENCY_BUCKETS } from '../src/metrics/server';
+import { bucketOf } from '../src/bench/stats';
 
 const [certPath, keyPath, portArg, flushPath] = process.argv.slice(2);
+
+// From a message's arrival to its acks handed to the socket, counted in the
+// agent's own ack latency buckets. SIGUSR2 starts the count again; SIGUSR1
+// prints it as one line, "held {counts}", for bench:ingest.
+let held = new Array<number>(ACK_LATENCY_BUCKETS.length + 1).fill(0);
+process.on('SIGUSR2', () => {
+  held = held.map(() => 0);
+});
+process.on('SIGUSR1', () => process.stdout.write(`held ${JSON.stringify(held)}\n`));
+function countHeld(arrived: number): void {
+  const b = bucketOf(ACK_LATENCY_BUCKETS, (performance.now() - arrived) / 1000);
+  held[b] = (held[b] as number) + 1;
+}
 
 /** Runs `ack` once `data` is durable in the file: one write and one flush for all that waits. */
 type Durable = (data: Buffer, ack: () => void) => void;
@@ -62,10 +77,12 @@ async function main(): Promise<void> {
     ws.send(JSON.stringify({ type: 'challenge', protocol: 1, agentId: 'sink', nonce: '0'.repeat(64) }));
     ws.on('message', (data, isBinary) => {
       if (isBinary) {
+        const arrived = performance.now();
         const last = new Map<number, number>();
         for (const r of parseRecords(data as Buffer)) last.set(r.stream, r.seq);
         durable(data as Buffer, () => {
           for (const [stream, seq] of last) ws.send(JSON.stringify({ type: 'ack', stream, durableSeq: seq }));
+          countHeld(arrived);
         });
         return;
       }
