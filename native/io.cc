@@ -219,7 +219,10 @@ uint64_t ArgMaxIo(const Napi::CallbackInfo& info, size_t i) {
   return v;
 }
 
-// pwritev(fd, buffers, offset, maxIoBytes?) -> bytes written (always the sum of the buffers)
+// pwritev(fd, buffers, offset, maxIoBytes?, datasync?) -> bytes written (always
+// the sum of the buffers). With datasync, fdatasync follows on the same pool
+// thread: the data is durable when the promise resolves, and no trip back to
+// the JS thread comes between the write and the flush.
 Napi::Value Pwritev(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
@@ -227,6 +230,7 @@ Napi::Value Pwritev(const Napi::CallbackInfo& info) {
   Napi::Array arr = info[1].As<Napi::Array>();
   uint64_t offset = ArgU64(info, 2, "offset");
   uint64_t maxIo = ArgMaxIo(info, 3);
+  bool datasync = info.Length() > 4 && info[4].ToBoolean();
   auto iov = std::make_shared<std::vector<iovec>>();
   iov->reserve(arr.Length());
   auto written = std::make_shared<uint64_t>(0);
@@ -239,12 +243,14 @@ Napi::Value Pwritev(const Napi::CallbackInfo& info) {
   }
   auto call = new IoCall(
       env, "mtagent.pwritev",
-      [fd, iov, offset, maxIo, written](SysError& err) {
-        if (iov->empty()) return;
-        bool direct = IsDirect(fd, err, "pwritev");
-        if (err.failed()) return;
-        if (direct && !CheckDirectAlignment(*iov, offset, err, "pwritev")) return;
-        WriteAll(fd, *iov, offset, maxIo, *written, err);
+      [fd, iov, offset, maxIo, datasync, written](SysError& err) {
+        if (!iov->empty()) {
+          bool direct = IsDirect(fd, err, "pwritev");
+          if (err.failed()) return;
+          if (direct && !CheckDirectAlignment(*iov, offset, err, "pwritev")) return;
+          if (!WriteAll(fd, *iov, offset, maxIo, *written, err)) return;
+        }
+        if (datasync && fdatasync(fd) != 0) err.set(errno, "fdatasync");
       },
       [written](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*written)); });
   for (auto& v : keep) call->Retain(v);

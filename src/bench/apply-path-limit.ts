@@ -64,8 +64,7 @@ export async function measureApplyPathLimit(dir: string, seconds: number): Promi
       // The next cycle arrives while this one is applied: its batches are written and flushed one by one.
       const arriving = (async () => {
         for (let b = 0; b < CYCLE_BYTES; b += BATCH_BYTES) {
-          await ingest.write(data.subarray(b, b + BATCH_BYTES), ingestAt + b);
-          await ingest.datasync();
+          await ingest.writeDurable(data.subarray(b, b + BATCH_BYTES), ingestAt + b);
         }
       })();
       // Stage A: before-images read and made durable; stage B of the previous cycle lands meanwhile.

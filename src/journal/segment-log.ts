@@ -480,8 +480,7 @@ export class SegmentLogWriter {
       if (enc.segment !== this.segment || this.file === null) await this.openSegment(enc.segment, enc.fileOffset);
       const file = this.file as BlockFile;
       const writeAndFlush = async (): Promise<void> => {
-        await file.write(enc.buffer.subarray(0, enc.bytes), enc.fileOffset);
-        await file.datasync();
+        await file.writeDurable(enc.buffer.subarray(0, enc.bytes), enc.fileOffset);
       };
       await (this.foreground ? foregroundIo.run(writeAndFlush) : writeAndFlush());
       this.position = enc.fileOffset + enc.bytes;

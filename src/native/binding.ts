@@ -31,7 +31,8 @@ export interface NativeBinding {
   open(path: string, options?: RawOpenOptions): Promise<RawOpenResult>;
   close(fd: number): Promise<void>;
   /** maxIoBytes (a multiple of 4096): the most one system call moves; absent or 0, no limit. */
-  pwritev(fd: number, buffers: readonly Buffer[], offset: number, maxIoBytes?: number): Promise<number>;
+  /** With `datasync`, fdatasync follows the write on the same pool thread. */
+  pwritev(fd: number, buffers: readonly Buffer[], offset: number, maxIoBytes?: number, datasync?: boolean): Promise<number>;
   pread(fd: number, buffer: Buffer, offset: number, maxIoBytes?: number): Promise<number>;
   fdatasync(fd: number): Promise<void>;
   fsync(fd: number): Promise<void>;

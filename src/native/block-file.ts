@@ -64,14 +64,32 @@ export class BlockFile {
   /** Writes all buffers back to back at `offset`; resolves with the byte count. */
   writev(buffers: readonly Buffer[], offset: number): Promise<number> {
     if (!this.givesWay()) return this.track(() => binding.pwritev(this.fd, buffers, offset, this.maxIoBytes));
+    return this.track(() => this.writePieces(buffers, offset));
+  }
+
+  /**
+   * Writes `buffer` at `offset` and makes it durable (fdatasync); resolves
+   * with the byte count. One call on a pool thread does both, so the flush
+   * does not wait for the JavaScript thread to come round between them.
+   * Background I/O that gives way goes piece by piece, then flushes.
+   */
+  writeDurable(buffer: Buffer, offset: number): Promise<number> {
+    if (!this.givesWay()) return this.track(() => binding.pwritev(this.fd, [buffer], offset, this.maxIoBytes, true));
     return this.track(async () => {
-      let done = 0;
-      for (const piece of piecesOf(buffers, this.maxIoBytes)) {
-        await foregroundIo.giveWay();
-        done += await binding.pwritev(this.fd, piece, offset + done, 0);
-      }
+      const done = await this.writePieces([buffer], offset);
+      await foregroundIo.giveWay();
+      await binding.fdatasync(this.fd);
       return done;
     });
+  }
+
+  private async writePieces(buffers: readonly Buffer[], offset: number): Promise<number> {
+    let done = 0;
+    for (const piece of piecesOf(buffers, this.maxIoBytes)) {
+      await foregroundIo.giveWay();
+      done += await binding.pwritev(this.fd, piece, offset + done, 0);
+    }
+    return done;
   }
 
   write(buffer: Buffer, offset: number): Promise<number> {

@@ -256,6 +256,43 @@ describe('BlockFile', () => {
     await expect(BlockFile.open(join(dir, 'bad.bin'), { create: true, maxIoBytes: 1000 })).rejects.toMatchObject({ code: 'ERR_BAD_OPTIONS' });
   });
 
+  it('writes and flushes in one call (writeDurable), in pieces too while giving way', async () => {
+    const dir = tempDir();
+    for (const givingWay of [false, true]) {
+      const path = join(dir, `durable-${givingWay}.bin`);
+      const f = await BlockFile.open(path, { create: true, direct: true, maxIoBytes: MiB });
+      foregroundIo.giveWayWhen = () => givingWay;
+      try {
+        const data = alignedBuffer(2 * MiB + 4096);
+        randomBytes(data.length).copy(data);
+        expect(await f.writeDurable(data, 4096)).toBe(data.length);
+        const back = alignedBuffer(data.length);
+        expect(await f.read(back, 4096)).toBe(data.length);
+        expect(back.equals(data)).toBe(true);
+        await expect(f.writeDurable(filled(4096, 1).subarray(0, 512), 0)).rejects.toMatchObject({ code: 'ERR_DIRECT_IO_ALIGNMENT', syscall: 'pwritev', path });
+      } finally {
+        foregroundIo.giveWayWhen = () => false;
+        await f.close();
+      }
+    }
+    // The flush really follows the write: /dev/null takes writes but refuses
+    // fdatasync, so a plain write succeeds and a durable one fails at the flush.
+    const nul = await BlockFile.open('/dev/null');
+    try {
+      expect(await nul.write(filled(4096, 1), 0)).toBe(4096);
+      await expect(nul.writeDurable(filled(4096, 1), 0)).rejects.toMatchObject({ code: 'EINVAL', syscall: 'fdatasync', path: '/dev/null' });
+    } finally {
+      await nul.close();
+    }
+    // A failed write is reported as such, and nothing is flushed after it.
+    const full = await BlockFile.open('/dev/full', { direct: true });
+    try {
+      await expect(full.writeDurable(filled(4096, 1), 0)).rejects.toMatchObject({ code: 'ENOSPC', syscall: 'pwritev' });
+    } finally {
+      await full.close();
+    }
+  });
+
   it('waits for in-flight calls before closing, and refuses calls after', async () => {
     const dir = tempDir();
     const f = await BlockFile.open(join(dir, 'close.bin'), { create: true, direct: true });
