@@ -30,8 +30,10 @@ export interface RawStatfs {
 export interface NativeBinding {
   open(path: string, options?: RawOpenOptions): Promise<RawOpenResult>;
   close(fd: number): Promise<void>;
-  /** maxIoBytes (a multiple of 4096): the most one system call moves; absent or 0, no limit. */
-  /** With `datasync`, fdatasync follows the write on the same pool thread. */
+  /**
+   * maxIoBytes (a multiple of 4096): the most one system call moves; absent or 0, no limit.
+   * With `datasync`, fdatasync follows the write on the same pool thread.
+   */
   pwritev(fd: number, buffers: readonly Buffer[], offset: number, maxIoBytes?: number, datasync?: boolean): Promise<number>;
   pread(fd: number, buffer: Buffer, offset: number, maxIoBytes?: number): Promise<number>;
   fdatasync(fd: number): Promise<void>;
