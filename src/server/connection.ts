@@ -21,6 +21,7 @@ import { ProtocolError, isProtocolErrorCode } from '../protocol/errors';
 import { parseClientMessage, type AgentMessage, type ChecksumsRequest, type ClientMessage, type ControlItemMessage, type OpenMessage } from '../protocol/messages';
 import { parseRecords, recordProblem, type WireRecord } from '../protocol/records';
 import { releaseBuffer } from '../native';
+import type { ArrivalBudget, BudgetMember } from './arrival-budget';
 import { blockChecksums } from './checksums';
 import { newNonce, proofMatches } from './handshake';
 
@@ -47,6 +48,8 @@ export interface ConnectionOptions {
   authFailDelayMs: number;
   /** Stop reading the socket when this much is handed to the engine and not yet durable. */
   maxInflightBytes: number;
+  /** What all connections together may hold (shared by every connection of the listener). */
+  budget: ArrivalBudget;
   onAuthenticated: (conn: ReplicationConnection) => void;
   onClosed: (conn: ReplicationConnection) => void;
   /** Items of a pair are durable and acknowledged: their write payload bytes, and the seconds from their message's arrival to the ack. */
@@ -84,7 +87,7 @@ interface DurableUnacked {
   arrived: number;
 }
 
-export class ReplicationConnection {
+export class ReplicationConnection implements BudgetMember {
   readonly remote: string;
   readonly connectedSince = new Date();
   processServerId: string | null = null;
@@ -353,16 +356,28 @@ export class ReplicationConnection {
     return p;
   }
 
-  /** Stops reading the socket while more than maxInflightBytes is held, and reads again below half of it. */
+  /**
+   * Stops reading the socket while more than maxInflightBytes is held, or
+   * anything while all connections together are over the budget; reads again
+   * below half of it, once the budget has room or this holds nothing.
+   */
   private updatePause(): void {
     const held = this.inflightBytes + this.queuedBytes;
-    if (!this.paused && held > this.o.maxInflightBytes) {
+    const budget = this.o.budget;
+    budget.update(this, held);
+    if (!this.paused && (held > this.o.maxInflightBytes || (held > 0 && budget.exceeded))) {
       this.paused = true;
       this.ws.pause();
-    } else if (this.paused && held <= this.o.maxInflightBytes / 2) {
+      budget.setStopped(this, true);
+    } else if (this.paused && held <= this.o.maxInflightBytes / 2 && (held === 0 || budget.roomy)) {
       this.paused = false;
       this.ws.resume();
+      budget.setStopped(this, false);
     }
+  }
+
+  recheckReading(): void {
+    this.updatePause();
   }
 
   /** Says target-unavailable once when a stream's target goes (informational: the stream goes on). */
@@ -547,6 +562,8 @@ export class ReplicationConnection {
       st.ended = true;
       if (this.o.registry.get(st.pairId) === st) this.o.registry.delete(st.pairId);
     }
+    // What its appends still hold stays counted until they settle.
+    this.o.budget.setStopped(this, false);
     this.o.onClosed(this);
   }
 

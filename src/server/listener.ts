@@ -6,6 +6,7 @@ import { WebSocketServer } from 'ws';
 import type { Engine } from '../engine/engine';
 import type { Logger } from '../log';
 import { CloseCode, HELLO_TIMEOUT_MS, MAX_MESSAGE_BYTES, REPLICATE_PATH } from '../protocol/constants';
+import { ArrivalBudget } from './arrival-budget';
 import { ReplicationConnection, type StreamRegistry } from './connection';
 
 /**
@@ -16,6 +17,14 @@ import { ReplicationConnection, type StreamRegistry } from './connection';
  * while the journal pushed back; the socket holds it instead.
  */
 export const MAX_INFLIGHT_BYTES = 24 * 1024 * 1024;
+
+/**
+ * What all connections together may hold before those holding anything stop
+ * reading (ArrivalBudget): room for one connection's limit and more, while
+ * eight process servers flooding at once cannot take 8 x 24 MiB. At full load
+ * one connection holds well under its limit (300 MB/s x 90 ms of ack latency).
+ */
+export const MAX_HELD_BYTES = 64 * 1024 * 1024;
 
 export interface ServerOptions {
   host: string;
@@ -33,6 +42,8 @@ export interface ServerOptions {
   helloTimeoutMs?: number;
   authFailDelayMs?: number;
   maxInflightBytes?: number;
+  /** What all connections together may hold (MAX_HELD_BYTES). */
+  maxHeldBytes?: number;
   onDurable?: (pairId: string, bytes: number, seconds: number) => void;
 }
 
@@ -48,9 +59,11 @@ export class ReplicationServer {
   private readonly connections = new Set<ReplicationConnection>();
   private readonly registry: StreamRegistry = new Map();
   private readonly o: ServerOptions;
+  private readonly budget: ArrivalBudget;
 
   private constructor(o: ServerOptions, https: Server, wss: WebSocketServer) {
     this.o = o;
+    this.budget = new ArrivalBudget(o.maxHeldBytes ?? MAX_HELD_BYTES);
     this.https = https;
     this.wss = wss;
   }
@@ -118,6 +131,7 @@ export class ReplicationServer {
       helloTimeoutMs: this.o.helloTimeoutMs ?? HELLO_TIMEOUT_MS,
       authFailDelayMs: this.o.authFailDelayMs ?? 500,
       maxInflightBytes: this.o.maxInflightBytes ?? MAX_INFLIGHT_BYTES,
+      budget: this.budget,
       onAuthenticated: () => undefined,
       onClosed: (c) => this.connections.delete(c),
       onDurable: this.o.onDurable,

@@ -145,6 +145,44 @@ describe('with the applier held back', () => {
     }
     expect(await daemon.stop()).toBe(0);
   }, 120_000);
+  it('bounds what many clients together make it hold: eight that do not wait for acks, the daemon stays small, every item is acknowledged', async () => {
+    // Each connection alone may hold 24 MiB; eight of them would hold 192 MiB
+    // without the agent's limit across connections (64 MiB). Peak RSS here:
+    // 324-327 MiB without it, 224-226 MiB with it.
+    const pairs = Array.from({ length: 8 }, (_, i) => ({ id: `m${i}`, sizeBytes: 64 * MiB }));
+    const daemon = await startDaemon('flood8', pairs, { MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 256 * 1024 }) });
+    const pid = daemon.proc?.pid as number;
+    let peakRss = 0;
+    const sampler = setInterval(() => {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) peakRss = Math.max(peakRss, Number(m[1]) * 1024);
+    }, 20);
+    const clients = await Promise.all(pairs.map(() => daemon.client()));
+    try {
+      const payload = Buffer.alloc(64 * 1024, 9);
+      let mostBuffered = 0;
+      await Promise.all(
+        clients.map(async (c, i) => {
+          const o = await c.open(`m${i}`, 64 * MiB);
+          let seq = 0;
+          // 1 MiB messages, 64 MiB per client, never waiting for an ack.
+          while (seq < 1024) {
+            c.sendRecords(Array.from({ length: 16 }, () => ({ stream: o.stream, seq: ++seq, offset: ((seq - 1) % 1024) * 64 * 1024, time: seq, data: payload })));
+            mostBuffered = Math.max(mostBuffered, c.bufferedAmount);
+            while (c.bufferedAmount > 32 * MiB) await new Promise((r) => setTimeout(r, 2));
+          }
+          await c.next((m) => m.type === 'ack' && m.durableSeq >= seq, 90_000);
+        }),
+      );
+      expect(mostBuffered).toBeGreaterThan(8 * MiB);
+      expect(peakRss).toBeGreaterThan(0);
+      expect(peakRss).toBeLessThan(256 * MiB);
+    } finally {
+      clearInterval(sampler);
+      await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+    }
+    expect(await daemon.stop()).toBe(0);
+  }, 180_000);
 });
 
 describe('an error the engine cannot pass', () => {
