@@ -12,6 +12,8 @@ export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** What a client may keep unacknowledged (announced in `welcome`). */
 export const WINDOW_BYTES = 64 * 1024 * 1024;
 export const HELLO_TIMEOUT_MS = 10_000;
+/** The most a peer may send before its hello is accepted: a hello is a few hundred bytes. */
+export const MAX_HANDSHAKE_BYTES = 64 * 1024;
 export const ACK_INTERVAL_MS = 200;
 export const MAX_TAG_NAME = 128;
 export const MAX_CHECKSUM_BLOCKS = 16384;

@@ -2,6 +2,7 @@
 // (one per opened pair). Items go to the engine in the order they arrive;
 // acks follow the engine's group commit, never before.
 import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { Engine } from '../engine/engine';
 import { EngineError } from '../engine/errors';
@@ -11,6 +12,7 @@ import {
   CloseCode,
   MAX_CHECKSUM_BLOCK,
   MAX_CHECKSUM_BLOCKS,
+  MAX_HANDSHAKE_BYTES,
   MIN_CHECKSUM_BLOCK,
   PAIR_ID,
   PROTOCOL_VERSION,
@@ -92,6 +94,8 @@ export class ReplicationConnection implements BudgetMember {
   readonly connectedSince = new Date();
   processServerId: string | null = null;
   private readonly ws: WebSocket;
+  /** The TLS socket under `ws`, read directly only to count what arrives before the handshake ends. */
+  private readonly socket: Duplex;
   private readonly o: ConnectionOptions;
   private state: 'challenge' | 'ready' | 'closed' = 'challenge';
   private nonce = '';
@@ -110,8 +114,9 @@ export class ReplicationConnection implements BudgetMember {
   /** Messages are handled one at a time, in order; opens and closes may wait inside. */
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(ws: WebSocket, remote: string, options: ConnectionOptions) {
+  constructor(ws: WebSocket, socket: Duplex, remote: string, options: ConnectionOptions) {
     this.ws = ws;
+    this.socket = socket;
     this.remote = remote;
     this.o = options;
   }
@@ -124,6 +129,7 @@ export class ReplicationConnection implements BudgetMember {
     this.nonce = newNonce();
     this.send({ type: 'challenge', protocol: PROTOCOL_VERSION, agentId: this.o.agentId, nonce: this.nonce });
     this.helloTimer = setTimeout(() => this.closeWith(CloseCode.helloTimeout, 'no hello within 10 s'), this.o.helloTimeoutMs);
+    this.limitHandshakeBytes();
     this.ws.on('message', (data, isBinary) => {
       const arrived = performance.now();
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
@@ -145,6 +151,31 @@ export class ReplicationConnection implements BudgetMember {
     this.ws.on('error', (err) => this.o.log.warn({ remote: this.remote, err: err.message }, 'replication connection error'));
     this.ackTimer = setInterval(() => this.flushAcks(), 200);
     this.ackTimer.unref();
+  }
+
+  /**
+   * Before its hello is accepted a peer may send MAX_HANDSHAKE_BYTES. Counted
+   * off the socket as bytes arrive: ws would otherwise assemble a whole
+   * message of up to 64 MiB before the agent sees it, for each of the 64
+   * connections allowed in their handshake. Past the limit the peer is
+   * refused as for any message but a hello, and nothing more is read from it.
+   */
+  private limitHandshakeBytes(): void {
+    let received = 0;
+    const count = (chunk: Buffer): void => {
+      if (this.state !== 'challenge') {
+        this.socket.off('data', count);
+        return;
+      }
+      received += chunk.length;
+      if (received <= MAX_HANDSHAKE_BYTES) return;
+      this.socket.off('data', count);
+      this.o.log.warn({ remote: this.remote, bytes: received }, 'handshake refused: too much sent before the hello was accepted');
+      this.refuse(new ProtocolError('auth-failed', `more than ${MAX_HANDSHAKE_BYTES} bytes sent before the handshake ended`));
+      this.ws.pause();
+      setTimeout(() => this.ws.terminate(), 1000).unref();
+    };
+    this.socket.on('data', count);
   }
 
   // ---- messages -----------------------------------------------------------

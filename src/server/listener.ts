@@ -122,7 +122,7 @@ export class ReplicationServer {
       ws.close(CloseCode.tryAgainLater, 'too many unauthenticated connections');
       return;
     }
-    const conn = new ReplicationConnection(ws, remote, {
+    const conn = new ReplicationConnection(ws, socket, remote, {
       engine: this.o.engine,
       agentId: this.o.agentId,
       passphrase: this.o.passphrase,

@@ -27,9 +27,9 @@ function block(seq: number, size = 4096): Buffer {
   return b;
 }
 
-function rawSocket(): Promise<WebSocket> {
+function rawSocket(perMessageDeflate = true): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${daemon.url}/v1/replicate`, { ca: readFileSync(daemon.config.tls.cert) });
+    const ws = new WebSocket(`${daemon.url}/v1/replicate`, { ca: readFileSync(daemon.config.tls.cert), perMessageDeflate });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });
@@ -94,6 +94,31 @@ describe('handshake', () => {
     const { code, messages } = await closed;
     expect(code).toBe(4401);
     expect(messages.at(-1)).toMatchObject({ type: 'error', code: 'auth-failed' });
+  });
+
+  it('refuses a peer that sends more than 64 KiB before its hello is accepted, without reading the rest', async () => {
+    const rss = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.proc?.pid as number}/status`, 'utf8'))?.[1]) * 1024;
+    const before = rss();
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, rss())), 10);
+    try {
+      // Uncompressed: compressed, 60 MiB of ones would be 60 KiB on the wire.
+      const ws = await rawSocket(false);
+      const closed = closeOf(ws);
+      await new Promise((r) => ws.once('message', r)); // the challenge
+      // One 60 MiB message, under the 64 MiB max payload: ws alone would have
+      // assembled all of it before the agent saw it.
+      ws.send(Buffer.alloc(60 * MiB, 1));
+      const { code, messages } = await closed;
+      expect(code).toBe(4401);
+      expect(messages.at(-1)).toMatchObject({ type: 'error', code: 'auth-failed', message: expect.stringContaining('before the handshake ended') });
+      expect(peak - before).toBeLessThan(16 * MiB);
+    } finally {
+      clearInterval(sampler);
+    }
+    // The agent goes on serving everyone else.
+    const c = await daemon.client();
+    await c.close();
   });
 
   it('accepts permessage-deflate when the client offers it', async () => {
