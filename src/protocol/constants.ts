@@ -12,8 +12,11 @@ export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** What a client may keep unacknowledged (announced in `welcome`). */
 export const WINDOW_BYTES = 64 * 1024 * 1024;
 export const HELLO_TIMEOUT_MS = 10_000;
-/** The most a peer may send before its hello is accepted: a hello is a few hundred bytes. */
-export const MAX_HANDSHAKE_BYTES = 64 * 1024;
+/**
+ * The most a peer may send before its hello is accepted: a hello is a few
+ * hundred bytes. Small, since compressed bytes inflate up to a thousandfold.
+ */
+export const MAX_HANDSHAKE_BYTES = 4096;
 export const ACK_INTERVAL_MS = 200;
 export const MAX_TAG_NAME = 128;
 export const MAX_CHECKSUM_BLOCKS = 16384;

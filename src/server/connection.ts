@@ -154,7 +154,7 @@ export class ReplicationConnection implements BudgetMember {
   }
 
   /**
-   * Before its hello is accepted a peer may send MAX_HANDSHAKE_BYTES. Counted
+   * Before its hello is accepted a peer may send MAX_HANDSHAKE_BYTES (4 KiB). Counted
    * off the socket as bytes arrive: ws would otherwise assemble a whole
    * message of up to 64 MiB before the agent sees it, for each of the 64
    * connections allowed in their handshake. Past the limit the peer is
