@@ -108,6 +108,8 @@ export class ReplicationConnection implements BudgetMember {
   /** Bytes of messages received and not yet handled. */
   private queuedBytes = 0;
   private paused = false;
+  /** Refused for what it sent before its hello: never read again. */
+  private cutOff = false;
   private ackScheduled = false;
   private ackTimer: NodeJS.Timeout | null = null;
   private durableUnacked: DurableUnacked[] = [];
@@ -154,11 +156,12 @@ export class ReplicationConnection implements BudgetMember {
   }
 
   /**
-   * Before its hello is accepted a peer may send MAX_HANDSHAKE_BYTES (4 KiB). Counted
-   * off the socket as bytes arrive: ws would otherwise assemble a whole
-   * message of up to 64 MiB before the agent sees it, for each of the 64
-   * connections allowed in their handshake. Past the limit the peer is
-   * refused as for any message but a hello, and nothing more is read from it.
+   * Before its hello is accepted a peer may send MAX_HANDSHAKE_BYTES (4 KiB),
+   * counted off the socket as bytes arrive, compressed or not: ws would
+   * otherwise assemble a whole message of up to 64 MiB before the agent sees
+   * it, for each of the 64 connections allowed in their handshake. Past the
+   * limit the peer is refused as for any message but a hello, and nothing
+   * more is read from it.
    */
   private limitHandshakeBytes(): void {
     let received = 0;
@@ -172,6 +175,7 @@ export class ReplicationConnection implements BudgetMember {
       this.socket.off('data', count);
       this.o.log.warn({ remote: this.remote, bytes: received }, 'handshake refused: too much sent before the hello was accepted');
       this.refuse(new ProtocolError('auth-failed', `more than ${MAX_HANDSHAKE_BYTES} bytes sent before the handshake ended`));
+      this.cutOff = true;
       this.ws.pause();
       setTimeout(() => this.ws.terminate(), 1000).unref();
     };
@@ -400,7 +404,7 @@ export class ReplicationConnection implements BudgetMember {
       this.paused = true;
       this.ws.pause();
       budget.setStopped(this, true);
-    } else if (this.paused && held <= this.o.maxInflightBytes / 2 && (held === 0 || budget.roomy)) {
+    } else if (this.paused && !this.cutOff && held <= this.o.maxInflightBytes / 2 && (held === 0 || budget.roomy)) {
       this.paused = false;
       this.ws.resume();
       budget.setStopped(this, false);
