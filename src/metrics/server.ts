@@ -9,6 +9,8 @@ export interface MetricsSources {
   /** Per pair: write bytes durable and not yet applied (not part of the SPEC's status, so read apart). */
   applyLagBytes: () => Array<{ pair: string; bytes: number }>;
   connections: () => number;
+  /** Received over the endpoint and not yet durable, all connections; connections not reading because of it. */
+  arrivals: () => { heldBytes: number; stoppedConnections: number };
   retentionPolicySeconds: number;
 }
 
@@ -74,6 +76,22 @@ export class AgentMetrics {
     retention('mtagent_retention_free_bytes', 'Bytes the agent may still use', (s) => s.freeBytes);
     retention('mtagent_retention_capacity_bytes', 'What the agent may use in all', (s) => s.capacityBytes);
     new Gauge({ name: 'mtagent_connections', help: 'Replication connections', registers: [r], collect() { this.set(sources.connections()); } });
+    new Gauge({
+      name: 'mtagent_arrival_held_bytes',
+      help: 'Received over the replication endpoint and not yet durable, all connections together (connections holding anything stop reading above 64 MiB)',
+      registers: [r],
+      collect() {
+        this.set(sources.arrivals().heldBytes);
+      },
+    });
+    new Gauge({
+      name: 'mtagent_connections_not_reading',
+      help: 'Replication connections whose sockets are not read now: the agent is pushing back (journal or applier behind)',
+      registers: [r],
+      collect() {
+        this.set(sources.arrivals().stoppedConnections);
+      },
+    });
   }
 }
 

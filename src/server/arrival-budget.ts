@@ -24,6 +24,11 @@ export class ArrivalBudget {
     return this.total;
   }
 
+  /** Members not reading their sockets now, for the budget or their own limit. */
+  get stoppedCount(): number {
+    return this.stopped.size;
+  }
+
   /** Whether a member that holds anything must stop reading. */
   get exceeded(): boolean {
     return this.total > this.limitBytes;

@@ -119,6 +119,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       status: currentStatus,
       applyLagBytes: () => engine.pairIds().map((pair) => ({ pair, bytes: engine.status(pair).applyLagBytes })),
       connections: () => server.connectionCount,
+      arrivals: () => server.arrivals,
       retentionPolicySeconds: config.policy.retentionSeconds,
     };
     metrics = new AgentMetrics(sources);

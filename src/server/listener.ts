@@ -114,6 +114,11 @@ export class ReplicationServer {
     return this.connections.size;
   }
 
+  /** What all connections hold that is not yet durable, and how many of them are not reading for it. */
+  get arrivals(): { heldBytes: number; stoppedConnections: number } {
+    return { heldBytes: this.budget.heldBytes, stoppedConnections: this.budget.stoppedCount };
+  }
+
   private onConnection(ws: import('ws').WebSocket, socket: TLSSocket): void {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     const pending = [...this.connections].filter((c) => !c.authenticated).length;

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Simulator, type SimulateOptions } from '../../src/simulator/simulator';
 import { checkPoint, choosePoints } from '../../src/simulator/verify';
 import { rng } from '../../src/simulator/workload';
-import { MAIN, RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
+import { MAIN, RunningDaemon, cli, freePort, makeInstallation } from '../helpers/daemon';
 
 const MiB = 1024 * 1024;
 const roots: string[] = [];
@@ -23,10 +23,10 @@ const TWO_PAIRS: PairSpec[] = [
 ];
 
 /** A daemon started on a fresh installation under a temporary folder (removed after the file). */
-async function startDaemon(name: string, pairs: readonly PairSpec[], env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
+async function startDaemon(name: string, pairs: readonly PairSpec[], env: NodeJS.ProcessEnv = {}, metricsPort?: number): Promise<RunningDaemon> {
   const root = mkdtempSync(join(tmpdir(), `mtagent-${name}-`));
   roots.push(root);
-  const daemon = new RunningDaemon(await makeInstallation(root, [...pairs]));
+  const daemon = new RunningDaemon(await makeInstallation(root, [...pairs], metricsPort === undefined ? {} : { metricsPort }));
   await daemon.start(env);
   return daemon;
 }
@@ -150,13 +150,27 @@ describe('with the applier held back', () => {
     // without the agent's limit across connections (64 MiB). Peak RSS here:
     // 324-327 MiB without it, 224-226 MiB with it.
     const pairs = Array.from({ length: 8 }, (_, i) => ({ id: `m${i}`, sizeBytes: 64 * MiB }));
-    const daemon = await startDaemon('flood8', pairs, { MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 256 * 1024 }) });
+    const metricsPort = await freePort();
+    const daemon = await startDaemon('flood8', pairs, { MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 256 * 1024 }) }, metricsPort);
     const pid = daemon.proc?.pid as number;
     let peakRss = 0;
     const sampler = setInterval(() => {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
       if (m) peakRss = Math.max(peakRss, Number(m[1]) * 1024);
     }, 20);
+    // What the agent says it holds, and how many connections it is not reading.
+    let mostHeld = 0;
+    let mostNotReading = 0;
+    const gauge = (text: string, name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    const scraper = setInterval(() => {
+      void fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+        .then((r) => r.text())
+        .then((text) => {
+          mostHeld = Math.max(mostHeld, gauge(text, 'mtagent_arrival_held_bytes'));
+          mostNotReading = Math.max(mostNotReading, gauge(text, 'mtagent_connections_not_reading'));
+        })
+        .catch(() => undefined);
+    }, 25);
     const clients = await Promise.all(pairs.map(() => daemon.client()));
     try {
       const payload = Buffer.alloc(64 * 1024, 9);
@@ -177,8 +191,13 @@ describe('with the applier held back', () => {
       expect(mostBuffered).toBeGreaterThan(8 * MiB);
       expect(peakRss).toBeGreaterThan(0);
       expect(peakRss).toBeLessThan(256 * MiB);
+      // The budget, 64 MiB, and at most one 1 MiB message more per connection.
+      expect(mostHeld).toBeGreaterThan(0);
+      expect(mostHeld).toBeLessThanOrEqual(64 * MiB + 8 * MiB);
+      expect(mostNotReading).toBeGreaterThan(0);
     } finally {
       clearInterval(sampler);
+      clearInterval(scraper);
       await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
     }
     expect(await daemon.stop()).toBe(0);

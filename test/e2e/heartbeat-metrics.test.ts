@@ -129,6 +129,9 @@ describe('heartbeat', () => {
       expect(metrics).toMatch(/mtagent_pair_apply_lag_bytes\{pair="h1"\} (0|4096)\n/);
       expect(metrics).toMatch(/mtagent_ack_latency_seconds_count [1-9]/);
       expect(metrics).toContain('mtagent_retention_capacity_bytes');
+      // Everything sent is acked: nothing held, every connection reading.
+      expect(metrics).toContain('mtagent_arrival_held_bytes 0\n');
+      expect(metrics).toContain('mtagent_connections_not_reading 0\n');
       const health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
       expect(health.status).toBe(200);
       expect(await health.json()).toEqual({ status: 'ok', problems: [] });

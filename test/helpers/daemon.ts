@@ -32,11 +32,12 @@ export interface TestPair {
 
 /**
  * A fresh installation with the given pairs; returns its config path. With
- * `retentionPath`, retention goes there (made if absent) instead of inside it.
+ * `retentionPath`, retention goes there (made if absent) instead of inside it;
+ * with `metricsPort`, metrics are served there.
  */
-export async function makeInstallation(dir: string, pairs: TestPair[], options: { retentionPath?: string } = {}): Promise<string> {
+export async function makeInstallation(dir: string, pairs: TestPair[], options: { retentionPath?: string; metricsPort?: number } = {}): Promise<string> {
   const port = await freePort();
-  const r = initInstallation({ dir, port, metricsPort: null, samplePairs: false });
+  const r = initInstallation({ dir, port, metricsPort: options.metricsPort ?? null, samplePairs: false });
   let text = readFileSync(r.configPath, 'utf8').replace(
     'pairs: []',
     `pairs:\n${pairs.map((p) => `  - { id: ${p.id}, target: datastore/${p.id}.img, sizeBytes: ${p.sizeBytes}${p.group ? `, group: ${p.group}` : ''} }`).join('\n')}`,
