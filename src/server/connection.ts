@@ -177,7 +177,7 @@ export class ReplicationConnection implements BudgetMember {
       this.refuse(new ProtocolError('auth-failed', `more than ${MAX_HANDSHAKE_BYTES} bytes sent before the handshake ended`));
       this.cutOff = true;
       this.ws.pause();
-      setTimeout(() => this.ws.terminate(), 1000).unref();
+      this.terminateSoon();
     };
     this.socket.on('data', count);
   }
@@ -579,7 +579,11 @@ export class ReplicationConnection implements BudgetMember {
   shutdown(): void {
     this.flushAcks();
     this.closeWith(1001, 'agent shutting down');
-    // A peer that does not answer the close frame is cut off.
+    this.terminateSoon();
+  }
+
+  /** After a close the agent started: a peer that has not answered the close frame within a second is cut off. */
+  private terminateSoon(): void {
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
 

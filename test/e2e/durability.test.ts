@@ -1,14 +1,15 @@
 // The daemon killed with SIGKILL at random moments under a simulator that
 // resumes from durableSeq: every acknowledged item survives, and images at
 // random points equal the simulator's model.
-import { mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Simulator, type SimulateOptions } from '../../src/simulator/simulator';
 import { checkPoint, choosePoints } from '../../src/simulator/verify';
 import { rng } from '../../src/simulator/workload';
-import { MAIN, RunningDaemon, cli, freePort, makeInstallation } from '../helpers/daemon';
+import { MAIN, RunningDaemon, cli, freePort, makeInstallation, sampleRss } from '../helpers/daemon';
+import type { ReplicationClient } from '../../src/simulator/client';
 
 const MiB = 1024 * 1024;
 const roots: string[] = [];
@@ -55,6 +56,23 @@ async function expectPointsVerify(daemon: RunningDaemon, sim: Simulator, pairs: 
       expect(check.ok).toBe(true);
     }
   }
+}
+
+/**
+ * Sends `items` 64 KiB writes in 1 MiB messages on `stream`, never waiting for
+ * an ack; only the socket itself holds the client back (past 32 MiB buffered).
+ * Returns the last seq sent and the most the client had buffered.
+ */
+async function sendWithoutWaiting(c: ReplicationClient, stream: number, items: number): Promise<{ lastSeq: number; mostBuffered: number }> {
+  const payload = Buffer.alloc(64 * 1024, 7);
+  let seq = 0;
+  let mostBuffered = 0;
+  while (seq < items) {
+    c.sendRecords(Array.from({ length: 16 }, () => ({ stream, seq: ++seq, offset: ((seq - 1) % 1024) * 64 * 1024, time: seq, data: payload })));
+    mostBuffered = Math.max(mostBuffered, c.bufferedAmount);
+    while (c.bufferedAmount > 32 * MiB) await new Promise((r) => setTimeout(r, 2));
+  }
+  return { lastSeq: seq, mostBuffered };
 }
 
 describe('acknowledged items survive SIGKILL of the daemon', () => {
@@ -116,31 +134,18 @@ describe('with the applier held back', () => {
 
   it('stops reading a client that does not wait for acks: 512 MiB sent, the daemon stays small, every item is acknowledged', async () => {
     const daemon = await startDaemon('flood', [{ id: 'f', sizeBytes: 64 * MiB }], { MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 256 * 1024 }) });
-    const pid = daemon.proc?.pid as number;
-    let peakRss = 0;
-    const sampler = setInterval(() => {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) peakRss = Math.max(peakRss, Number(m[1]) * 1024);
-    }, 20);
+    const rss = sampleRss(daemon.proc?.pid as number, 20);
     const c = await daemon.client();
     try {
       const o = await c.open('f', 64 * MiB);
-      const payload = Buffer.alloc(64 * 1024, 7);
-      let seq = 0;
-      let mostBuffered = 0;
-      // 1 MiB messages, never waiting for an ack; only the socket itself holds the client back.
-      while (seq < 8192) {
-        c.sendRecords(Array.from({ length: 16 }, () => ({ stream: o.stream, seq: ++seq, offset: ((seq - 1) % 1024) * 64 * 1024, time: seq, data: payload })));
-        mostBuffered = Math.max(mostBuffered, c.bufferedAmount);
-        while (c.bufferedAmount > 32 * MiB) await new Promise((r) => setTimeout(r, 2));
-      }
-      await c.next((m) => m.type === 'ack' && m.durableSeq >= seq, 60_000);
+      const { lastSeq, mostBuffered } = await sendWithoutWaiting(c, o.stream, 8192);
+      await c.next((m) => m.type === 'ack' && m.durableSeq >= lastSeq, 60_000);
       // The daemon read no faster than it could journal and apply: the rest waited in the client.
       expect(mostBuffered).toBeGreaterThan(8 * MiB);
-      expect(peakRss).toBeGreaterThan(0);
-      expect(peakRss).toBeLessThan(256 * MiB);
+      expect(rss.peak).toBeGreaterThan(0);
+      expect(rss.peak).toBeLessThan(256 * MiB);
     } finally {
-      clearInterval(sampler);
+      rss.stop();
       await c.close().catch(() => undefined);
     }
     expect(await daemon.stop()).toBe(0);
@@ -152,12 +157,7 @@ describe('with the applier held back', () => {
     const pairs = Array.from({ length: 8 }, (_, i) => ({ id: `m${i}`, sizeBytes: 64 * MiB }));
     const metricsPort = await freePort();
     const daemon = await startDaemon('flood8', pairs, { MTAGENT_TUNING: JSON.stringify({ maxApplyLagBytes: 256 * 1024, cycleBytes: 256 * 1024 }) }, metricsPort);
-    const pid = daemon.proc?.pid as number;
-    let peakRss = 0;
-    const sampler = setInterval(() => {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) peakRss = Math.max(peakRss, Number(m[1]) * 1024);
-    }, 20);
+    const rss = sampleRss(daemon.proc?.pid as number, 20);
     // What the agent says it holds, and how many connections it is not reading.
     let mostHeld = 0;
     let mostNotReading = 0;
@@ -173,30 +173,25 @@ describe('with the applier held back', () => {
     }, 25);
     const clients = await Promise.all(pairs.map(() => daemon.client()));
     try {
-      const payload = Buffer.alloc(64 * 1024, 9);
       let mostBuffered = 0;
       await Promise.all(
         clients.map(async (c, i) => {
           const o = await c.open(`m${i}`, 64 * MiB);
-          let seq = 0;
-          // 1 MiB messages, 64 MiB per client, never waiting for an ack.
-          while (seq < 1024) {
-            c.sendRecords(Array.from({ length: 16 }, () => ({ stream: o.stream, seq: ++seq, offset: ((seq - 1) % 1024) * 64 * 1024, time: seq, data: payload })));
-            mostBuffered = Math.max(mostBuffered, c.bufferedAmount);
-            while (c.bufferedAmount > 32 * MiB) await new Promise((r) => setTimeout(r, 2));
-          }
-          await c.next((m) => m.type === 'ack' && m.durableSeq >= seq, 90_000);
+          // 64 MiB per client.
+          const sent = await sendWithoutWaiting(c, o.stream, 1024);
+          mostBuffered = Math.max(mostBuffered, sent.mostBuffered);
+          await c.next((m) => m.type === 'ack' && m.durableSeq >= sent.lastSeq, 90_000);
         }),
       );
       expect(mostBuffered).toBeGreaterThan(8 * MiB);
-      expect(peakRss).toBeGreaterThan(0);
-      expect(peakRss).toBeLessThan(256 * MiB);
+      expect(rss.peak).toBeGreaterThan(0);
+      expect(rss.peak).toBeLessThan(256 * MiB);
       // The budget, 64 MiB, and at most one 1 MiB message more per connection.
       expect(mostHeld).toBeGreaterThan(0);
       expect(mostHeld).toBeLessThanOrEqual(64 * MiB + 8 * MiB);
       expect(mostNotReading).toBeGreaterThan(0);
     } finally {
-      clearInterval(sampler);
+      rss.stop();
       clearInterval(scraper);
       await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
     }

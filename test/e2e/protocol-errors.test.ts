@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crc32c } from '../../src/native';
 import { encodeRecords } from '../../src/protocol/records';
 import { AgentRefusal, ReplicationClient } from '../../src/simulator/client';
-import { RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
+import { RunningDaemon, cli, makeInstallation, rssOf, sampleRss } from '../helpers/daemon';
 import { useTempDir } from '../helpers/temp-dir';
 import type { AgentMessage, ErrorMessage } from '../../src/protocol/messages';
 import { mkdtempSync, renameSync, rmSync } from 'node:fs';
@@ -101,10 +101,9 @@ describe('handshake', () => {
     // 60 MiB of ones deflate to about 60 KiB: what counts is what arrives.
     { how: 'deflated', compress: true },
   ])('refuses a peer that sends more than 4 KiB before its hello is accepted ($how), without reading the rest', async ({ compress }) => {
-    const rss = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.proc?.pid as number}/status`, 'utf8'))?.[1]) * 1024;
-    const before = rss();
-    let peak = before;
-    const sampler = setInterval(() => (peak = Math.max(peak, rss())), 10);
+    const pid = daemon.proc?.pid as number;
+    const before = rssOf(pid);
+    const rss = sampleRss(pid, 10);
     try {
       const ws = await rawSocket(compress);
       const closed = closeOf(ws);
@@ -115,9 +114,9 @@ describe('handshake', () => {
       const { code, messages } = await closed;
       expect(code).toBe(4401);
       expect(messages.at(-1)).toMatchObject({ type: 'error', code: 'auth-failed', message: expect.stringContaining('before the handshake ended') });
-      expect(peak - before).toBeLessThan(24 * MiB);
+      expect(rss.peak - before).toBeLessThan(24 * MiB);
     } finally {
-      clearInterval(sampler);
+      rss.stop();
     }
     // The agent goes on serving everyone else.
     const c = await daemon.client();

@@ -50,6 +50,23 @@ export async function makeInstallation(dir: string, pairs: TestPair[], options: 
   return r.configPath;
 }
 
+/** A process's resident memory now (VmRSS), in bytes. */
+export function rssOf(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+}
+
+/** Samples a process's RSS every `everyMs` until stopped; `peak` is the most seen. */
+export function sampleRss(pid: number, everyMs: number): { readonly peak: number; stop: () => void } {
+  let peak = 0;
+  const timer = setInterval(() => (peak = Math.max(peak, rssOf(pid))), everyMs);
+  return {
+    get peak() {
+      return peak;
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
 /** Daemons still running after a test file (a test that failed half-way) are killed, not left behind. */
 const running = new Set<ChildProcess>();
 afterAll(() => {
