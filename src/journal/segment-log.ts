@@ -263,7 +263,7 @@ export async function scanLog(
     const segment = segments[i] as number;
     const path = join(dir, segmentFileName(segment, extension));
     const file = await openForReading(path);
-    let stop = null as { headerValid: boolean; at: number; reason: string } | null;
+    let stop = null as { headerValid: boolean; at: number; reason: string; batchNo?: number } | null;
     let pos = 0;
     const bound = durableEnd !== null && segment === durableEnd.segment ? durableEnd.fileOffset : null;
     try {
@@ -296,33 +296,31 @@ export async function scanLog(
       return { end: { segment, fileOffset: pos }, nextBatchNo: expected ?? 1, batches, tornTail: null };
     }
     if (stop === null) throw new Error('unreachable: scan loop ended without a stop');
-    if (pos === 0 && expected === null && !stop.headerValid) {
-      // Nothing written in this segment and nothing before it: an empty log so far.
-      end = { segment, fileOffset: 0 };
-    }
     const nextMin = expected ?? 0;
     const later = await findLaterBatch(dir, extension, segments, i, stop.headerValid ? stop.at + 1 : pos + 1, nextMin);
-    if (stop.headerValid) {
-      if (later !== null) {
-        throw new JournalCorruptError(path, stop.at, `${stop.reason}, yet later batches are intact`);
-      }
-      return { end: { segment, fileOffset: pos }, nextBatchNo: nextMin || 1, batches, tornTail: { segment, fileOffset: stop.at, reason: stop.reason } };
-    }
     if (later === null) {
-      return { end: expected === null ? end : { segment, fileOffset: pos }, nextBatchNo: nextMin || 1, batches, tornTail: null };
+      // The end of the log: after the last intact batch, wherever the stop was.
+      // A torn first batch of a fresh segment leaves the end in the segment
+      // before, so the writer rolls again only for a batch that does not fit
+      // there, as it always does (and as the check below expects).
+      const tornTail = stop.headerValid ? { segment, fileOffset: pos, reason: stop.reason } : null;
+      return { end, nextBatchNo: nextMin || 1, batches, tornTail };
     }
     // The data goes on in a later segment. That is a normal roll only if it is
     // the very next batch, at the start of the next segment, and it would not
-    // have fitted in this one (the writer rolls only then).
+    // have fitted in this one (the writer rolls only then). A batch left torn
+    // here by a power cut (its header intact, numbered like the one that
+    // follows) was never acknowledged: the writer wrote it again where it fitted.
     const segmentSize = statSync(path).size;
     const normalRoll =
       expected !== null &&
       later.batchNo === expected &&
       later.fileOffset === 0 &&
       later.segment === segments[i + 1] &&
-      pos + later.bytes > segmentSize;
+      pos + later.bytes > segmentSize &&
+      (!stop.headerValid || stop.batchNo === expected);
     if (!normalRoll) {
-      throw new JournalCorruptError(path, pos, `${stop.reason}, yet later batches are intact`);
+      throw new JournalCorruptError(path, stop.headerValid ? stop.at : pos, `${stop.reason}, yet later batches are intact`);
     }
   }
   return { end, nextBatchNo: expected ?? 1, batches, tornTail: null };
@@ -356,7 +354,10 @@ export class SegmentLogWriter {
   readonly dir: string;
   readonly extension: 'log' | 'undo';
   readonly segmentBytes: number;
+  /** The segment file open for writing: the durable end's, or the next one once a batch is placed there. */
   private file: BlockFile | null = null;
+  private fileSegment = 0;
+  /** Where the last durable batch ends. */
   private segment: number;
   private position: number;
   private nextBatchNo: number;
@@ -401,10 +402,16 @@ export class SegmentLogWriter {
     const w = new SegmentLogWriter(options, scan.end, scan.nextBatchNo);
     // Spares left by the last run first: the ones made next must not be listed twice.
     for (const name of readdirSync(options.dir)) if (name.startsWith('spare-')) w.spares.push(join(options.dir, name));
-    // Segments after the end hold nothing valid (made just before a crash): keep them as spares.
+    // Segments after the end hold nothing valid (made just before a crash, or
+    // holding only a torn batch): keep them as spares.
+    let moved = false;
     for (const n of listSegments(options.dir, options.extension)) {
-      if (n > scan.end.segment) w.addSpare(join(options.dir, segmentFileName(n, options.extension)));
+      if (n > scan.end.segment) {
+        w.addSpare(join(options.dir, segmentFileName(n, options.extension)));
+        moved = true;
+      }
     }
+    if (moved) fsyncDir(options.dir);
     return w;
   }
 
@@ -477,18 +484,22 @@ export class SegmentLogWriter {
     if (this.busy) throw new Error('SegmentLogWriter.commit is not re-entrant');
     this.busy = true;
     try {
-      if (enc.segment !== this.segment || this.file === null) await this.openSegment(enc.segment, enc.fileOffset);
+      if (enc.segment !== this.fileSegment || this.file === null) await this.openSegment(enc.segment, enc.fileOffset);
       const file = this.file as BlockFile;
       const writeAndFlush = async (): Promise<void> => {
         await file.writeDurable(enc.buffer.subarray(0, enc.bytes), enc.fileOffset);
       };
       await (this.foreground ? foregroundIo.run(writeAndFlush) : writeAndFlush());
+      this.segment = enc.segment;
       this.position = enc.fileOffset + enc.bytes;
       this.bytesWritten += enc.bytes;
       this.nextBatchNo = enc.batchNo + 1;
       return { segment: enc.segment, fileOffset: enc.fileOffset, batchNo: enc.batchNo, bytes: enc.bytes, records: enc.records, staging: this.stagingSource ? enc.buffer : null };
     } catch (err) {
-      // Nothing after a failed batch may be written where it was reserved: start again from what is on disk.
+      // Nothing after a failed batch may be written where it was reserved:
+      // start again after the last durable batch. A batch that failed in a
+      // new segment leaves the end in the one before, so the next batch goes
+      // there if it fits, as a reader expects of a roll.
       this.reservedSegment = this.segment;
       this.reservedPosition = this.position;
       this.reservedBatchNo = this.nextBatchNo;
@@ -559,7 +570,7 @@ export class SegmentLogWriter {
     const path = this.segmentPath(segment);
     if (fileOffset > 0 || (segment === this.segment && this.position > 0)) {
       this.file = await BlockFile.open(path, { direct: true, maxIoBytes: this.maxIoBytes });
-      this.segment = segment;
+      this.fileSegment = segment;
       return;
     }
     if (this.spares.length === 0) await this.beforeAllocate?.(this.segmentBytes);
@@ -575,8 +586,7 @@ export class SegmentLogWriter {
     }
     fsyncDir(this.dir);
     this.file = f;
-    this.segment = segment;
-    this.position = 0;
+    this.fileSegment = segment;
   }
 
   private segmentPath(segment: number): string {

@@ -6,6 +6,7 @@ import { itemRecord } from '../../../src/journal/items';
 import type { WrittenBatch } from '../../../src/journal/segment-log';
 import { alignedBuffer } from '../../../src/native';
 import { KiB, MiB, write } from '../../helpers/engine-fixture';
+import { patch } from '../../helpers/files';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -100,5 +101,36 @@ describe('ingest log', () => {
       expect((arrived[i] as { data: Buffer }).data.equals(copies[i] as Buffer)).toBe(true);
     });
     expect(written[2]?.r.item?.kind).toBe('tick');
+  });
+
+  it('opens after a power cut tore the first batch of a fresh segment, and the next open still reads it whole', async () => {
+    const dir = tempDir();
+    const seqs = (d: string) => async (): Promise<number[]> => {
+      const out: number[] = [];
+      const { log } = await IngestLog.open({ dir: d, segmentBytes: 4 * MiB, maxBatchBytes: 4 * MiB, onBatch: () => {} }, (b) => {
+        for (const r of b.records) out.push(r.seq);
+      });
+      await log.close();
+      return out;
+    };
+    const written: WrittenBatch[] = [];
+    let log = await openLog(dir, (b) => written.push(b));
+    let seq = 0;
+    // Batches of 252 KiB, one item each, until one rolls into segment 2 (64 KiB left in segment 1).
+    while ((written.at(-1)?.segment ?? 1) === 1) await log.append([itemRecord('p', write('p', ++seq, 0, 248 * KiB))]);
+    const rolled = written.at(-1) as WrittenBatch;
+    expect(rolled).toMatchObject({ segment: 2, fileOffset: 0 });
+    await log.close();
+    patch(join(dir, '00000002.log'), 4096, Buffer.alloc(rolled.bytes - 4096));
+    seq--;
+    expect(await seqs(dir)()).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+    log = await openLog(dir, (b) => written.push(b));
+    await log.append([itemRecord('p', write('p', ++seq, 0, 8 * KiB))]);
+    expect(written.at(-1)?.segment).toBe(1);
+    await log.close();
+    log = await openLog(dir, (b) => written.push(b));
+    await log.append([itemRecord('p', write('p', ++seq, 0, 252 * KiB))]);
+    await log.close();
+    expect(await seqs(dir)()).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
   });
 });

@@ -116,3 +116,49 @@ describe('undo log', () => {
     }
   });
 });
+
+describe('undo log after a power cut tore the first batch of a fresh segment', () => {
+  /** Zeroes a batch's bytes from `keep` on: its header reached the disk, the rest did not. */
+  function tear(path: string, fileOffset: number, bytes: number, keep: number): void {
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.alloc(bytes - keep), 0, bytes - keep, fileOffset + keep);
+    closeSync(fd);
+  }
+
+  it('reopens, takes smaller and larger batches and rolls again, and reads back whole after each restart', async () => {
+    const root = tempDir();
+    const before = { seq: 0, time: 0 };
+    let undo = await UndoLog.open(root, 'p', 1 * MiB);
+    let seq = 0;
+    for (let i = 0; i < 6; i++) await undo.append([undoRecord(++seq, 132 * KiB)], before);
+    const rolled = await undo.append([undoRecord(++seq, 300 * KiB)], before);
+    expect(rolled.fileOffset).toBe(0);
+    await undo.close();
+    tear(undo.segmentPath(rolled.segment), 0, rolled.bytes, 8 * KiB);
+    seq--; // the torn item was never acknowledged: it is applied again
+
+    // The re-applied item is smaller this time: it fits where the log ended.
+    undo = await UndoLog.open(root, 'p', 1 * MiB);
+    expect(undo.maxSeq).toBe(seq);
+    const small = await undo.append([undoRecord(++seq, 64 * KiB)], before);
+    expect(small.segment).toBe(rolled.segment - 1);
+    await undo.close();
+
+    // Restart: the log opens, then a batch too large for what is left rolls.
+    undo = await UndoLog.open(root, 'p', 1 * MiB);
+    expect(undo.maxSeq).toBe(seq);
+    const large = await undo.append([undoRecord(++seq, 300 * KiB)], before);
+    expect(large).toMatchObject({ segment: rolled.segment, fileOffset: 0 });
+    for (let i = 0; i < 4; i++) await undo.append([undoRecord(++seq, 132 * KiB)], before);
+    await undo.close();
+
+    undo = await UndoLog.open(root, 'p', 1 * MiB);
+    try {
+      expect(undo.maxSeq).toBe(seq);
+      const seqs = (await Promise.all(undo.segments().map((s) => undo.readSegment(s.segment)))).flatMap(seqsOf);
+      expect(seqs).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+    } finally {
+      await undo.close();
+    }
+  });
+});
