@@ -1,8 +1,9 @@
 // `mtagent init --dir DIR`: a working installation in one folder.
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
+import { fsyncDir, fsyncFile, mkdirDurable, writeFileDurable } from '../durable-files';
 import { MtagentError } from '../errors';
 
 export interface InitOptions {
@@ -36,7 +37,7 @@ export function certificateFingerprint(pem: string | Buffer): string {
 
 function makeCertificate(dir: string, agentId: string): void {
   const tls = join(dir, 'tls');
-  mkdirSync(tls, { recursive: true, mode: 0o700 });
+  mkdirDurable(tls, 0o700);
   try {
     execFileSync(
       'openssl',
@@ -52,6 +53,9 @@ function makeCertificate(dir: string, agentId: string): void {
     throw new MtagentError('init-failed', `cannot make the TLS certificate: ${why}`);
   }
   chmodSync(join(tls, 'agent.key'), 0o600);
+  fsyncFile(join(tls, 'agent.key'));
+  fsyncFile(join(tls, 'agent.crt'));
+  fsyncDir(tls);
 }
 
 export function initInstallation(options: InitOptions): InitResult {
@@ -65,11 +69,13 @@ export function initInstallation(options: InitOptions): InitResult {
   const dataDir = options.dataDir ?? 'data';
   const retention = options.retentionPath ?? 'retention';
   // Folders inside DIR are made here; absolute ones (a system install) are the installer's to make.
-  for (const d of [retention, 'datastore', dataDir]) if (!isAbsolute(d)) mkdirSync(resolve(dir, d), { recursive: true, mode: 0o750 });
+  // Every file is flushed with the directory that names it, the config last:
+  // after a power cut, a config that is there names a whole installation.
+  mkdirDurable(dir);
+  for (const d of [retention, 'datastore', dataDir]) if (!isAbsolute(d)) mkdirDurable(resolve(dir, d), 0o750);
   makeCertificate(dir, agentId);
   const passphrase = join(dir, 'passphrase');
-  writeFileSync(passphrase, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-  chmodSync(passphrase, 0o600);
+  writeFileDurable(passphrase, `${randomBytes(32).toString('hex')}\n`, 0o600);
   const metrics = options.metricsPort === null ? 'null' : `{ listen: 127.0.0.1:${options.metricsPort ?? 9464} }`;
   const pairs = options.samplePairs === false
     ? 'pairs: []'
@@ -85,7 +91,7 @@ export function initInstallation(options: InitOptions): InitResult {
   - id: vm2-disk0
     target: datastore/vm2-disk0.img
     sizeBytes: 1073741824`;
-  writeFileSync(
+  writeFileDurable(
     configPath,
     `# mtagent configuration (SPEC §4). Relative paths are relative to this file.
 agentId: ${agentId}
@@ -99,7 +105,7 @@ configServer: null
 metrics: ${metrics}
 ${pairs}
 `,
-    { mode: 0o640 },
+    0o640,
   );
   const certPath = join(dir, 'tls', 'agent.crt');
   return { dir, configPath, certPath, fingerprint: certificateFingerprint(readFileSync(certPath)), port };
