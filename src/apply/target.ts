@@ -2,6 +2,7 @@
 // (created sparse when a size is configured and the file is absent).
 import { statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
+import { fsyncDir } from '../durable-files';
 import { MtagentError, isSystemError } from '../errors';
 import { BACKGROUND_IO_PIECE_BYTES, BlockFile, DIRECT_ALIGNMENT, isDirectAligned } from '../native';
 import type { Extent } from './overlay';
@@ -86,6 +87,18 @@ export class TargetDisk {
       file = await BlockFile.open(spec.path, { create: created, size: spec.sizeBytes ?? undefined, maxIoBytes: BACKGROUND_IO_PIECE_BYTES });
     } catch (err) {
       throw unavailable(spec.path, err);
+    }
+    if (created) {
+      // The image and its name are durable before anything is applied to it:
+      // after a power cut the pair is not new any more, and a target gone
+      // missing would not be made again.
+      try {
+        await file.sync();
+        fsyncDir(dirname(spec.path));
+      } catch (err) {
+        await file.close();
+        throw unavailable(spec.path, err);
+      }
     }
     const size = file.sizeAtOpen;
     if (!file.blockDevice && spec.sizeBytes && size !== spec.sizeBytes) {

@@ -1,12 +1,12 @@
 // The replication engine: everything between a validated stream item and a
 // recoverable point, with no network. It owns the retention volume (lock,
 // ingest log, undo logs, space), the catalog, the targets and the applier.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Applier, batchSlabBytes, extentSlabBytes, fromWrittenBatch, type ApplierPair } from '../apply/applier';
 import { SlabCarver, SlabPool } from '../apply/slab-pool';
 import type { ApplyResult } from '../apply/pair-applier';
 import { TargetDisk, TargetError } from '../apply/target';
+import { mkdirDurable } from '../durable-files';
 import { MtagentError } from '../errors';
 import { IngestLog, comparePositions } from '../journal/ingest-log';
 import { isItemRecord, itemRecord, decodeTagPayload, type StreamItem } from '../journal/items';
@@ -249,8 +249,8 @@ export class Engine {
       throw new MtagentError('ERR_BAD_OPTIONS', `undoSegmentBytes (${undoSeg}) must be at least twice cycleBytes (${cycle}) plus 64 KiB, so an apply step's undo batch fits a segment`);
     }
     assertRetentionFits(options.maxBytes ?? null, options.pairs.length, options);
-    mkdirSync(join(options.retentionDir, 'ingest'), { recursive: true });
-    mkdirSync(join(options.retentionDir, 'pairs'), { recursive: true });
+    mkdirDurable(join(options.retentionDir, 'ingest'));
+    mkdirDurable(join(options.retentionDir, 'pairs'));
     const lock = await RetentionLock.acquire(options.retentionDir, { agentId: options.agentId, configPath: options.configPath ?? null });
     let catalog: Catalog | null = null;
     try {
@@ -320,6 +320,7 @@ export class Engine {
     );
     this.ingest = log;
     if (scan.tornTail) this.log.warn({ tornTail: scan.tornTail }, 'ingest log ended in a torn batch (never acknowledged); continuing before it');
+    if (log.sparedAtOpen.length > 0) this.log.warn({ segments: log.sparedAtOpen }, 'ingest segments past the end held nothing whole (made or torn just before a crash): kept as spares');
 
     for (const pair of this.pairs.values()) {
       const remembered = this.catalog.pair(pair.pairId)?.durableSeq ?? 0;
@@ -422,6 +423,8 @@ export class Engine {
       this.catalog.startResync(pair.pairId, from, since);
       this.catalog.addEvent(pair.pairId, 'acknowledged-items-missing', pair.alert as string);
     });
+    // Nothing in the logs says a resync is owed: this commit alone does.
+    this.catalog.flushDurably();
     this.log.error({ pair: pair.pairId, fromSeq: from, toSeq: to }, 'acknowledged items missing from the ingest log');
   }
 
@@ -452,7 +455,12 @@ export class Engine {
       (bytes) => this.makeRoom(bytes, false),
       this.catalog.segments(pairId),
     );
+    if (undo.repairs.length > 0) this.log.warn({ pair: pairId, repairs: undo.repairs }, 'undo log put right after an unclean stop');
     const segments = undo.segments();
+    const first = segments[0];
+    const oldest: ItemPoint = first ? { seq: first.prevSeq, time: first.prevTime ?? 0 } : { seq: undo.maxSeq, time: undo.lastItem?.time ?? 0 };
+    // The logs are the truth: the catalog is brought in line with them (after
+    // a power cut it may lack its last commits, pruning's among them).
     this.catalog.transaction(() => {
       const onDisk = new Set(segments.map((s) => s.segment));
       for (const s of this.catalog.segments(pairId)) if (!onDisk.has(s.segment)) this.catalog.deleteSegment(pairId, s.segment);
@@ -462,9 +470,11 @@ export class Engine {
         if (m.kind === 'start') this.catalog.startResync(pairId, m.seq, m.time);
         else this.catalog.endResync(pairId, m.seq, m.time);
       }
+      if (first) {
+        this.catalog.deleteTagsBefore(pairId, oldest.seq);
+        this.catalog.deleteWindowsBefore(pairId, oldest.seq);
+      }
     });
-    const first = segments[0];
-    const oldest: ItemPoint = first ? { seq: first.prevSeq, time: first.prevTime ?? 0 } : { seq: undo.maxSeq, time: undo.lastItem?.time ?? 0 };
     this.addRuntime(pairId, config, row, undo, oldest);
   }
 
@@ -1052,6 +1062,7 @@ export class Engine {
           await t?.close().catch(() => undefined);
           pair.needsResync = true;
           this.catalog.updatePair(pair.pairId, { needsResync: true });
+          this.catalog.flushDurably();
           if (await this.attachTarget(pair)) pair.wantsResume = true;
         }
       } else if (cfg !== undefined && pair.config === null) {

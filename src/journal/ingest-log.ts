@@ -98,6 +98,11 @@ export class IngestLog {
     });
   }
 
+  /** Segments past the end that the open kept as spares (made or torn just before a crash). */
+  get sparedAtOpen(): readonly number[] {
+    return this.writer.sparedAtOpen;
+  }
+
   /** Whether a recycled segment is ready, so the next segment needs no new space. */
   hasSpare(): boolean {
     return this.writer.spareCount > 0;

@@ -2,9 +2,9 @@
 // O_DIRECT pwritev followed by fdatasync, so a batch is the unit of
 // durability: the reader accepts whole batches and stops at the first one
 // that is torn. See docs/journal-format.md.
-import { openSync, closeSync, fsyncSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fsyncDir, mkdirDurable } from '../durable-files';
 import { BlockFile, alignedBuffer, foregroundIo } from '../native';
 import { JournalCorruptError } from './errors';
 import type { StreamItem } from './items';
@@ -97,15 +97,6 @@ export function batchBytesFor(records: readonly PendingRecord[]): number {
   let size = RECORD_HEADER_BYTES;
   for (const r of records) size += recordSize(r.payload?.length ?? 0);
   return alignBatch(size);
-}
-
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 const SEGMENT_NAME = /^(\d{8,})\.(log|undo)$/;
@@ -372,6 +363,8 @@ export class SegmentLogWriter {
   private readonly beforeAllocate: ((bytes: number) => Promise<void>) | undefined;
   /** Bytes written to the volume by this writer (batches, padding included). */
   bytesWritten = 0;
+  /** Segments past the end of the log that the open found (made or torn just before a crash) and kept as spares. */
+  readonly sparedAtOpen: number[] = [];
 
   private readonly stagingCount: number;
   private readonly stagingSource: StagingSource | undefined;
@@ -398,20 +391,19 @@ export class SegmentLogWriter {
   /** Opens the writer where a scan found the end of the log. */
   static async open(options: SegmentLogOptions, scan: ScanSummary): Promise<SegmentLogWriter> {
     if (options.segmentBytes % BATCH_ALIGNMENT !== 0) throw new RangeError('segmentBytes must be a multiple of 4096');
-    await mkdir(options.dir, { recursive: true });
+    mkdirDurable(options.dir);
     const w = new SegmentLogWriter(options, scan.end, scan.nextBatchNo);
     // Spares left by the last run first: the ones made next must not be listed twice.
     for (const name of readdirSync(options.dir)) if (name.startsWith('spare-')) w.spares.push(join(options.dir, name));
     // Segments after the end hold nothing valid (made just before a crash, or
     // holding only a torn batch): keep them as spares.
-    let moved = false;
     for (const n of listSegments(options.dir, options.extension)) {
       if (n > scan.end.segment) {
         w.addSpare(join(options.dir, segmentFileName(n, options.extension)));
-        moved = true;
+        w.sparedAtOpen.push(n);
       }
     }
-    if (moved) fsyncDir(options.dir);
+    if (w.sparedAtOpen.length > 0) fsyncDir(options.dir);
     return w;
   }
 

@@ -3,6 +3,7 @@
 // at the latest applied item, these records are what rebuilds the past.
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fsyncDir } from '../durable-files';
 import { BACKGROUND_IO_PIECE_BYTES } from '../native';
 import { PAIR_ID } from '../protocol/constants';
 import { JournalCorruptError } from './errors';
@@ -10,7 +11,6 @@ import { isItemRecord } from './items';
 import { RecordKind, isBeforeImage, type DecodedRecord } from './record';
 import {
   SegmentLogWriter,
-  fsyncDir,
   listSegments,
   openForReading,
   readBatchAt,
@@ -19,6 +19,7 @@ import {
   type LogBatch,
   type LogPosition,
   type PendingRecord,
+  type ScanSummary,
   type WrittenBatch,
 } from './segment-log';
 
@@ -54,6 +55,23 @@ function isUndoItem(r: DecodedRecord): boolean {
   return isBeforeImage(r.kind) || (isItemRecord(r) && r.kind !== RecordKind.Write);
 }
 
+/** The seq a segment's SegmentStart names (the item before it), or null if it has none readable. */
+async function segmentStartSeq(dir: string, segment: number): Promise<number | null> {
+  let file;
+  try {
+    file = await openForReading(join(dir, segmentFileName(segment, 'undo')));
+  } catch {
+    return null;
+  }
+  try {
+    const r = await readBatchAt(file, segment, 0, file.sizeAtOpen);
+    const first = r.ok ? r.batch.records[0] : undefined;
+    return first?.kind === RecordKind.SegmentStart ? first.seq : null;
+  } finally {
+    await file.close();
+  }
+}
+
 export class UndoLog {
   readonly pairId: string;
   readonly dir: string;
@@ -81,13 +99,42 @@ export class UndoLog {
     known: readonly UndoSegmentSummary[] = [],
   ): Promise<UndoLog> {
     const dir = undoDir(retentionDir, pairId);
+    const read = await UndoLog.read(dir, onRecord, known);
+    const writer = await SegmentLogWriter.open({ dir, extension: 'undo', segmentBytes, beforeAllocate, stagingBuffers: 1, maxIoBytes: BACKGROUND_IO_PIECE_BYTES }, read.scan);
+    const log = new UndoLog(pairId, dir, writer, read.last);
+    for (const [n, s] of read.summaries) {
+      s.bytes = statSync(join(dir, segmentFileName(n, 'undo'))).size;
+      log.summaries.set(n, s);
+    }
+    if (read.scan.tornTail) log.repairs.push(`a torn batch at the end (segment ${read.scan.tornTail.segment} offset ${read.scan.tornTail.fileOffset}: ${read.scan.tornTail.reason}) was never acknowledged: dropped`);
+    if (writer.sparedAtOpen.length > 0) log.repairs.push(`segments ${writer.sparedAtOpen.join(', ')} past the end held nothing whole: kept as spares`);
+    if (read.readWhole) log.repairs.push('the catalog was behind the log: read the log whole');
+    return log;
+  }
+
+  /** What opening the log put right after an unclean stop (a crash or a power cut), for the log. */
+  readonly repairs: string[] = [];
+
+  /**
+   * Reads the log through, taking closed segments the catalog indexes from it
+   * rather than from the disk: every segment but the last two on disk (the
+   * one being written, and the one before in case it rolled after the last
+   * checkpoint), and never the newest one the catalog has a row for. The
+   * catalog's last commits may be lost to a power cut, and that row is then
+   * the segment being written when it was made, behind the log. Should what
+   * is taken from the catalog still not meet the segment read after it, the
+   * whole log is read instead: the log is the truth, the catalog its index.
+   */
+  private static async read(
+    dir: string,
+    onRecord: ((record: DecodedRecord, batch: LogBatch) => void) | undefined,
+    known: readonly UndoSegmentSummary[],
+  ): Promise<{ scan: ScanSummary; summaries: Map<number, UndoSegmentSummary>; last: ItemPoint | null; readWhole: boolean }> {
+    const newestRow = Math.max(0, ...known.map((k) => k.segment));
+    const indexed = new Map(known.filter((k) => k.segment !== newestRow).map((k) => [k.segment, k]));
     const summaries = new Map<number, UndoSegmentSummary>();
     let last: ItemPoint | null = null;
-    // Closed segments the catalog already indexes are taken from it, not read:
-    // everything but the last two on disk (the one being written, and the one
-    // before in case it rolled after the last checkpoint). The rest is read.
     const onDisk = listSegments(dir, 'undo');
-    const indexed = new Map(known.map((k) => [k.segment, k]));
     let fromSegment = 0;
     for (const n of onDisk.slice(0, -2)) {
       const k = indexed.get(n);
@@ -95,6 +142,12 @@ export class UndoLog {
       summaries.set(n, { ...k });
       last = { seq: k.lastSeq, time: k.lastTime };
       fromSegment = n + 1;
+    }
+    const readWhole = last !== null && (await segmentStartSeq(dir, fromSegment)) !== last.seq;
+    if (readWhole) {
+      summaries.clear();
+      last = null;
+      fromSegment = 0;
     }
     const scan = await scanLog(dir, 'undo', (batch) => {
       let s = summaries.get(batch.segment);
@@ -117,19 +170,13 @@ export class UndoLog {
         onRecord?.(r, batch);
       }
     }, fromSegment);
-    const writer = await SegmentLogWriter.open({ dir, extension: 'undo', segmentBytes, beforeAllocate, stagingBuffers: 1, maxIoBytes: BACKGROUND_IO_PIECE_BYTES }, scan);
-    const log = new UndoLog(pairId, dir, writer, last);
-    for (const [n, s] of summaries) {
-      s.bytes = statSync(join(dir, segmentFileName(n, 'undo'))).size;
-      log.summaries.set(n, s);
-    }
     // The first record read must follow the last indexed one.
     const firstScanned = [...summaries.values()].find((x) => x.segment >= fromSegment && x.firstSeq !== null);
     const lastKnown = [...summaries.values()].filter((x) => x.segment < fromSegment).pop();
     if (firstScanned && lastKnown && firstScanned.prevSeq !== lastKnown.lastSeq) {
       throw new JournalCorruptError(join(dir, segmentFileName(firstScanned.segment, 'undo')), 0, `segment starts after seq ${firstScanned.prevSeq}, but the one before ended at seq ${lastKnown.lastSeq}`);
     }
-    return log;
+    return { scan, summaries, last, readWhole };
   }
 
   /** The newest item with an undo record; null for an empty log. */

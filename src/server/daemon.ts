@@ -1,5 +1,5 @@
 // `mtagent run`: the agent as a long-running process.
-import { mkdirSync } from 'node:fs';
+import { mkdirDurable } from '../durable-files';
 import { ConfigError, loadConfig, readPassphrase, readTlsFile, type AgentConfig } from '../config/load';
 import { ProtocolError } from '../protocol/errors';
 import { Engine } from '../engine/engine';
@@ -69,7 +69,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   const key = readTlsFile(config, 'key', config.tls.key);
   const clientCa = config.tls.clientCa ? readTlsFile(config, 'clientCa', config.tls.clientCa) : null;
   await assertRetentionVolume(config);
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
+  mkdirDurable(config.dataDir, 0o750);
   const engine = await Engine.open(engineOptionsFor(config, log));
   let metrics: AgentMetrics | null = null;
   let server: ReplicationServer;

@@ -3,7 +3,7 @@
 // survive power loss on their own (failover, commit) call `flushDurably()`.
 import Database from 'better-sqlite3';
 import type { UndoSegmentSummary } from '../journal/undo-log';
-import { mkdirSync } from 'node:fs';
+import { mkdirDurable } from '../durable-files';
 import { dirname } from 'node:path';
 import { MtagentError } from '../errors';
 
@@ -208,7 +208,7 @@ export class Catalog {
   }
 
   static open(path: string, options: { readonly?: boolean } = {}): Catalog {
-    if (!options.readonly) mkdirSync(dirname(path), { recursive: true });
+    if (!options.readonly) mkdirDurable(dirname(path));
     const db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     try {
       if (!options.readonly) {

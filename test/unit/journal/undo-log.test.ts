@@ -162,3 +162,44 @@ describe('undo log after a power cut tore the first batch of a fresh segment', (
     }
   });
 });
+
+describe('undo log opened with a catalog a power cut left behind it', () => {
+  it('does not trust the newest segment the catalog indexes, and reads on from there', async () => {
+    const root = tempDir();
+    const undo = await UndoLog.open(root, 'p', 256 * KiB);
+    let seq = 0;
+    // 60 KiB records: four to a 256 KiB segment.
+    while ((undo.activeSegment ?? 0) < 3) await undo.append([undoRecord(++seq, 60 * KiB)], { seq: seq - 1, time: (seq - 1) * 1000 });
+    // The catalog's last surviving commit: segment 3 was being written, with one record in it.
+    const behind = undo.segments().map((s) => (s.segment === 3 ? { ...s, lastSeq: s.firstSeq, lastTime: s.firstTime } : s));
+    while ((undo.activeSegment ?? 0) < 7) await undo.append([undoRecord(++seq, 60 * KiB)], { seq: seq - 1, time: (seq - 1) * 1000 });
+    const truth = undo.segments();
+    await undo.close();
+    const again = await UndoLog.open(root, 'p', 256 * KiB, undefined, undefined, behind);
+    try {
+      expect(again.maxSeq).toBe(seq);
+      expect(again.segments().map(({ bytes: _, ...s }) => s)).toEqual(truth.map(({ bytes: _, ...s }) => s));
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('reads the whole log when what the catalog indexes does not meet the segment after it', async () => {
+    const root = tempDir();
+    const undo = await UndoLog.open(root, 'p', 256 * KiB);
+    let seq = 0;
+    while ((undo.activeSegment ?? 0) < 6) await undo.append([undoRecord(++seq, 60 * KiB)], { seq: seq - 1, time: (seq - 1) * 1000 });
+    const truth = undo.segments();
+    await undo.close();
+    // Rows for segments 1..4 with segment 2 ending early: no longer the segment 3 that follows it.
+    const wrong = truth.slice(0, 4).map((s) => (s.segment === 2 ? { ...s, lastSeq: (s.lastSeq as number) - 1 } : s));
+    const seen: number[] = [];
+    const again = await UndoLog.open(root, 'p', 256 * KiB, (r) => seen.push(r.seq), undefined, wrong);
+    try {
+      expect(again.segments().map(({ bytes: _, ...s }) => s)).toEqual(truth.map(({ bytes: _, ...s }) => s));
+      expect(seen).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+    } finally {
+      await again.close();
+    }
+  });
+});
