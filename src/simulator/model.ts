@@ -24,6 +24,12 @@ export class SourceModel {
   readonly diskBytes: number;
   readonly seed: number;
   readonly items: ModelItem[] = [];
+  /**
+   * Items up to here are not known: the agent held them before this model
+   * took the pair over (adopt). The disk is known again once a resync after
+   * them has ended.
+   */
+  private baseSeq = 0;
   private readonly pool: Buffer;
   private readonly pairHash: number;
 
@@ -43,18 +49,33 @@ export class SourceModel {
   }
 
   get lastSeq(): number {
-    return this.items.length;
+    return this.baseSeq + this.items.length;
+  }
+
+  /** The first seq this model knows (1, or the one after an adopted pair's). */
+  get firstSeq(): number {
+    return this.baseSeq + 1;
   }
 
   item(seq: number): ModelItem {
-    const it = this.items[seq - 1];
+    const it = this.items[seq - this.baseSeq - 1];
     if (!it) throw new RangeError(`${this.pairId} has no item ${seq}`);
     return it;
   }
 
   add(item: ModelItem): void {
-    if (item.seq !== this.items.length + 1) throw new RangeError(`model of ${this.pairId}: item ${item.seq} after ${this.items.length}`);
+    if (item.seq !== this.lastSeq + 1) throw new RangeError(`model of ${this.pairId}: item ${item.seq} after ${this.lastSeq}`);
     this.items.push(item);
+  }
+
+  /**
+   * Takes over a pair whose agent holds `durableSeq` items this model never
+   * streamed: the next item is `durableSeq + 1`, and the disk counts as all
+   * zeros, which a delta resync then makes the target hold.
+   */
+  adopt(durableSeq: number): void {
+    if (this.items.length > 0) throw new RangeError(`model of ${this.pairId} already holds items`);
+    this.baseSeq = durableSeq;
   }
 
   /** The payload of a generated write: a slice of the pair's pool with seq and pair stamped in every sector. */
@@ -94,7 +115,9 @@ export class SourceModel {
 
   /** Whether the state after `seq` is inside a resync window (not a recovery point). */
   inResync(seq: number): boolean {
-    let open = false;
+    if (seq <= this.baseSeq) return true;
+    // An adopted disk is not known until a resync has ended.
+    let open = this.baseSeq > 0;
     for (const it of this.items) {
       if (it.seq > seq) break;
       if (it.kind === 'resync-start') open = true;
@@ -105,7 +128,7 @@ export class SourceModel {
 
   /** The newest app tag outside a resync window, at or before `seq`. */
   latestApp(upTo = this.lastSeq): Extract<ModelItem, { kind: 'tag' }> | null {
-    for (let s = upTo; s >= 1; s--) {
+    for (let s = upTo; s > this.baseSeq; s--) {
       const it = this.item(s);
       if (it.kind === 'tag' && it.tagKind === 'app' && !this.inResync(s)) return it;
     }

@@ -37,6 +37,15 @@ export interface SimulateOptions {
   reconnect: boolean;
   /** Items sent in the first this many seconds do not count towards `steadyAckLatencyMs` (default 1). */
   latencyWarmupSeconds?: number;
+  /**
+   * Answer `needsResync` as a process server does: an initial full copy of a
+   * pair this simulator has streamed nothing to, a delta resync of one it
+   * has; a pair the agent holds items of that this simulator never streamed
+   * is taken over (its disk counts as zeros) and delta-resynced.
+   */
+  resyncWhenAsked?: boolean;
+  /** Every acknowledgement that moves a pair's acked seq forward. */
+  onAck?: (pairId: string, durableSeq: number) => void;
   log?: (line: string) => void;
 }
 
@@ -95,6 +104,8 @@ interface PairState {
   reopenAfter: number;
   done: boolean;
   resyncWanted: boolean;
+  /** The initial full copy being streamed, ahead of the workload; null when none is. */
+  initialCopy: Workload | null;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -147,6 +158,7 @@ export class Simulator {
         reopenAfter: 0,
         done: false,
         resyncWanted: false,
+        initialCopy: null,
       });
     }
   }
@@ -187,6 +199,12 @@ export class Simulator {
   private async openPair(p: PairState): Promise<void> {
     const client = this.client as ReplicationClient;
     const opened = await client.open(p.cfg.id, p.cfg.diskBytes, p.sector);
+    const asked = this.options.resyncWhenAsked ?? false;
+    if (opened.durableSeq > p.model.lastSeq && asked && p.model.lastSeq === 0) {
+      this.log(`the agent holds seq ${opened.durableSeq} of ${p.cfg.id}, which this simulator did not stream: taking the pair over with a delta resync`);
+      p.model.adopt(opened.durableSeq);
+      p.resyncWanted = true;
+    }
     if (opened.durableSeq > p.model.lastSeq) {
       throw new MtagentError(
         'model-behind',
@@ -201,6 +219,24 @@ export class Simulator {
     p.unacked = [];
     p.unackedBytes = 0;
     this.resendFrom(p);
+    if (asked && opened.needsResync && !this.resyncUnderWay(p, opened.durableSeq)) {
+      if (p.model.lastSeq === 0 && this.options.workload !== 'fill') {
+        this.log(`${p.cfg.id} is new to the agent: initial copy of ${p.cfg.diskBytes} bytes`);
+        p.initialCopy = makeWorkload('fill', p.cfg.diskBytes, Math.max(this.options.ioBytes, 1024 * 1024), p.sector, p.random);
+      } else if (p.model.lastSeq > 0) {
+        p.resyncWanted = true;
+      }
+    }
+  }
+
+  /** Whether a resync of the pair is being streamed, or sent and not yet durable. */
+  private resyncUnderWay(p: PairState, durableSeq: number): boolean {
+    if (p.initialCopy !== null || p.resyncWanted) return true;
+    for (let seq = Math.max(durableSeq + 1, p.model.firstSeq); seq <= p.model.lastSeq; seq++) {
+      const kind = p.model.item(seq).kind;
+      if (kind === 'resync-start' || kind === 'resync-end') return true;
+    }
+    return false;
   }
 
   private resendFrom(p: PairState): void {
@@ -258,6 +294,7 @@ export class Simulator {
       if (u.sentAt >= this.steadyFrom && this.steadyLatencies.length < 200_000) this.steadyLatencies.push(now - u.sentAt);
     }
     p.ackedSeq = durableSeq;
+    this.options.onAck?.(p.cfg.id, durableSeq);
   }
 
   private onAck(stream: number, durableSeq: number): void {
@@ -285,7 +322,16 @@ export class Simulator {
 
   private nextItem(p: PairState, now: number): ModelItem | null {
     const seq = p.model.lastSeq + 1;
-    const time = Math.max(now * 1000, p.model.lastSeq > 0 ? p.model.item(p.model.lastSeq).time : 0);
+    const time = Math.max(now * 1000, p.model.lastSeq >= p.model.firstSeq ? p.model.item(p.model.lastSeq).time : 0);
+    if (p.initialCopy !== null) {
+      if (p.model.lastSeq === 0) return { seq, time, kind: 'resync-start' };
+      const w = p.initialCopy.next();
+      if (w === null) {
+        p.initialCopy = null;
+        return { seq, time, kind: 'resync-end' };
+      }
+      return { seq, time, kind: 'write', offset: w.offset, length: w.length, resync: true, fromImage: false };
+    }
     if (this.options.workload === 'fill') {
       if (p.model.lastSeq === 0) return { seq, time, kind: 'resync-start' };
       const w = p.workload.next();
@@ -456,7 +502,7 @@ export class Simulator {
         // Ticks keep RPO measurable while a disk is idle.
         if (!this.finished(p, deadline) && Date.now() - p.lastItemAt >= this.options.tickSeconds * 1000 && p.unackedBytes < perPairWindow) {
           const seq = p.model.lastSeq + 1;
-          const tick: ModelItem = { seq, time: Math.max(Date.now() * 1000, p.model.lastSeq > 0 ? p.model.item(p.model.lastSeq).time : 0), kind: 'tick' };
+          const tick: ModelItem = { seq, time: Math.max(Date.now() * 1000, p.model.lastSeq >= p.model.firstSeq ? p.model.item(p.model.lastSeq).time : 0), kind: 'tick' };
           p.model.add(tick);
           this.sendControl(p, tick);
           this.noteSent(p, seq, 0);
@@ -514,7 +560,7 @@ export class Simulator {
         if (createHash('sha256').update(image.subarray(start, end)).digest('hex') !== h) differing.push(start);
       });
     }
-    const now = (): number => Math.max(Date.now() * 1000, p.model.item(p.model.lastSeq)?.time ?? 0);
+    const now = (): number => Math.max(Date.now() * 1000, p.model.lastSeq >= p.model.firstSeq ? p.model.item(p.model.lastSeq).time : 0);
     const start: ModelItem = { seq: p.model.lastSeq + 1, time: now(), kind: 'resync-start' };
     p.model.add(start);
     this.sendControl(p, start);
