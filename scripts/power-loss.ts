@@ -72,6 +72,8 @@ export interface PointResult {
   /** What was checked, one line each. */
   checks: string[];
   failures: string[];
+  /** What the agent's start-up logged it put right (torn tails, segments past the end, a catalog behind). */
+  repairs: string[];
 }
 
 interface Ack {
@@ -319,6 +321,21 @@ async function statusOf(configPath: string): Promise<Map<string, StatusPair>> {
   return new Map((JSON.parse(r.stdout) as { pairs: StatusPair[] }).pairs.map((p) => [p.pair, p]));
 }
 
+/** What start-up logged it put right after the cut, one phrase each. */
+function startupRepairs(output: string): string[] {
+  const out = new Set<string>();
+  for (const line of output.split('\n')) {
+    if (line.includes('"ingest log ended in a torn batch')) out.add('torn ingest tail');
+    if (line.includes('"ingest segments past the end held nothing whole')) out.add('ingest segments past the end');
+    if (line.includes('"undo log put right after an unclean stop"')) {
+      if (line.includes('torn batch at the end')) out.add('torn undo tail');
+      if (line.includes('past the end held nothing whole')) out.add('undo segments past the end');
+      if (line.includes('the catalog was behind the log')) out.add('catalog behind an undo log');
+    }
+  }
+  return [...out];
+}
+
 /** The agent on a rebuilt device: what it must hold, verify, rebuild, and doing its work again. */
 async function checkAgent(o: PowerLossOptions, home: string, point: Point, rec: Recording, nextFlush: LogEntry | null, result: PointResult): Promise<void> {
   const configPath = join(home, 'agent.yaml');
@@ -330,6 +347,9 @@ async function checkAgent(o: PowerLossOptions, home: string, point: Point, rec: 
     fail((err as Error).message);
     return;
   }
+  const repaired = startupRepairs(daemon.output);
+  result.repairs.push(...repaired);
+  if (repaired.length > 0) result.checks.push(`start-up put right: ${repaired.join('; ')}`);
   try {
     if (point.init) {
       const s = await cli(['status', '--config', configPath]);
@@ -422,7 +442,7 @@ export async function runPowerLoss(o: PowerLossOptions): Promise<PointResult[]> 
         const { writes, nextFlush } = unflushedAfter(rec.entries, point.mark);
         const extras = extrasFor(point.variant, writes, random);
         const markNs = (rec.entries[point.mark] as LogEntry).ns;
-        const result: PointResult = { mark: point.mark, variant: point.variant, at: Number(markNs - rec.started) / 1e9, checks: [], failures: [] };
+        const result: PointResult = { mark: point.mark, variant: point.variant, at: Number(markNs - rec.started) / 1e9, checks: [], failures: [], repairs: [] };
         results.push(result);
         const image = join(work, 'point.img');
         copyImage(base, image);
@@ -491,6 +511,9 @@ async function main(): Promise<void> {
   });
   const failed = results.filter((r) => r.failures.length > 0).length;
   const byVariant = (v: Variant): number => results.filter((r) => r.variant === v).length;
+  const repairs = new Map<string, number>();
+  for (const r of results) for (const what of r.repairs) repairs.set(what, (repairs.get(what) ?? 0) + 1);
+  if (repairs.size > 0) process.stdout.write(`start-up put right: ${[...repairs].map(([what, n]) => `${what} (${n} points)`).join(', ')}\n`);
   process.stdout.write(`power-loss: ${results.length} crash points (A ${byVariant('A')}, B ${byVariant('B')}, C ${byVariant('C')}): ${results.length - failed} passed, ${failed} failed\n`);
   process.exitCode = failed > 0 ? 1 : 0;
 }
