@@ -4,7 +4,7 @@ import { statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { fsyncDir } from '../durable-files';
 import { MtagentError, isSystemError } from '../errors';
-import { BACKGROUND_IO_PIECE_BYTES, BlockFile, DIRECT_ALIGNMENT, isDirectAligned } from '../native';
+import { BACKGROUND_IO_PIECE_BYTES, BlockFile, DIRECT_ALIGNMENT, isDirectAligned, type IoPriority } from '../native';
 import type { Extent } from './overlay';
 
 export class TargetError extends MtagentError {
@@ -20,6 +20,8 @@ export interface TargetSpec {
   path: string;
   /** For an image file: its size, used to create it when absent and checked when present. */
   sizeBytes?: number | null;
+  /** The engine's disk scheduler: the target's I/O is background I/O that gives way to it. */
+  priority?: IoPriority;
 }
 
 /** Several positional writes at once: the extents are disjoint, so order does not matter. */
@@ -68,6 +70,7 @@ export class TargetDisk {
     } catch (err) {
       if (!isSystemError(err) || err.code !== 'ENOENT') throw unavailable(spec.path, err);
     }
+    const background = { maxIoBytes: BACKGROUND_IO_PIECE_BYTES, ...(spec.priority ? { priority: spec.priority } : {}) };
     let created = false;
     if (st === undefined) {
       if (!spec.sizeBytes) {
@@ -84,7 +87,7 @@ export class TargetDisk {
     }
     let file: BlockFile;
     try {
-      file = await BlockFile.open(spec.path, { create: created, size: spec.sizeBytes ?? undefined, maxIoBytes: BACKGROUND_IO_PIECE_BYTES });
+      file = await BlockFile.open(spec.path, { create: created, size: spec.sizeBytes ?? undefined, ...background });
     } catch (err) {
       throw unavailable(spec.path, err);
     }
@@ -107,7 +110,7 @@ export class TargetDisk {
     }
     let direct: BlockFile | null = null;
     try {
-      direct = await BlockFile.open(spec.path, { direct: true, maxIoBytes: BACKGROUND_IO_PIECE_BYTES });
+      direct = await BlockFile.open(spec.path, { direct: true, ...background });
       if (!direct.direct) {
         await direct.close();
         direct = null;

@@ -2,7 +2,7 @@ import { fstat } from 'node:fs';
 import { promisify } from 'node:util';
 import { MtagentError, isSystemError } from '../errors';
 import { binding } from './binding';
-import { foregroundIo, piecesOf } from './foreground-io';
+import { piecesOf, type IoPriority } from './io-priority';
 import { InFlight } from './in-flight';
 
 const fstatAsync = promisify(fstat);
@@ -22,6 +22,8 @@ export interface OpenBlockFileOptions {
    * other I/O waiting at the same disk (see BACKGROUND_IO_PIECE_BYTES).
    */
   maxIoBytes?: number;
+  /** With maxIoBytes: background I/O, which gives way to this scheduler's foreground I/O between pieces. */
+  priority?: IoPriority;
 }
 
 /**
@@ -42,23 +44,25 @@ export class BlockFile {
 
   private readonly inFlight = new InFlight();
   private closed = false;
+  private readonly priority: IoPriority | null;
 
-  private constructor(path: string, fd: number, direct: boolean, blockDevice: boolean, size: number, maxIoBytes: number) {
+  private constructor(path: string, fd: number, direct: boolean, blockDevice: boolean, size: number, maxIoBytes: number, priority: IoPriority | null) {
     this.path = path;
     this.fd = fd;
     this.direct = direct;
     this.blockDevice = blockDevice;
     this.sizeAtOpen = size;
     this.maxIoBytes = maxIoBytes;
+    this.priority = priority;
   }
 
   static async open(path: string, options: OpenBlockFileOptions = {}): Promise<BlockFile> {
-    const { maxIoBytes = 0, ...raw } = options;
+    const { maxIoBytes = 0, priority = null, ...raw } = options;
     if (!Number.isInteger(maxIoBytes) || maxIoBytes < 0 || maxIoBytes % 4096 !== 0) {
       throw new MtagentError('ERR_BAD_OPTIONS', `maxIoBytes ${maxIoBytes} must be a non-negative multiple of 4096`);
     }
     const r = await binding.open(path, raw);
-    return new BlockFile(path, r.fd, r.direct, r.blockDevice, r.size, maxIoBytes);
+    return new BlockFile(path, r.fd, r.direct, r.blockDevice, r.size, maxIoBytes, priority);
   }
 
   /** Writes all buffers back to back at `offset`; resolves with the byte count. */
@@ -77,7 +81,7 @@ export class BlockFile {
     if (!this.givesWay()) return this.track(() => binding.pwritev(this.fd, [buffer], offset, this.maxIoBytes, true));
     return this.track(async () => {
       const done = await this.writePieces([buffer], offset);
-      await foregroundIo.giveWay();
+      await this.priority?.giveWay();
       await binding.fdatasync(this.fd);
       return done;
     });
@@ -86,7 +90,7 @@ export class BlockFile {
   private async writePieces(buffers: readonly Buffer[], offset: number): Promise<number> {
     let done = 0;
     for (const piece of piecesOf(buffers, this.maxIoBytes)) {
-      await foregroundIo.giveWay();
+      await this.priority?.giveWay();
       done += await binding.pwritev(this.fd, piece, offset + done, 0);
     }
     return done;
@@ -102,7 +106,7 @@ export class BlockFile {
     return this.track(async () => {
       let done = 0;
       while (done < buffer.length) {
-        await foregroundIo.giveWay();
+        await this.priority?.giveWay();
         const want = Math.min(this.maxIoBytes, buffer.length - done);
         const got = await binding.pread(this.fd, buffer.subarray(done, done + want), offset + done, 0);
         done += got;
@@ -115,14 +119,14 @@ export class BlockFile {
   datasync(): Promise<void> {
     if (!this.givesWay()) return this.track(() => binding.fdatasync(this.fd));
     return this.track(async () => {
-      await foregroundIo.giveWay();
+      await this.priority?.giveWay();
       await binding.fdatasync(this.fd);
     });
   }
 
-  /** Background I/O (maxIoBytes set) goes piece by piece from here while it is to give way to foreground I/O. */
+  /** Background I/O (maxIoBytes and a priority set) goes piece by piece from here while it is to give way to foreground I/O. */
   private givesWay(): boolean {
-    return this.maxIoBytes > 0 && foregroundIo.giveWayWhen();
+    return this.maxIoBytes > 0 && this.priority !== null && this.priority.givingWay;
   }
 
   sync(): Promise<void> {

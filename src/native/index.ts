@@ -2,7 +2,7 @@
 import { binding, type RawStatfs } from './binding';
 
 export { BlockFile, type OpenBlockFileOptions } from './block-file';
-export { foregroundIo } from './foreground-io';
+export { IoPriority } from './io-priority';
 
 /**
  * The applier's reads and writes (targets, undo logs, the ingest log read

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BlockFile, alignedBuffer, foregroundIo, statfs } from '../../../src/native';
+import { BlockFile, IoPriority, alignedBuffer, statfs } from '../../../src/native';
 import { binding } from '../../../src/native/binding';
 import { useTempDir } from '../../helpers/temp-dir';
 
@@ -228,8 +228,8 @@ describe('BlockFile', () => {
       [true, true],
       [false, true],
     ]) {
-      const f = await BlockFile.open(join(dir, `pieces-${direct}-${givingWay}.bin`), { create: true, direct, maxIoBytes: MiB });
-      foregroundIo.giveWayWhen = () => givingWay as boolean;
+      const priority = new IoPriority(() => givingWay as boolean);
+      const f = await BlockFile.open(join(dir, `pieces-${direct}-${givingWay}.bin`), { create: true, direct, maxIoBytes: MiB, priority });
       try {
         expect(f.maxIoBytes).toBe(MiB);
         // 1.5 MiB, 0.5 MiB, 2 MiB + 4 KiB: piece ends fall inside buffers and on their edges.
@@ -249,7 +249,6 @@ describe('BlockFile', () => {
         expect(calls().syscr - written.syscr).toBeGreaterThanOrEqual(5);
         expect(back.subarray(0, whole.length).equals(whole)).toBe(true);
       } finally {
-        foregroundIo.giveWayWhen = () => false;
         await f.close();
       }
     }
@@ -260,8 +259,7 @@ describe('BlockFile', () => {
     const dir = tempDir();
     for (const givingWay of [false, true]) {
       const path = join(dir, `durable-${givingWay}.bin`);
-      const f = await BlockFile.open(path, { create: true, direct: true, maxIoBytes: MiB });
-      foregroundIo.giveWayWhen = () => givingWay;
+      const f = await BlockFile.open(path, { create: true, direct: true, maxIoBytes: MiB, priority: new IoPriority(() => givingWay) });
       try {
         const data = alignedBuffer(2 * MiB + 4096);
         randomBytes(data.length).copy(data);
@@ -271,7 +269,6 @@ describe('BlockFile', () => {
         expect(back.equals(data)).toBe(true);
         await expect(f.writeDurable(filled(4096, 1).subarray(0, 512), 0)).rejects.toMatchObject({ code: 'ERR_DIRECT_IO_ALIGNMENT', syscall: 'pwritev', path });
       } finally {
-        foregroundIo.giveWayWhen = () => false;
         await f.close();
       }
     }

@@ -1,15 +1,11 @@
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { BlockFile, alignedBuffer, foregroundIo } from '../../../src/native';
-import { piecesOf } from '../../../src/native/foreground-io';
+import { describe, expect, it } from 'vitest';
+import { BlockFile, IoPriority, alignedBuffer } from '../../../src/native';
+import { piecesOf } from '../../../src/native/io-priority';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const MiB = 1024 * 1024;
 const tempDir = useTempDir();
-
-afterEach(() => {
-  foregroundIo.giveWayWhen = () => false;
-});
 
 describe('piecesOf', () => {
   it('cuts buffers written back to back into runs of at most the piece size, in order', () => {
@@ -23,13 +19,15 @@ describe('piecesOf', () => {
 
 describe('background I/O giving way to foreground I/O', () => {
   it('waits between pieces while a foreground write or flush is in flight, and only while asked to', async () => {
-    const f = await BlockFile.open(join(tempDir(), 'bg.bin'), { create: true, direct: true, maxIoBytes: MiB });
+    let givingWay = false;
+    const priority = new IoPriority(() => givingWay);
+    const f = await BlockFile.open(join(tempDir(), 'bg.bin'), { create: true, direct: true, maxIoBytes: MiB, priority });
     try {
       const data = alignedBuffer(4 * MiB);
       data.fill(7);
       let releaseForeground = (): void => undefined;
-      const foreground = foregroundIo.run(() => new Promise<void>((resolve) => (releaseForeground = resolve)));
-      foregroundIo.giveWayWhen = () => true;
+      const foreground = priority.foreground(() => new Promise<void>((resolve) => (releaseForeground = resolve)));
+      givingWay = true;
       let written = false;
       const background = f.write(data, 0).then(() => (written = true));
       await new Promise((r) => setTimeout(r, 100));
@@ -42,8 +40,8 @@ describe('background I/O giving way to foreground I/O', () => {
       expect(back.equals(data)).toBe(true);
 
       // Not asked to give way (the applier must catch up): it goes at once.
-      const again = foregroundIo.run(() => new Promise<void>((resolve) => (releaseForeground = resolve)));
-      foregroundIo.giveWayWhen = () => false;
+      const again = priority.foreground(() => new Promise<void>((resolve) => (releaseForeground = resolve)));
+      givingWay = false;
       await f.write(data, 4 * MiB);
       releaseForeground();
       await again;

@@ -1,20 +1,27 @@
 // Acknowledgements wait for the ingest log's writes and flushes, and the
 // applier's reads and writes share the disk with them. Files opened with
 // `maxIoBytes` (background I/O: targets, undo logs, the ingest log read back)
-// already reach the disk in pieces; while acknowledgements come first (the
-// engine says when), they also wait between pieces until no foreground write
-// or flush is in flight, so an acknowledgement waits behind at most the
-// pieces already at the disk.
+// already reach the disk in pieces; opened with an IoPriority too, they also
+// wait between pieces, while acknowledgements come first (its owner says
+// when), until no foreground write or flush is in flight. So an
+// acknowledgement waits behind at most the pieces already at the disk.
 import { InFlight } from './in-flight';
 
-export class ForegroundIo {
+/** One engine's disk scheduler, in the small: foreground I/O, and when background I/O gives way to it. */
+export class IoPriority {
   private readonly inFlight = new InFlight();
-  /** Whether background I/O gives way now. The engine sets it; false lets the applier run at full speed to catch up. */
-  giveWayWhen: () => boolean = () => false;
+
+  /** @param giveWayWhen whether background I/O gives way now; false lets it run at full speed (the applier catching up). */
+  constructor(private readonly giveWayWhen: () => boolean = () => false) {}
 
   /** Runs `io` (a write or flush acknowledgements wait for) as foreground I/O. */
-  run<T>(io: () => Promise<T>): Promise<T> {
+  foreground<T>(io: () => Promise<T>): Promise<T> {
     return this.inFlight.run(io);
+  }
+
+  /** Whether background I/O is to go piece by piece, giving way, now. */
+  get givingWay(): boolean {
+    return this.giveWayWhen();
   }
 
   /** Resolves once no foreground I/O is in flight, or at once when giving way is not asked for. */
@@ -22,9 +29,6 @@ export class ForegroundIo {
     while (this.inFlight.size > 0 && this.giveWayWhen()) await this.inFlight.idle();
   }
 }
-
-/** The process's one disk scheduler, in the small: the engine sets when background I/O gives way. */
-export const foregroundIo = new ForegroundIo();
 
 /** `buffers`, written back to back, cut into runs of at most `max` bytes each. */
 export function piecesOf(buffers: readonly Buffer[], max: number): Buffer[][] {
