@@ -3,17 +3,32 @@
 // memory (bounded), older ones are read back from the log. A pair whose
 // target fails is paused alone: it remembers where to resume, and the rest
 // go on.
-import { comparePositions, type IngestLog } from '../journal/ingest-log';
+import type { IngestBatch, IngestLog } from '../journal/ingest-log';
 import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
 import { BATCH_ALIGNMENT, RECORD_HEADER_BYTES } from '../journal/record';
-import { openForReading, readBatchAt, type LogBatch, type LogPosition, type WrittenBatch } from '../journal/segment-log';
+import { comparePositions, openForReading, readBatchAt, type LogBatch, type LogPosition } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
 import type { Extent } from './overlay';
-import { BACKGROUND_IO_PIECE_BYTES, alignedBuffer, type BlockFile } from '../native';
+import { BACKGROUND_IO_PIECE_BYTES, alignedBuffer, type BlockFile, type IoPriority } from '../native';
 import { SlabArena, type SlabCarver, type SlabPool } from './slab-pool';
 import { MAX_WRITE_BYTES } from '../protocol/constants';
 import type { TargetDisk } from './target';
+
+/** What the applier reads of a pair's state, and the transitions it makes (engine/pair-state.ts is the machine). */
+export interface ApplyGate {
+  /** Applying stops for a pair that is paused; its items stay in the log. */
+  readonly paused: boolean;
+  /** The owner lets a paused pair try again. */
+  readonly wantsResume: boolean;
+  /** Where a paused pair resumes reading the log; null when nothing of it was skipped. */
+  readonly resumeFrom: LogPosition | null;
+  /** Applying failed: the pair pauses. True when the error is news. */
+  stopped(message: string): boolean;
+  skippedFrom(at: LogPosition): void;
+  resumeBegins(): void;
+  resumeEnds(left: LogPosition | null): void;
+}
 
 export interface ApplierPair {
   pairId: string;
@@ -22,19 +37,14 @@ export interface ApplierPair {
   appliedPoint: ItemPoint;
   undo: UndoLog;
   target: TargetDisk | null;
-  /** Applying stops for a pair that is paused; its items stay in the log. */
-  paused: boolean;
-  /** Where a paused pair resumes reading the log; null when nothing of it was skipped. */
-  resumeFrom: LogPosition | null;
-  /** Set by the owner when a paused pair may try again. */
-  wantsResume: boolean;
+  state: ApplyGate;
   /** The previous step's extents while they may still be landing on the target. */
   inflight?: readonly Extent[] | null;
 }
 
-export interface ApplierOptions {
+export interface ApplierOptions<P extends ApplierPair = ApplierPair> {
   ingest: IngestLog;
-  pairs: Map<string, ApplierPair>;
+  pairs: ReadonlyMap<string, P>;
   /** Log bytes taken per cycle. */
   cycleBytes: number;
   /** Most a pair applies in one step: its undo batch must fit an undo segment. */
@@ -47,9 +57,10 @@ export interface ApplierOptions {
   batchMemory: SlabPool;
   /** Where the ingest log's staging memory comes from: durable batches bring it along (WrittenBatch.staging), the applier releases it. */
   staging: SlabCarver;
-  onApplied: (pair: ApplierPair, result: ApplyResult) => void;
-  onPaused: (pair: ApplierPair, err: unknown) => void;
-  onResumed: (pair: ApplierPair) => void;
+  onApplied: (pair: P, result: ApplyResult) => void;
+  /** The pair has paused on `err`; `news` unless it is the error it had already. */
+  onPaused: (pair: P, err: unknown, news: boolean) => void;
+  onResumed: (pair: P) => void;
   /** Errors of the loop itself (reading the log): the owner reports them. The applier stops after one. */
   onError: (err: unknown) => void;
   /** True while acknowledgements should have the disk: the applier waits to be poked again. */
@@ -61,6 +72,8 @@ export interface ApplierOptions {
   gatherMs?: number;
   /** True while nobody needs the applier to hurry (no waiter on an applied seq, for room, or on the lag). */
   mayGather?: () => boolean;
+  /** The engine's disk scheduler: reading the log back is background I/O that gives way to it. */
+  priority?: IoPriority;
 }
 
 /** A durable batch as the applier sees it: its place in the log and the items in it. */
@@ -90,12 +103,11 @@ export function fromLogBatch(batch: LogBatch): ApplyBatch {
  * V8's young generation and cost full collections (a fifth of the daemon's
  * CPU at 300 MB/s).
  */
-export function fromWrittenBatch(batch: WrittenBatch): ApplyBatch {
+export function fromWrittenBatch(batch: IngestBatch): ApplyBatch {
   const entries: ApplyBatch['entries'] = [];
   let memoryBytes = 0;
   const staging = batch.staging;
   for (const r of batch.records) {
-    if (!r.item) continue;
     entries.push({ pairId: r.fields.pairId, item: r.item });
     memoryBytes += ENTRY_OVERHEAD + (r.item.kind === 'write' ? r.item.data.length : 0);
   }
@@ -123,8 +135,8 @@ export function batchSlabBytes(maxBatchBytes: number): number {
   return Math.max(maxBatchBytes, MAX_WRITE_BYTES) + 64 * 1024;
 }
 
-export class Applier {
-  private readonly options: ApplierOptions;
+export class Applier<P extends ApplierPair = ApplierPair> {
+  private readonly options: ApplierOptions<P>;
   private cursor: LogPosition;
   private durableEnd: LogPosition;
   private memory: ApplyBatch[] = [];
@@ -149,7 +161,7 @@ export class Applier {
   private pendingSince: number | null = null;
   private gatherTimer: NodeJS.Timeout | null = null;
 
-  constructor(options: ApplierOptions, start: LogPosition, durableEnd: LogPosition) {
+  constructor(options: ApplierOptions<P>, start: LogPosition, durableEnd: LogPosition) {
     this.options = options;
     this.cursor = start;
     this.appliedUpTo = start;
@@ -215,7 +227,8 @@ export class Applier {
   releasePosition(): LogPosition {
     let pos = this.appliedUpTo;
     for (const p of this.options.pairs.values()) {
-      if (p.resumeFrom && comparePositions(p.resumeFrom, pos) < 0) pos = p.resumeFrom;
+      const from = p.state.resumeFrom;
+      if (from && comparePositions(from, pos) < 0) pos = from;
     }
     return pos;
   }
@@ -237,7 +250,7 @@ export class Applier {
   }
 
   private anyWantsResume(): boolean {
-    return [...this.options.pairs.values()].some((p) => p.wantsResume);
+    return [...this.options.pairs.values()].some((p) => p.state.wantsResume);
   }
 
   get pending(): boolean {
@@ -389,7 +402,7 @@ export class Applier {
   private async readerFor(segment: number): Promise<BlockFile> {
     if (this.reader?.segment === segment) return this.reader.file;
     await this.closeReader();
-    const file = await openForReading(this.options.ingest.segmentPath(segment), BACKGROUND_IO_PIECE_BYTES);
+    const file = await openForReading(this.options.ingest.segmentPath(segment), BACKGROUND_IO_PIECE_BYTES, this.options.priority);
     this.reader = { segment, file };
     return file;
   }
@@ -400,23 +413,19 @@ export class Applier {
     await r?.file.close();
   }
 
-  private setResume(pair: ApplierPair, pos: LogPosition): void {
-    if (pair.resumeFrom === null || comparePositions(pos, pair.resumeFrom) < 0) pair.resumeFrom = pos;
-  }
-
   /** Stage A for every pair with items in the cycle, concurrently. */
   private async prepareCycle(
     batches: readonly ApplyBatch[],
     memory: SlabArena,
     previousStageB: () => Promise<void>,
-  ): Promise<Array<{ pair: ApplierPair; plan: ApplyPlan; firstBatch: LogPosition }>> {
+  ): Promise<Array<{ pair: P; plan: ApplyPlan; firstBatch: LogPosition }>> {
     const perPair = new Map<string, { items: StreamItem[]; firstBatch: LogPosition }>();
     for (const batch of batches) {
       for (const { pairId: id, item } of batch.entries) {
         const pair = this.options.pairs.get(id);
         if (!pair || item.seq <= pair.appliedSeq) continue;
-        if (pair.paused) {
-          this.setResume(pair, { segment: batch.segment, fileOffset: batch.fileOffset });
+        if (pair.state.paused) {
+          pair.state.skippedFrom({ segment: batch.segment, fileOffset: batch.fileOffset });
           continue;
         }
         let entry = perPair.get(id);
@@ -427,10 +436,10 @@ export class Applier {
         entry.items.push(item);
       }
     }
-    const plans: Array<{ pair: ApplierPair; plan: ApplyPlan; firstBatch: LogPosition }> = [];
+    const plans: Array<{ pair: P; plan: ApplyPlan; firstBatch: LogPosition }> = [];
     await Promise.all(
       [...perPair].map(async ([pairId, { items, firstBatch }]) => {
-        const pair = this.options.pairs.get(pairId) as ApplierPair;
+        const pair = this.options.pairs.get(pairId) as P;
         const steps = this.steps(pair, items);
         try {
           if (pair.target === null) throw new Error('target not open');
@@ -450,7 +459,7 @@ export class Applier {
           plans.push({ pair, plan, firstBatch });
         } catch (err) {
           this.pause(pair, err);
-          this.setResume(pair, firstBatch);
+          pair.state.skippedFrom(firstBatch);
         }
       }),
     );
@@ -458,11 +467,11 @@ export class Applier {
   }
 
   /** Stage B: targets written and flushed, then appliedSeq moves. */
-  private async finishCycle(plans: ReadonlyArray<{ pair: ApplierPair; plan: ApplyPlan; firstBatch: LogPosition }>): Promise<void> {
+  private async finishCycle(plans: ReadonlyArray<{ pair: P; plan: ApplyPlan; firstBatch: LogPosition }>): Promise<void> {
     await Promise.all(
       plans.map(async ({ pair, plan, firstBatch }) => {
-        if (pair.paused || pair.target === null) {
-          this.setResume(pair, firstBatch);
+        if (pair.state.paused || pair.target === null) {
+          pair.state.skippedFrom(firstBatch);
           return;
         }
         try {
@@ -470,7 +479,7 @@ export class Applier {
           this.advance(pair, result);
         } catch (err) {
           this.pause(pair, err);
-          this.setResume(pair, firstBatch);
+          pair.state.skippedFrom(firstBatch);
         } finally {
           if (pair.inflight === plan.extents) pair.inflight = null;
         }
@@ -478,7 +487,7 @@ export class Applier {
     );
   }
 
-  private advance(pair: ApplierPair, result: ApplyResult): void {
+  private advance(pair: P, result: ApplyResult): void {
     pair.appliedSeq = result.appliedSeq;
     pair.appliedPoint = { seq: result.appliedSeq, time: result.appliedTime };
     this.options.onApplied(pair, result);
@@ -506,7 +515,7 @@ export class Applier {
   }
 
   /** Applies items step by step (catch-up after a pause); false when the pair had to be paused again. */
-  private async applyToPair(pair: ApplierPair, items: readonly StreamItem[]): Promise<boolean> {
+  private async applyToPair(pair: P, items: readonly StreamItem[]): Promise<boolean> {
     for (const step of this.steps(pair, items)) {
       try {
         if (pair.target === null) throw new Error('target not open');
@@ -520,19 +529,17 @@ export class Applier {
     return true;
   }
 
-  private pause(pair: ApplierPair, err: unknown): void {
-    pair.paused = true;
-    pair.wantsResume = false;
-    this.options.onPaused(pair, err);
+  private pause(pair: P, err: unknown): void {
+    const news = pair.state.stopped(err instanceof Error ? err.message : String(err));
+    this.options.onPaused(pair, err, news);
   }
 
   /** Catches paused pairs that may resume up with the cursor, reading the log. */
   private async resumePairs(): Promise<void> {
     for (const pair of this.options.pairs.values()) {
-      if (!pair.wantsResume) continue;
-      pair.wantsResume = false;
-      pair.paused = false;
-      let pos = pair.resumeFrom;
+      if (!pair.state.wantsResume) continue;
+      pair.state.resumeBegins();
+      let pos = pair.state.resumeFrom;
       let ok = true;
       while (ok && pos !== null && comparePositions(pos, this.cursor) < 0) {
         const memory = new SlabArena(this.options.batchMemory);
@@ -544,12 +551,8 @@ export class Applier {
         memory.release();
         if (ok) pos = { segment: batch.segment, fileOffset: batch.fileOffset + batch.bytes };
       }
-      if (ok) {
-        pair.resumeFrom = null;
-        this.options.onResumed(pair);
-      } else {
-        pair.resumeFrom = pos;
-      }
+      pair.state.resumeEnds(ok ? null : pos);
+      if (ok) this.options.onResumed(pair);
     }
   }
 

@@ -5,6 +5,8 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MtagentError, isSystemError } from '../errors';
+import type { IoPriority } from '../native';
+import type { ItemRecord } from './items';
 import type { StagingSource, WrittenBatch } from './segment-log';
 import {
   SegmentLogWriter,
@@ -13,7 +15,6 @@ import {
   segmentFileName,
   type LogBatch,
   type LogPosition,
-  type PendingRecord,
   type EncodedBatch,
   type ScanSummary,
 } from './segment-log';
@@ -30,27 +31,30 @@ export interface IngestLogOptions {
    * neither helps. Not called when a recycled segment is reused.
    */
   beforeAllocate?: (bytes: number) => Promise<void>;
-  /** Every durable batch, in order; its records' payloads are the appended buffers. */
-  onBatch: (batch: WrittenBatch) => void;
+  /** Every durable batch, in order; its records are the ones appended (staged, their writes' data is the batch's copy). */
+  onBatch: (batch: IngestBatch) => void;
   /** Memory to encode each batch in; the written batch carries it to onBatch, which owns it then. */
   stagingSource?: StagingSource;
   /** The log has nothing left to write. */
   onIdle?: () => void;
   /** A write failed for good (an I/O error, a volume gone read-only): nothing more can be made durable. */
   onFailed?: (err: unknown) => void;
+  /** The engine's disk scheduler: this log's writes and flushes are its foreground I/O. */
+  priority?: IoPriority;
+}
+
+/** A durable batch of the ingest log: every record in it holds a stream item. */
+export interface IngestBatch extends Omit<WrittenBatch, 'records'> {
+  records: readonly ItemRecord[];
 }
 
 interface Request {
   /** 1, 2, 3... in the order of append; requests settle in that order. */
   number: number;
-  records: readonly PendingRecord[];
+  records: readonly ItemRecord[];
   next: number;
   resolve: () => void;
   reject: (err: unknown) => void;
-}
-
-export function comparePositions(a: LogPosition, b: LogPosition): number {
-  return a.segment !== b.segment ? a.segment - b.segment : a.fileOffset - b.fileOffset;
 }
 
 export class IngestLog {
@@ -81,14 +85,22 @@ export class IngestLog {
   static async open(options: IngestLogOptions, onScanned: (batch: LogBatch) => void | Promise<void>): Promise<{ log: IngestLog; scan: ScanSummary }> {
     const scan = await scanLog(options.dir, 'log', onScanned);
     const writer = await SegmentLogWriter.open(
-      { dir: options.dir, extension: 'log', segmentBytes: options.segmentBytes, beforeAllocate: options.beforeAllocate, foreground: true, ...(options.stagingSource ? { stagingSource: options.stagingSource } : {}) },
+      {
+        dir: options.dir,
+        extension: 'log',
+        segmentBytes: options.segmentBytes,
+        beforeAllocate: options.beforeAllocate,
+        foreground: true,
+        ...(options.priority ? { priority: options.priority } : {}),
+        ...(options.stagingSource ? { stagingSource: options.stagingSource } : {}),
+      },
       scan,
     );
     return { log: new IngestLog(options, writer), scan };
   }
 
   /** Resolves when every record is durable. Records of one call keep their order. */
-  append(records: readonly PendingRecord[]): Promise<void> {
+  append(records: readonly ItemRecord[]): Promise<void> {
     if (this.closed) return Promise.reject(new MtagentError('ERR_CLOSED', 'the ingest log is closed'));
     if (this.failure !== null) return Promise.reject(this.failure);
     if (records.length === 0) return Promise.resolve();
@@ -226,7 +238,7 @@ export class IngestLog {
           const batch = await writing;
           this.bytesWritten += batch.bytes;
           this.batchesWritten++;
-          this.options.onBatch(batch);
+          this.options.onBatch({ ...batch, records: current.records });
           for (const r of current.finished) this.settle(r);
         } catch (err) {
           const failure = toIngestError(err);
@@ -258,10 +270,10 @@ export class IngestLog {
    * Takes queued records up to the batch limit and encodes them. `finished`
    * are the requests whose last record is in this batch; `touched` all it holds.
    */
-  private prepare(): { encoded: EncodedBatch; finished: Request[]; touched: Request[] } | null {
+  private prepare(): { encoded: EncodedBatch<ItemRecord>; records: ItemRecord[]; finished: Request[]; touched: Request[] } | null {
     if (this.queue.length === 0 || this.failure !== null) return null;
     const limit = Math.min(this.options.maxBatchBytes, this.writer.maxBatchBytes);
-    const records: PendingRecord[] = [];
+    const records: ItemRecord[] = [];
     const finished: Request[] = [];
     const touched: Request[] = [];
     let bytes = RECORD_HEADER_BYTES;
@@ -269,7 +281,7 @@ export class IngestLog {
       const req = this.queue[0] as Request;
       touched.push(req);
       while (req.next < req.records.length) {
-        const r = req.records[req.next] as PendingRecord;
+        const r = req.records[req.next] as ItemRecord;
         const size = recordSize(r.payload?.length ?? 0);
         if (records.length > 0 && bytes + size > limit - 4096) break;
         records.push(r);
@@ -280,7 +292,11 @@ export class IngestLog {
       finished.push(req);
       this.queue.shift();
     }
-    return { encoded: this.writer.encode(records), finished, touched };
+    const encoded = this.writer.encode(records);
+    // Staged, a write's payload now lives in the batch: its item follows, so
+    // the message it arrived in is held by nothing and is collected young.
+    for (const r of records) if (r.item.kind === 'write' && r.payload !== undefined && r.payload !== r.item.data) r.item = { ...r.item, data: r.payload as Buffer };
+    return { encoded, records, finished, touched };
   }
 }
 

@@ -1,4 +1,5 @@
-// Stream items (SPEC §2.3-2.4) as the engine handles them, and their records.
+// Stream items (docs/protocol.md: writes, tags, ticks, resync markers) as
+// the engine handles them, and their records.
 import { RecordFlag, RecordKind, type DecodedRecord } from './record';
 import type { PendingRecord } from './segment-log';
 
@@ -66,8 +67,13 @@ const KIND_OF: Record<Exclude<StreamItem['kind'], 'write'>, RecordKind> = {
   'resync-end': RecordKind.ResyncEnd,
 };
 
+/** A record that holds a stream item, with the item kept so the applier need not decode it back. */
+export interface ItemRecord extends PendingRecord {
+  item: StreamItem;
+}
+
 /** The ingest-log record for an item. */
-export function itemRecord(pairId: string, item: StreamItem): PendingRecord {
+export function itemRecord(pairId: string, item: StreamItem): ItemRecord {
   if (item.kind === 'write') {
     return {
       fields: { kind: RecordKind.Write, flags: item.resync ? RecordFlag.ResyncData : 0, pairId, seq: item.seq, time: item.time, offset: item.offset },

@@ -5,9 +5,8 @@
 import { readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, mkdirDurable } from '../durable-files';
-import { BlockFile, alignedBuffer, foregroundIo } from '../native';
+import { BlockFile, alignedBuffer, type IoPriority, type OpenBlockFileOptions } from '../native';
 import { JournalCorruptError } from './errors';
-import type { StreamItem } from './items';
 import {
   BATCH_ALIGNMENT,
   RECORD_HEADER_BYTES,
@@ -23,15 +22,13 @@ export interface PendingRecord {
   /** `count` is left out (0) but for an undo log's UndoZero records. */
   fields: Omit<RecordFields, 'count'> & { count?: number };
   /**
-   * With a staging source, encoding points a write's payload and item.data at
-   * its copy in the staged batch: the message it arrived in is then held by
-   * nothing here, and can be collected young.
+   * With a staging source, encoding points the payload at its copy in the
+   * staged batch: the buffer it came in is then held by nothing here, and
+   * can be collected young.
    */
   payload?: Uint8Array;
   /** CRC-32C of `payload` when already known (checked on arrival). */
   payloadCrc?: number;
-  /** The stream item this record holds, kept so the applier need not decode it back. */
-  item?: StreamItem;
 }
 
 export interface LogBatch {
@@ -46,22 +43,23 @@ export interface LogBatch {
 }
 
 /** A batch encoded and placed, not yet written. */
-export interface EncodedBatch {
+export interface EncodedBatch<R extends PendingRecord = PendingRecord> {
   segment: number;
   fileOffset: number;
   batchNo: number;
   bytes: number;
   buffer: Buffer;
-  records: readonly PendingRecord[];
+  /** The records given, in order, after the segment header when the batch opens a segment. */
+  records: readonly (R | PendingRecord)[];
 }
 
 /** A batch as written: its place and the records it holds, payloads as given. */
-export interface WrittenBatch {
+export interface WrittenBatch<R extends PendingRecord = PendingRecord> {
   segment: number;
   fileOffset: number;
   batchNo: number;
   bytes: number;
-  records: readonly PendingRecord[];
+  records: readonly (R | PendingRecord)[];
   /**
    * The batch as written (records at their offsets), when the writer has a
    * staging source: the writer never touches it again, and the receiver gives
@@ -87,6 +85,10 @@ export interface ScanSummary {
   batches: number;
   /** Set when the log ended in a batch that was never completed (normal after a crash). */
   tornTail: { segment: number; fileOffset: number; reason: string } | null;
+}
+
+export function comparePositions(a: LogPosition, b: LogPosition): number {
+  return a.segment !== b.segment ? a.segment - b.segment : a.fileOffset - b.fileOffset;
 }
 
 export function alignBatch(n: number): number {
@@ -138,8 +140,8 @@ export function listSegments(dir: string, extension: string): number[] {
  * where durable data is, seen by a rebuild or by the applier reading a
  * recycled segment. Reading direct sees what is on the disk.
  */
-export function openForReading(path: string, maxIoBytes = 0): Promise<BlockFile> {
-  return BlockFile.open(path, { readOnly: true, direct: true, maxIoBytes });
+export function openForReading(path: string, maxIoBytes = 0, priority?: IoPriority): Promise<BlockFile> {
+  return BlockFile.open(path, { readOnly: true, direct: true, maxIoBytes, ...(priority ? { priority } : {}) });
 }
 
 /** Memory for reading batches: a 4 KiB header buffer to reuse, and where the batch's own memory comes from. */
@@ -333,7 +335,9 @@ export interface SegmentLogOptions {
   stagingSource?: StagingSource;
   /** Writes reach the disk in pieces of at most this size (the undo logs: BACKGROUND_IO_PIECE_BYTES). */
   maxIoBytes?: number;
-  /** Acknowledgements wait for this log's writes and flushes (the ingest log): background I/O gives way to them. */
+  /** The engine's disk scheduler: this log's writes are its foreground I/O, or background I/O that gives way to it. */
+  priority?: IoPriority;
+  /** Acknowledgements wait for this log's writes and flushes (the ingest log): they are foreground I/O of `priority`. */
   foreground?: boolean;
 }
 
@@ -370,9 +374,11 @@ export class SegmentLogWriter {
   private readonly stagingSource: StagingSource | undefined;
   private readonly maxIoBytes: number;
   private readonly foreground: boolean;
+  private readonly priority: IoPriority | undefined;
 
   private constructor(options: SegmentLogOptions, end: LogPosition, nextBatchNo: number) {
     this.foreground = options.foreground ?? false;
+    this.priority = options.priority;
     this.beforeAllocate = options.beforeAllocate;
     this.stagingCount = options.stagingBuffers ?? 2;
     this.stagingSource = options.stagingSource;
@@ -430,7 +436,7 @@ export class SegmentLogWriter {
    * Writes records as one batch and makes it durable. `segmentHeader` is put
    * first when the batch opens a new segment (the undo log's SegmentStart).
    */
-  async append(records: readonly PendingRecord[], segmentHeader?: () => PendingRecord): Promise<WrittenBatch> {
+  async append<R extends PendingRecord>(records: readonly R[], segmentHeader?: () => PendingRecord): Promise<WrittenBatch<R>> {
     return this.commit(this.encode(records, segmentHeader));
   }
 
@@ -439,8 +445,8 @@ export class SegmentLogWriter {
    * without I/O, so it can be prepared while the previous batch is flushed.
    * Batches must be committed in the order they were encoded.
    */
-  encode(records: readonly PendingRecord[], segmentHeader?: () => PendingRecord): EncodedBatch {
-    let all = records;
+  encode<R extends PendingRecord>(records: readonly R[], segmentHeader?: () => PendingRecord): EncodedBatch<R> {
+    let all: readonly (R | PendingRecord)[] = records;
     let bytes = batchBytesFor(all);
     const rolls = this.reservedPosition === 0 || this.reservedPosition + bytes > this.segmentBytes;
     if (rolls && segmentHeader) {
@@ -456,11 +462,7 @@ export class SegmentLogWriter {
     for (const r of all) {
       const payloadAt = pos + RECORD_HEADER_BYTES;
       pos = encodeRecord(buf, pos, segment, r.fields, r.payload, r.payloadCrc);
-      if (staged !== null && r.item?.kind === 'write' && r.payload !== undefined) {
-        const copy = staged.subarray(payloadAt, payloadAt + r.payload.length);
-        r.payload = copy;
-        r.item = { ...r.item, data: copy };
-      }
+      if (staged !== null && r.payload !== undefined) r.payload = staged.subarray(payloadAt, payloadAt + r.payload.length);
     }
     buf.fill(0, pos, bytes);
     const batchNo = this.reservedBatchNo;
@@ -472,7 +474,7 @@ export class SegmentLogWriter {
   }
 
   /** Writes an encoded batch where it was reserved and makes it durable. */
-  async commit(enc: EncodedBatch): Promise<WrittenBatch> {
+  async commit<R extends PendingRecord>(enc: EncodedBatch<R>): Promise<WrittenBatch<R>> {
     if (this.busy) throw new Error('SegmentLogWriter.commit is not re-entrant');
     this.busy = true;
     try {
@@ -481,7 +483,7 @@ export class SegmentLogWriter {
       const writeAndFlush = async (): Promise<void> => {
         await file.writeDurable(enc.buffer.subarray(0, enc.bytes), enc.fileOffset);
       };
-      await (this.foreground ? foregroundIo.run(writeAndFlush) : writeAndFlush());
+      await (this.foreground && this.priority ? this.priority.foreground(writeAndFlush) : writeAndFlush());
       this.segment = enc.segment;
       this.position = enc.fileOffset + enc.bytes;
       this.bytesWritten += enc.bytes;
@@ -561,14 +563,14 @@ export class SegmentLogWriter {
     }
     const path = this.segmentPath(segment);
     if (fileOffset > 0 || (segment === this.segment && this.position > 0)) {
-      this.file = await BlockFile.open(path, { direct: true, maxIoBytes: this.maxIoBytes });
+      this.file = await BlockFile.open(path, this.fileOptions({ direct: true }));
       this.fileSegment = segment;
       return;
     }
     if (this.spares.length === 0) await this.beforeAllocate?.(this.segmentBytes);
     const spare = this.spares.shift();
     if (spare !== undefined) renameSync(spare, path);
-    const f = await BlockFile.open(path, { create: true, direct: true, maxIoBytes: this.maxIoBytes });
+    const f = await BlockFile.open(path, this.fileOptions({ create: true, direct: true }));
     try {
       if (spare === undefined || statSync(path).size < this.segmentBytes) await f.allocate(0, this.segmentBytes);
     } catch (err) {
@@ -579,6 +581,11 @@ export class SegmentLogWriter {
     fsyncDir(this.dir);
     this.file = f;
     this.fileSegment = segment;
+  }
+
+  /** Background writes give way to the scheduler's foreground I/O; the ingest log's own are that foreground I/O. */
+  private fileOptions(base: OpenBlockFileOptions): OpenBlockFileOptions {
+    return { ...base, maxIoBytes: this.maxIoBytes, ...(this.priority && !this.foreground ? { priority: this.priority } : {}) };
   }
 
   private segmentPath(segment: number): string {

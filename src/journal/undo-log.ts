@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir } from '../durable-files';
-import { BACKGROUND_IO_PIECE_BYTES } from '../native';
+import { BACKGROUND_IO_PIECE_BYTES, type IoPriority } from '../native';
 import { PAIR_ID } from '../protocol/constants';
 import { JournalCorruptError } from './errors';
 import { isItemRecord } from './items';
@@ -55,6 +55,17 @@ function isUndoItem(r: DecodedRecord): boolean {
   return isBeforeImage(r.kind) || (isItemRecord(r) && r.kind !== RecordKind.Write);
 }
 
+export interface UndoLogOptions {
+  /** Every intact record read at open: the caller rebuilds its catalog from them. */
+  onRecord?: (record: DecodedRecord, batch: LogBatch) => void;
+  /** Called before a new segment file is allocated: makes room or throws. */
+  beforeAllocate?: (bytes: number) => Promise<void>;
+  /** The segments the catalog indexes: closed ones are taken from it rather than read. */
+  known?: readonly UndoSegmentSummary[];
+  /** The engine's disk scheduler: the log's writes are background I/O that gives way to it. */
+  priority?: IoPriority;
+}
+
 /** The seq a segment's SegmentStart names (the item before it), or null if it has none readable. */
 async function segmentStartSeq(dir: string, segment: number): Promise<number | null> {
   let file;
@@ -86,21 +97,22 @@ export class UndoLog {
     this.last = last;
   }
 
-  /**
-   * Opens the log, reading it through: `onRecord` sees every intact record
-   * (the caller rebuilds its catalog from them), a torn tail is dropped.
-   */
-  static async open(
-    retentionDir: string,
-    pairId: string,
-    segmentBytes: number,
-    onRecord?: (record: DecodedRecord, batch: LogBatch) => void,
-    beforeAllocate?: (bytes: number) => Promise<void>,
-    known: readonly UndoSegmentSummary[] = [],
-  ): Promise<UndoLog> {
+  /** Opens the log, reading it through; a torn tail is dropped (and said in `repairs`). */
+  static async open(retentionDir: string, pairId: string, segmentBytes: number, options: UndoLogOptions = {}): Promise<UndoLog> {
     const dir = undoDir(retentionDir, pairId);
-    const read = await UndoLog.read(dir, onRecord, known);
-    const writer = await SegmentLogWriter.open({ dir, extension: 'undo', segmentBytes, beforeAllocate, stagingBuffers: 1, maxIoBytes: BACKGROUND_IO_PIECE_BYTES }, read.scan);
+    const read = await UndoLog.read(dir, options.onRecord, options.known ?? []);
+    const writer = await SegmentLogWriter.open(
+      {
+        dir,
+        extension: 'undo',
+        segmentBytes,
+        beforeAllocate: options.beforeAllocate,
+        stagingBuffers: 1,
+        maxIoBytes: BACKGROUND_IO_PIECE_BYTES,
+        ...(options.priority ? { priority: options.priority } : {}),
+      },
+      read.scan,
+    );
     const log = new UndoLog(pairId, dir, writer, read.last);
     for (const [n, s] of read.summaries) {
       s.bytes = statSync(join(dir, segmentFileName(n, 'undo'))).size;

@@ -1,9 +1,9 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { IngestLog } from '../../../src/journal/ingest-log';
+import { IngestLog, type IngestBatch } from '../../../src/journal/ingest-log';
 import { itemRecord } from '../../../src/journal/items';
-import type { WrittenBatch } from '../../../src/journal/segment-log';
+
 import { alignedBuffer } from '../../../src/native';
 import { KiB, MiB, write } from '../../helpers/engine-fixture';
 import { patch } from '../../helpers/files';
@@ -11,7 +11,7 @@ import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
 
-async function openLog(dir: string, onBatch: (b: WrittenBatch) => void = () => {}): Promise<IngestLog> {
+async function openLog(dir: string, onBatch: (b: IngestBatch) => void = () => {}): Promise<IngestLog> {
   const { log } = await IngestLog.open({ dir, segmentBytes: 4 * MiB, maxBatchBytes: 256 * KiB, onBatch }, () => {});
   return log;
 }
@@ -80,7 +80,7 @@ describe('ingest log', () => {
     // Held until their batch was durable, the arrival buffers outlived V8's
     // young generation: with 4 KiB writes, twice the full collections.
     const dir = tempDir();
-    const batches: WrittenBatch[] = [];
+    const batches: IngestBatch[] = [];
     const staging = { take: (bytes: number): Buffer => alignedBuffer(bytes) };
     const { log } = await IngestLog.open({ dir, segmentBytes: 4 * MiB, maxBatchBytes: 256 * KiB, onBatch: (b) => batches.push(b), stagingSource: staging }, () => {});
     const arrived = [write('p', 1, 0, 8 * KiB), write('p', 2, 8 * KiB, 4 * KiB)];
@@ -113,12 +113,12 @@ describe('ingest log', () => {
       await log.close();
       return out;
     };
-    const written: WrittenBatch[] = [];
+    const written: IngestBatch[] = [];
     let log = await openLog(dir, (b) => written.push(b));
     let seq = 0;
     // Batches of 252 KiB, one item each, until one rolls into segment 2 (64 KiB left in segment 1).
     while ((written.at(-1)?.segment ?? 1) === 1) await log.append([itemRecord('p', write('p', ++seq, 0, 248 * KiB))]);
-    const rolled = written.at(-1) as WrittenBatch;
+    const rolled = written.at(-1) as IngestBatch;
     expect(rolled).toMatchObject({ segment: 2, fileOffset: 0 });
     await log.close();
     patch(join(dir, '00000002.log'), 4096, Buffer.alloc(rolled.bytes - 4096));

@@ -175,7 +175,7 @@ describe('undo log opened with a catalog a power cut left behind it', () => {
     while ((undo.activeSegment ?? 0) < 7) await undo.append([undoRecord(++seq, 60 * KiB)], { seq: seq - 1, time: (seq - 1) * 1000 });
     const truth = undo.segments();
     await undo.close();
-    const again = await UndoLog.open(root, 'p', 256 * KiB, undefined, undefined, behind);
+    const again = await UndoLog.open(root, 'p', 256 * KiB, { known: behind });
     try {
       expect(again.maxSeq).toBe(seq);
       expect(again.segments().map(({ bytes: _, ...s }) => s)).toEqual(truth.map(({ bytes: _, ...s }) => s));
@@ -194,7 +194,7 @@ describe('undo log opened with a catalog a power cut left behind it', () => {
     // Rows for segments 1..4 with segment 2 ending early: no longer the segment 3 that follows it.
     const wrong = truth.slice(0, 4).map((s) => (s.segment === 2 ? { ...s, lastSeq: (s.lastSeq as number) - 1 } : s));
     const seen: number[] = [];
-    const again = await UndoLog.open(root, 'p', 256 * KiB, (r) => seen.push(r.seq), undefined, wrong);
+    const again = await UndoLog.open(root, 'p', 256 * KiB, { onRecord: (r) => seen.push(r.seq), known: wrong });
     try {
       expect(again.segments().map(({ bytes: _, ...s }) => s)).toEqual(truth.map(({ bytes: _, ...s }) => s));
       expect(seen).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
