@@ -107,7 +107,7 @@ export async function status(ctx: AgentContext, daemon: boolean): Promise<Status
     uptimeSeconds: Math.round((Date.now() - ctx.startedAt.getTime()) / 1000),
     daemon,
     retention: {
-      path: engine.options.retentionDir,
+      path: engine.retentionDir,
       capacityBytes: space.capacityBytes,
       freeBytes: space.availableBytes,
       usedBytes: space.usedBytes,

@@ -1,12 +1,12 @@
 // Replication groups: every pair of a group at one common moment.
 import { join } from 'node:path';
 import { MtagentError } from '../errors';
-import type { Engine } from '../engine/engine';
+import type { HistorySource } from './history';
 import { PointRefusedError, checkValid, parseTime, resolvePoint, windowAt, type ResolvedPoint } from './points';
 import { catchUp, rebuildAt, timelineOf, type RebuildOptions, type RebuildResult } from './rebuild';
 
-export function groupMembers(engine: Engine, group: string): string[] {
-  const members = engine.pairIds().filter((id) => engine.groupOf(id) === group);
+export function groupMembers(source: HistorySource, group: string): string[] {
+  const members = source.pairIds().filter((id) => source.groupOf(id) === group);
   if (members.length === 0) throw new MtagentError('unknown-group', `no configured pair is in group ${group}`);
   return members.sort();
 }
@@ -15,9 +15,9 @@ export function groupMembers(engine: Engine, group: string): string[] {
  * A group POINT: `latest-app` (the newest group tag present in every member),
  * `tag:NAME` (each member's newest tag of that name), or a time.
  */
-export async function resolveGroupPoint(engine: Engine, group: string, spec: string): Promise<ResolvedPoint[]> {
-  const members = groupMembers(engine, group);
-  const timelines = members.map((id) => timelineOf(engine, id));
+export async function resolveGroupPoint(source: HistorySource, group: string, spec: string): Promise<ResolvedPoint[]> {
+  const members = groupMembers(source, group);
+  const timelines = members.map((id) => timelineOf(source, id));
   if (spec === 'latest-app') {
     // Group tag values each member holds as valid points, newest first by the members' latest tag time.
     const perMember = timelines.map((t) => {
@@ -60,14 +60,14 @@ export async function resolveGroupPoint(engine: Engine, group: string, spec: str
 }
 
 /** Rebuilds every member at one group point into DIR/<pairId>.img. */
-export async function rebuildGroup(engine: Engine, group: string, spec: string, outDir: string, options: RebuildOptions = {}): Promise<RebuildResult[]> {
-  const members = groupMembers(engine, group);
-  for (const id of members) await catchUp(engine, id);
-  const unpins = members.map((id) => engine.pin(id));
+export async function rebuildGroup(source: HistorySource, group: string, spec: string, outDir: string, options: RebuildOptions = {}): Promise<RebuildResult[]> {
+  const members = groupMembers(source, group);
+  for (const id of members) await catchUp(source, id);
+  const unpins = members.map((id) => source.pin(id));
   try {
-    const points = await resolveGroupPoint(engine, group, spec);
+    const points = await resolveGroupPoint(source, group, spec);
     const results: RebuildResult[] = [];
-    for (const p of points) results.push(await rebuildAt(engine, p, join(outDir, `${p.pairId}.img`), options));
+    for (const p of points) results.push(await rebuildAt(source, p, join(outDir, `${p.pairId}.img`), options));
     return results;
   } finally {
     for (const u of unpins) u();

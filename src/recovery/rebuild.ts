@@ -3,9 +3,8 @@
 import { existsSync, statSync, truncateSync } from 'node:fs';
 import { runLimited } from '../apply/target';
 import { MtagentError } from '../errors';
-import type { Engine } from '../engine/engine';
-import { EngineError } from '../engine/errors';
 import { BlockFile } from '../native';
+import type { HistorySource } from './history';
 import { copyImage, hashImage, imageOf } from './image';
 import { resolvePoint, type ResolvedPoint, type Timeline } from './points';
 import { rollBack } from './rollback';
@@ -28,31 +27,31 @@ export interface RebuildOptions {
   onProgress?: (phase: 'copy' | 'rollback' | 'hash', done: number, total: number) => void;
 }
 
-/** What the engine knows of a pair's history, for point resolution. */
-export function timelineOf(engine: Engine, pairId: string): Timeline {
-  const h = engine.history(pairId);
+/** What the source knows of a pair's history, for point resolution. */
+export function timelineOf(source: HistorySource, pairId: string): Timeline {
+  const h = source.history(pairId);
   return {
     pairId,
     oldest: h.oldest,
     latestSeq: h.targetSeq,
     durableSeq: h.durableSeq,
     applyPausedBy: h.applyPausedBy,
-    windows: engine.catalog.resyncWindows(pairId),
-    tags: engine.catalog.tags(pairId),
+    windows: source.resyncWindows(pairId),
+    tags: source.tags(pairId),
     undo: h.undo,
   };
 }
 
 /**
  * Waits (bounded) until everything durable for the pair is applied, so
- * `latest` means the newest item. Not for a pair whose applying is paused:
- * the points it has not applied are refused, saying why (points.ts).
+ * `latest` means the newest item. Not for a pair whose applying is paused
+ * (its target gone, failed over, unconfigured): the points it has not
+ * applied are refused, saying why (points.ts).
  */
-export async function catchUp(engine: Engine, pairId: string, timeoutMs = 60_000): Promise<void> {
-  const s = engine.status(pairId);
-  if (s.state === 'failed-over' || s.state === 'target-unavailable' || !s.configured) return;
-  if (engine.history(pairId).applyPausedBy !== null) return;
-  await engine.waitApplied(pairId, s.durableSeq, timeoutMs);
+export async function catchUp(source: HistorySource, pairId: string, timeoutMs = 60_000): Promise<void> {
+  const h = source.history(pairId);
+  if (h.failedOver || h.target === null || !h.configured || h.applyPausedBy !== null) return;
+  await source.waitApplied(pairId, h.durableSeq, timeoutMs);
 }
 
 async function openOutput(path: string, sizeBytes: number, force: boolean): Promise<BlockFile> {
@@ -74,13 +73,13 @@ async function openOutput(path: string, sizeBytes: number, force: boolean): Prom
 }
 
 /** Rebuilds the pair's disk at a resolved point into `outPath` and hashes it. */
-export async function rebuildAt(engine: Engine, point: ResolvedPoint, outPath: string, options: RebuildOptions = {}): Promise<RebuildResult> {
+export async function rebuildAt(source: HistorySource, point: ResolvedPoint, outPath: string, options: RebuildOptions = {}): Promise<RebuildResult> {
   const pairId = point.pairId;
-  const unpin = engine.pin(pairId);
+  const unpin = source.pin(pairId);
   try {
-    const before = engine.history(pairId);
+    const before = source.history(pairId);
     if (before.target === null) {
-      throw new EngineError('target-unavailable', `pair ${pairId}: the target is unavailable, and every rebuild starts from it`, pairId);
+      throw new MtagentError('target-unavailable', `pair ${pairId}: the target is unavailable, and every rebuild starts from it`);
     }
     const size = before.diskBytes || before.target.sizeBytes;
     const out = await openOutput(outPath, size, options.force ?? false);
@@ -89,7 +88,7 @@ export async function rebuildAt(engine: Engine, point: ResolvedPoint, outPath: s
       // Items applied while copying are undone too: their before-images are
       // durable before the target changed. So are those of a step whose writes
       // were landing, not yet counted as applied (rollbackFromSeq).
-      const after = engine.history(pairId);
+      const after = source.history(pairId);
       const sink = { writeExtents: (ext: readonly { offset: number; data: Buffer }[]) => runLimited(ext, 8, (e) => out.write(e.data, e.offset)) };
       const stats = await rollBack(after.undo, sink, point.seq, after.rollbackFromSeq);
       options.onProgress?.('rollback', stats.bytes, stats.bytes);
@@ -106,12 +105,12 @@ export async function rebuildAt(engine: Engine, point: ResolvedPoint, outPath: s
 }
 
 /** Resolves POINT and rebuilds. */
-export async function rebuild(engine: Engine, pairId: string, spec: string, outPath: string, options: RebuildOptions = {}): Promise<RebuildResult> {
-  await catchUp(engine, pairId);
-  const unpin = engine.pin(pairId);
+export async function rebuild(source: HistorySource, pairId: string, spec: string, outPath: string, options: RebuildOptions = {}): Promise<RebuildResult> {
+  await catchUp(source, pairId);
+  const unpin = source.pin(pairId);
   try {
-    const point = await resolvePoint(timelineOf(engine, pairId), spec);
-    return await rebuildAt(engine, point, outPath, options);
+    const point = await resolvePoint(timelineOf(source, pairId), spec);
+    return await rebuildAt(source, point, outPath, options);
   } finally {
     unpin();
   }

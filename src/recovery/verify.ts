@@ -1,7 +1,7 @@
 // `mtagent verify PAIR`: reads the pair's retention end to end, checks every
 // CRC, the seq chain and the catalog, and names the first bad place.
 import { join } from 'node:path';
-import type { Engine } from '../engine/engine';
+import type { HistorySource } from './history';
 import { JournalCorruptError } from '../journal/errors';
 import { isItemRecord } from '../journal/items';
 import { RecordKind, isBeforeImage } from '../journal/record';
@@ -17,13 +17,13 @@ export interface VerifyResult {
   bytes: number;
 }
 
-export async function verifyPair(engine: Engine, pairId: string): Promise<VerifyResult> {
+export async function verifyPair(source: HistorySource, pairId: string): Promise<VerifyResult> {
   // Everything compared is taken at one moment, while replication may go on:
   // the logs are read up to their durable ends of that moment.
-  const hold = engine.holdForReading(pairId);
-  const history = engine.history(pairId);
-  const rows = engine.catalog.segments(pairId);
-  const failedOver = engine.status(pairId).state === 'failed-over';
+  const hold = source.holdForReading(pairId);
+  const history = source.history(pairId);
+  const rows = source.indexedSegments(pairId);
+  const failedOver = history.failedOver;
   const dir = history.undo.dir;
   const result: VerifyResult = { pairId, ok: true, problem: null, segments: 0, records: 0, bytes: 0 };
   const fail = (problem: string): VerifyResult => ({ ...result, ok: false, problem });
@@ -36,7 +36,7 @@ export async function verifyPair(engine: Engine, pairId: string): Promise<Verify
     // The shared ingest log first: its segments are kept from being recycled
     // only while it is read (it is short; the undo history may be long).
     try {
-      await scanLog(join(engine.options.retentionDir, 'ingest'), 'log', () => {}, 0, hold.ingestEnd);
+      await scanLog(source.ingestDir, 'log', () => {}, 0, hold.ingestEnd);
     } catch (err) {
       return failOnDamage(err);
     } finally {

@@ -8,7 +8,7 @@ import type { StreamItem } from '../../../src/journal/items';
 import { rebuild } from '../../../src/recovery/rebuild';
 import { fixture, openEngine, payload, write, KiB, MiB, type Fixture } from '../../helpers/engine-fixture';
 import { PointRefusedError } from '../../../src/recovery/points';
-import { foregroundIo, releaseBuffer } from '../../../src/native';
+import { releaseBuffer } from '../../../src/native';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const tempDir = useTempDir();
@@ -331,20 +331,20 @@ describe('engine: background I/O gives way to acknowledgements', () => {
     const e = await openEngine(f);
     try {
       await e.openPair('p1', MiB, 512);
-      expect(foregroundIo.giveWayWhen()).toBe(true);
+      expect(e.io.givingWay).toBe(true);
       // Someone waiting on an applied seq: the applier must not be held back.
       const target = join(f.root, 'datastore', 'p1.img');
       renameSync(target, `${target}.away`);
       await e.append('p1', [write('p1', 1, 0, 4096)]);
       const waiting = e.waitApplied('p1', 1, 10_000);
-      expect(foregroundIo.giveWayWhen()).toBe(false);
+      expect(e.io.givingWay).toBe(false);
       renameSync(`${target}.away`, target);
       await waiting;
-      expect(foregroundIo.giveWayWhen()).toBe(true);
+      expect(e.io.givingWay).toBe(true);
     } finally {
       await e.close();
     }
-    expect(foregroundIo.giveWayWhen()).toBe(false);
+    expect(e.io.givingWay).toBe(false);
   });
 });
 

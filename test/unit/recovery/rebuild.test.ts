@@ -31,8 +31,7 @@ describe('rebuildAt', () => {
         await e.append('p', [it]);
       }
       await e.settle();
-      const pairs = e['pairs'];
-      const pair = pairs.get('p');
+      const pair = e['core'].pairs.get('p');
       if (pair === undefined) throw new Error('no pair p');
       expect(pair.appliedSeq).toBe(12);
       pair.appliedSeq = 8;
