@@ -1,8 +1,8 @@
 // Binary messages: one or more 40-byte-header write records back to back
-// (SPEC §2.3). Records never span messages. Payloads are views into the
+// (docs/protocol.md). Records never span messages. Payloads are views into the
 // message, never copies.
 import { crc32c } from '../native';
-import { MAX_WRITE_BYTES, WIRE_FLAG_RESYNC, WIRE_KIND_WRITE, WIRE_RECORD_HEADER_BYTES } from './constants';
+import { WIRE_FLAG_RESYNC, WIRE_KIND_WRITE, WIRE_RECORD_HEADER_BYTES } from './constants';
 import { ProtocolError } from './errors';
 
 export interface WireRecord {
@@ -33,8 +33,8 @@ function writeU64(buf: Buffer, pos: number, v: number): void {
 /**
  * Splits a binary message into records. Only structure is checked here
  * (truncation, kind, reserved bits, a length no payload could have): what
- * fails it is `malformed`. Per-stream checks (crc, alignment, bounds, seq)
- * are the stream session's.
+ * fails it is `malformed`. What an item must be for its pair (crc,
+ * alignment, bounds, seq) is checked in one place, engine/item-check.ts.
  */
 export function parseRecords(message: Buffer): WireRecord[] {
   const out: WireRecord[] = [];
@@ -103,13 +103,4 @@ export function encodeRecords(records: readonly WriteRecordInput[]): Buffer {
     pos += WIRE_RECORD_HEADER_BYTES + r.data.length;
   }
   return buf;
-}
-
-/** Why a record cannot be accepted on its stream, or null: alignment, bounds, length, crc. */
-export function recordProblem(r: WireRecord, sectorBytes: number, diskBytes: number): string | null {
-  if (r.length === 0 || r.length > MAX_WRITE_BYTES) return `length ${r.length} is not in 1..${MAX_WRITE_BYTES}`;
-  if (r.offset % sectorBytes !== 0 || r.length % sectorBytes !== 0) return `offset ${r.offset} and length ${r.length} must be multiples of ${sectorBytes}`;
-  if (r.offset + r.length > diskBytes) return `${r.offset}+${r.length} is past the end of the ${diskBytes}-byte disk`;
-  if (crc32c(r.payload) !== r.crc32c) return 'crc32c does not match the payload';
-  return null;
 }

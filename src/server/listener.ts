@@ -1,4 +1,4 @@
-// The replication endpoint: wss://HOST:PORT/v1/replicate (SPEC §2).
+// The replication endpoint: wss://HOST:PORT/v1/replicate (docs/protocol.md).
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -7,26 +7,39 @@ import type { Engine } from '../engine/engine';
 import type { Logger } from '../log';
 import { CloseCode, HELLO_TIMEOUT_MS, MAX_MESSAGE_BYTES, REPLICATE_PATH } from '../protocol/constants';
 import { ArrivalBudget } from './arrival-budget';
-import { ReplicationConnection, type StreamRegistry } from './connection';
+import { ReplicationConnection } from './connection';
+import { StreamRegistry } from './stream-table';
 
 /**
- * Payload a connection may have handed to the journal and not yet seen
- * durable before it stops reading its socket. Two 8 MiB batches (one being
- * flushed, the next being encoded) and the one filling: enough to keep the
- * disk busy. More only held the client's whole window (64 MiB) in memory
- * while the journal pushed back; the socket holds it instead.
+ * The endpoint's limits, every default in one place. Most stand against
+ * peers that do not play by the protocol; none needs changing for a healthy
+ * process server.
  */
-export const MAX_INFLIGHT_BYTES = 24 * 1024 * 1024;
+export const LISTENER_DEFAULTS = {
+  /** Connections that have not yet proven themselves; more are refused (1013). */
+  maxUnauthenticated: 64,
+  /** A hello must come within this long (ms), or the connection is closed (4408). */
+  helloTimeoutMs: HELLO_TIMEOUT_MS,
+  /** Wait (ms) before a bad proof is answered, to slow down guessing. */
+  authFailDelayMs: 500,
+  /**
+   * Payload a connection may have handed to the journal and not yet seen
+   * durable before it stops reading its socket. Two 8 MiB batches (one being
+   * flushed, the next being encoded) and the one filling: enough to keep the
+   * disk busy. More only held the client's whole window (64 MiB) in memory
+   * while the journal pushed back; the socket holds it instead.
+   */
+  maxInflightBytes: 24 * 1024 * 1024,
+  /**
+   * What all connections together may hold before those holding anything stop
+   * reading (ArrivalBudget): room for one connection's limit and more, while
+   * eight process servers flooding at once cannot take 8 x 24 MiB. At full
+   * load one connection holds well under its limit.
+   */
+  maxHeldBytes: 64 * 1024 * 1024,
+} as const;
 
-/**
- * What all connections together may hold before those holding anything stop
- * reading (ArrivalBudget): room for one connection's limit and more, while
- * eight process servers flooding at once cannot take 8 x 24 MiB. At full load
- * one connection holds well under its limit (300 MB/s x 90 ms of ack latency).
- */
-export const MAX_HELD_BYTES = 64 * 1024 * 1024;
-
-export interface ServerOptions {
+export interface ServerOptions extends Partial<{ -readonly [K in keyof typeof LISTENER_DEFAULTS]: number }> {
   host: string;
   port: number;
   cert: Buffer;
@@ -37,13 +50,6 @@ export interface ServerOptions {
   passphrase: Buffer;
   engine: Engine;
   log: Logger;
-  /** Connections that have not yet proven themselves; more are refused (1013). */
-  maxUnauthenticated?: number;
-  helloTimeoutMs?: number;
-  authFailDelayMs?: number;
-  maxInflightBytes?: number;
-  /** What all connections together may hold (MAX_HELD_BYTES). */
-  maxHeldBytes?: number;
   onDurable?: (pairId: string, bytes: number, seconds: number) => void;
 }
 
@@ -57,13 +63,13 @@ export class ReplicationServer {
   private readonly https: Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<ReplicationConnection>();
-  private readonly registry: StreamRegistry = new Map();
+  private readonly registry = new StreamRegistry();
   private readonly o: ServerOptions;
   private readonly budget: ArrivalBudget;
 
   private constructor(o: ServerOptions, https: Server, wss: WebSocketServer) {
     this.o = o;
-    this.budget = new ArrivalBudget(o.maxHeldBytes ?? MAX_HELD_BYTES);
+    this.budget = new ArrivalBudget(o.maxHeldBytes ?? LISTENER_DEFAULTS.maxHeldBytes);
     this.https = https;
     this.wss = wss;
   }
@@ -122,7 +128,7 @@ export class ReplicationServer {
   private onConnection(ws: import('ws').WebSocket, socket: TLSSocket): void {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     const pending = [...this.connections].filter((c) => !c.authenticated).length;
-    if (pending >= (this.o.maxUnauthenticated ?? 64)) {
+    if (pending >= (this.o.maxUnauthenticated ?? LISTENER_DEFAULTS.maxUnauthenticated)) {
       this.o.log.warn({ remote, pending }, 'too many connections still in their handshake; refusing');
       ws.close(CloseCode.tryAgainLater, 'too many unauthenticated connections');
       return;
@@ -133,11 +139,10 @@ export class ReplicationServer {
       passphrase: this.o.passphrase,
       log: this.o.log,
       registry: this.registry,
-      helloTimeoutMs: this.o.helloTimeoutMs ?? HELLO_TIMEOUT_MS,
-      authFailDelayMs: this.o.authFailDelayMs ?? 500,
-      maxInflightBytes: this.o.maxInflightBytes ?? MAX_INFLIGHT_BYTES,
+      helloTimeoutMs: this.o.helloTimeoutMs ?? LISTENER_DEFAULTS.helloTimeoutMs,
+      authFailDelayMs: this.o.authFailDelayMs ?? LISTENER_DEFAULTS.authFailDelayMs,
+      maxInflightBytes: this.o.maxInflightBytes ?? LISTENER_DEFAULTS.maxInflightBytes,
       budget: this.budget,
-      onAuthenticated: () => undefined,
       onClosed: (c) => this.connections.delete(c),
       onDurable: this.o.onDurable,
     });
@@ -148,7 +153,7 @@ export class ReplicationServer {
   /** Ends a pair's stream, wherever it is open (the pair left the configuration). */
   endPair(pairId: string, make: (stream: number) => import('../protocol/errors').ProtocolError): void {
     const st = this.registry.get(pairId);
-    if (st) st.conn.endStream(st, make(st.id));
+    if (st) st.holder.endStream(st, make(st.id));
   }
 
   /** Stops accepting, lets what was handed over become durable, acks it, and closes every connection. */
