@@ -8,8 +8,8 @@ import { closeSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as zlib from 'node:zlib';
-import { measureRawAppend } from '../src/bench/raw-append';
-import { GB, MB, MiB, KiB, formatBytes, median, secondsSince, table } from '../src/bench/stats';
+import { measureRawAppend } from './bench/raw-append';
+import { GB, MB, MiB, KiB, formatBytes, median, secondsSince, table } from './bench/stats';
 import { BlockFile, alignedBuffer, crc32c, crc32cHardware, crc32cImplementation, crc32cSoftware, statfs } from '../src/native';
 import { scriptArgs } from './script-args';
 

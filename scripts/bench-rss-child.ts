@@ -2,7 +2,7 @@
 // journal with 1 MiB writes at random offsets of a (sparse) target, sampling
 // RSS. Prints one JSON line.
 import { join } from 'node:path';
-import { benchEngine, payloadPool } from '../src/bench/engine-setup';
+import { benchEngine, payloadPool } from './bench/engine-setup';
 import type { StreamItem } from '../src/journal/items';
 
 const [root, journalArg, targetArg] = process.argv.slice(2);

@@ -10,7 +10,7 @@ import { MAX_MESSAGE_BYTES, REPLICATE_PATH, WINDOW_BYTES } from '../src/protocol
 import { parseRecords } from '../src/protocol/records';
 import { BlockFile, alignedBuffer } from '../src/native';
 import { ACK_LATENCY_BUCKETS } from '../src/metrics/server';
-import { bucketOf } from '../src/bench/stats';
+import { bucketOf } from './bench/stats';
 
 const [certPath, keyPath, portArg, flushPath] = process.argv.slice(2);
 

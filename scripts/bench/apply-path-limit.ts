@@ -9,7 +9,7 @@
 // ingest benchmark divides its rates by it.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BACKGROUND_IO_PIECE_BYTES, BlockFile, alignedBuffer } from '../native';
+import { BACKGROUND_IO_PIECE_BYTES, BlockFile, alignedBuffer } from '../../src/native';
 import { MiB, secondsSince } from './stats';
 
 export interface ApplyPathLimit {

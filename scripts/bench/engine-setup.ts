@@ -2,7 +2,7 @@
 // sparse image targets.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Engine, type EngineOptions } from '../engine/engine';
+import { Engine, type EngineOptions } from '../../src/engine/engine';
 
 export interface BenchEngine {
   engine: Engine;

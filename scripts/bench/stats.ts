@@ -57,7 +57,7 @@ export function formatBytes(n: number): string {
   return `${n} B`;
 }
 
-export { table } from '../text';
+export { table } from '../../src/text';
 
 /** Seconds since an hrtime.bigint() mark. */
 export function secondsSince(start: bigint): number {

@@ -7,7 +7,7 @@ import type { Logger } from '../log';
 import { returnFreedMemory, sdNotify } from '../native';
 import { packageRoot, packageVersion } from '../package-root';
 import { checkRetentionVolume, failedRules, volumeContextFor } from '../retention/volume-rules';
-import { ReplicationServer } from './listener';
+import { ReplicationServer } from '../server/listener';
 import { ControlServer } from '../control/socket';
 import { status, type AgentContext, type StatusReport } from '../control/operations';
 import { Heartbeat, heartbeatBody } from '../heartbeat/client';

@@ -6,7 +6,7 @@ import { runOperation, type AgentContext, type Progress } from '../control/opera
 import { Engine } from '../engine/engine';
 import { MtagentError } from '../errors';
 import { silentLogger } from '../log';
-import { engineOptionsFor } from '../server/daemon';
+import { engineOptionsFor } from '../app/daemon';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;

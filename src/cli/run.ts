@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createLogger } from '../log';
-import { runDaemon } from '../server/daemon';
+import { runDaemon } from '../app/daemon';
 import { configFrom } from './common';
 
 export function registerRun(program: Command): void {

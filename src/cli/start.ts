@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { initInstallation } from '../config/init';
 import { loadConfig } from '../config/load';
 import { createLogger } from '../log';
-import { runDaemon } from '../server/daemon';
+import { runDaemon } from '../app/daemon';
 
 /** `npm start`: an embedded installation under ./mtagent-home, created on first start. */
 export function registerStart(program: Command): void {

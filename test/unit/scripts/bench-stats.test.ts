@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bucketOf, histogramQuantile, percentile } from '../../../src/bench/stats';
+import { bucketOf, histogramQuantile, percentile } from '../../../scripts/bench/stats';
 
 describe('histogramQuantile', () => {
   const bounds = [1, 2, 4, 8];
