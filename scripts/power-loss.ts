@@ -43,7 +43,7 @@ const PAIRS = [
   { id: 'pl-b', diskBytes: 16 * MiB },
 ];
 /** Small segments and a short window, so a short run rolls, recycles and prunes both logs. */
-const TUNING = JSON.stringify({ ingestSegmentBytes: 4 * MiB, undoSegmentBytes: 4 * MiB, maxBatchBytes: MiB, cycleBytes: MiB, reserveBytes: 16 * MiB, pruneIntervalMs: 1000, targetRetryMs: 500 });
+const TUNING = JSON.stringify({ ingestSegmentBytes: 4 * MiB, undoSegmentBytes: 2 * MiB, maxBatchBytes: MiB, cycleBytes: 512 * 1024, reserveBytes: 16 * MiB, pruneIntervalMs: 1000, targetRetryMs: 500 });
 const RETENTION_SECONDS = 4;
 const RATE_BYTES_PER_SECOND = 8 * MiB;
 
@@ -221,18 +221,25 @@ function unflushedAfter(entries: readonly LogEntry[], mark: number): { writes: L
   return { writes, nextFlush: null };
 }
 
-/** What variant B or C adds to the state at the mark. */
-function extrasFor(variant: Variant, writes: readonly LogEntry[], random: () => number): { replayed: Replayed[]; note: string } {
+/**
+ * What variant B or C adds to the state at the mark. C tears, by preference,
+ * a write that opens a log batch (the agent's own record header at its start):
+ * the tear that keeps a batch's header and loses the rest is the one a log
+ * reader must tell from damage.
+ */
+function extrasFor(variant: Variant, writes: readonly LogEntry[], random: () => number, opensBatch: (w: LogEntry) => boolean): { replayed: Replayed[]; note: string } {
   if (variant === 'A' || writes.length === 0) return { replayed: [], note: variant === 'A' ? 'as at the flush' : `no write followed the flush (as A)` };
   const replayed: Replayed[] = writes.filter(() => random() < 0.5).map((entry) => ({ entry }));
   if (variant === 'B') return { replayed, note: `plus ${replayed.length} of the ${writes.length} writes after it` };
   const tearable = writes.filter((w) => w.kind === LogKind.Write && w.length >= 1024);
-  const victim = tearable[Math.floor(random() * tearable.length)];
+  const batchHeads = tearable.filter(opensBatch);
+  const pool = batchHeads.length > 0 && random() < 0.75 ? batchHeads : tearable;
+  const victim = pool[Math.floor(random() * pool.length)];
   if (victim === undefined) return { replayed, note: `plus ${replayed.length} of the ${writes.length} writes after it (none long enough to tear)` };
   const sectors = 1 + Math.floor(random() * (victim.length / 512 - 1));
   const kept = replayed.filter((r) => r.entry !== victim);
   kept.push({ entry: victim, sectors });
-  return { replayed: kept, note: `plus ${kept.length - 1} of the ${writes.length} writes after it and one torn after ${sectors} of its ${victim.length / 512} sectors` };
+  return { replayed: kept, note: `plus ${kept.length - 1} of the ${writes.length} writes after it and one${opensBatch(victim) ? ' opening a log batch' : ''} torn after ${sectors} of its ${victim.length / 512} sectors` };
 }
 
 interface Recording {
@@ -440,7 +447,7 @@ export async function runPowerLoss(o: PowerLossOptions): Promise<PointResult[]> 
         writer.apply(baseFd, rec.entries.slice(applied, point.mark).map((entry) => ({ entry })));
         applied = point.mark;
         const { writes, nextFlush } = unflushedAfter(rec.entries, point.mark);
-        const extras = extrasFor(point.variant, writes, random);
+        const extras = extrasFor(point.variant, writes, random, (w) => writer.opensBatch(w));
         const markNs = (rec.entries[point.mark] as LogEntry).ns;
         const result: PointResult = { mark: point.mark, variant: point.variant, at: Number(markNs - rec.started) / 1e9, checks: [], failures: [], repairs: [] };
         results.push(result);

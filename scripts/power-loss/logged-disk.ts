@@ -8,6 +8,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
+import { RECORD_HEADER_BYTES, RECORD_MAGIC, RecordKind } from '../../src/journal/record';
 import { packageRoot } from '../../src/package-root';
 
 const SOURCE = join(packageRoot, 'scripts', 'power-loss', 'log-writes-fuse.c');
@@ -199,6 +200,14 @@ export class ImageWriter {
         }
       }
     }
+  }
+
+  /** Whether a write starts with a batch header of the agent's logs (magic "MTJ1", kind Batch): journal-format.md. */
+  opensBatch(entry: LogEntry): boolean {
+    if (entry.kind !== LogKind.Write || entry.length < RECORD_HEADER_BYTES) return false;
+    const head = Buffer.alloc(16);
+    readSync(this.logFd, head, 0, 16, entry.dataAt);
+    return head.readUInt32LE(4) === RECORD_MAGIC && head.readUInt8(12) === RecordKind.Batch;
   }
 
   close(): void {

@@ -6,7 +6,6 @@
 // reconfigure, status), and pruning is retention/pruner.ts.
 import { join } from 'node:path';
 import { mkdirDurable } from '../durable-files';
-import type { LogPosition } from '../journal/segment-log';
 import type { StreamItem } from '../journal/items';
 import { silentLogger, type Logger } from '../log';
 import { IoPriority } from '../native';
@@ -18,6 +17,7 @@ import { Catalog, type ResyncWindowRow, type TagRow, type UndoSegmentRow } from 
 import { ApplyControl } from './applying';
 import { EngineCore } from './core';
 import { Failovers } from './failover';
+import { historyOf, holdForReading } from './history-view';
 import { IngestPath, type Accepted } from './ingest';
 import { assertRetentionFits, resolveSizes, retentionNeeded, type EngineOptions, type EnginePairConfig, type EnginePolicy } from './options';
 import { PairRegistry, type PairRuntime } from './pairs';
@@ -256,26 +256,7 @@ export class Engine implements HistorySource {
   }
 
   history(pairId: string): PairHistory {
-    const pair = this.core.pairs.require(pairId);
-    const failoverSeq = pair.state.failoverSeq;
-    const rolledBack = pair.state.lifecycle === 'failed-over' && failoverSeq !== null;
-    return {
-      pairId,
-      diskBytes: pair.diskBytes ?? pair.target?.sizeBytes ?? 0,
-      target: pair.target,
-      targetSeq: rolledBack ? failoverSeq : pair.appliedSeq,
-      rollbackFromSeq: rolledBack ? failoverSeq : Math.max(pair.appliedSeq, pair.undo.maxSeq),
-      oldest: pair.oldest,
-      undo: pair.undo,
-      durableSeq: rolledBack ? failoverSeq : pair.durableSeq,
-      // lastError, not paused: a paused pair is retried every targetRetryMs, and
-      // is unpaused while each retry catches up, but the error stands until one
-      // has caught up (onResumed). A wait on `paused` could start inside a retry
-      // that fails, and wait its whole timeout.
-      applyPausedBy: pair.state.failover === null && pair.config !== null ? pair.state.lastError : null,
-      configured: pair.config !== null,
-      failedOver: pair.state.failover !== null,
-    };
+    return historyOf(this.core.pairs.require(pairId));
   }
 
   tags(pairId: string): TagRow[] {
@@ -290,26 +271,9 @@ export class Engine implements HistorySource {
     return this.catalog.segments(pairId);
   }
 
-  /**
-   * Fixes what `mtagent verify` reads while replication goes on: the durable
-   * ends of both logs at this moment; the pair's history is pinned until
-   * `release`, and ingest segments are not recycled until `releaseIngest`
-   * (the ingest log grows meanwhile, so it is read first).
-   */
+  /** What `mtagent verify` reads while replication goes on (history-view.ts). */
   holdForReading(pairId: string): ReadHold {
-    const pair = this.core.pairs.require(pairId);
-    const unpin = this.pin(pairId);
-    const unhold = this.core.ingest.holdRecycling();
-    const ingestEnd: LogPosition = this.core.ingest.end;
-    return {
-      undoEnd: pair.undo.durableEnd,
-      ingestEnd,
-      releaseIngest: unhold,
-      release: () => {
-        unhold();
-        unpin();
-      },
-    };
+    return holdForReading(this.core, this.core.pairs.require(pairId), this.pin(pairId));
   }
 
   /** A pair's group from the configuration. */
