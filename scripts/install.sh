@@ -118,7 +118,7 @@ else
   act "make the configuration in $CONFIG_DIR (certificate, passphrase)" "${MTAGENT[@]}" init --dir "$(r "$CONFIG_DIR")" --no-sample-pairs --data-dir "$DATA_DIR" --retention "$RETENTION" --listen-host 0.0.0.0
 fi
 
-# 6. The retention volume (SPEC §6) and the disks' SCSI ids: reported, not changed.
+# 6. The retention volume's rules and the disks' SCSI ids: reported, not changed.
 if [ "$DRY" = 0 ] || [ -d "$(r "$RETENTION")" ]; then
   if out="$("${MTAGENT[@]}" check-retention "$(r "$RETENTION")" 2>&1)"; then say ok "retention volume $RETENTION passes every rule"
   else warn "retention volume $RETENTION fails a rule (mount a dedicated ext4/xfs volume there):"; echo "$out" | grep FAIL | sed 's/^/          /'

@@ -190,8 +190,21 @@ function simulatorOptions(configPath: string, seconds: number, seed: number, onA
   };
 }
 
-/** Picks the crash points: the last mark before init returned, then marks spread over the stream, the last one included. */
-function choosePoints(entries: readonly LogEntry[], initDone: bigint, started: bigint, killed: bigint, count: number, random: () => number): Point[] {
+/**
+ * Picks the crash points: the last mark before init returned, then marks
+ * spread over the stream, the last one included. A C point is drawn, where
+ * its stretch of the stream has one, from the marks after which a write
+ * opens an undo segment: a torn first batch of a fresh segment is the cut a
+ * log's reader and writer must agree on.
+ */
+function choosePoints(
+  entries: readonly LogEntry[],
+  times: { initDone: bigint; started: bigint; killed: bigint },
+  count: number,
+  random: () => number,
+  opensSegment: (w: LogEntry) => boolean,
+): Point[] {
+  const { initDone, started, killed } = times;
   const flushes = entries.flatMap((e, i) => (e.kind === LogKind.Flush ? [i] : []));
   const initMark = flushes.filter((i) => (entries[i] as LogEntry).ns < initDone).pop();
   const streamMarks = flushes.filter((i) => (entries[i] as LogEntry).ns > started && (entries[i] as LogEntry).ns < killed);
@@ -204,8 +217,12 @@ function choosePoints(entries: readonly LogEntry[], initDone: bigint, started: b
     const last = k === spread - 1;
     const from = Math.floor((k / spread) * streamMarks.length);
     const to = Math.max(from + 1, Math.floor(((k + 1) / spread) * streamMarks.length));
-    const mark = last ? (streamMarks.at(-1) as number) : (streamMarks[from + Math.floor(random() * (to - from))] as number);
-    out.push({ mark, variant: variants[k % 3] as Variant, init: false });
+    const variant = variants[k % 3] as Variant;
+    const stretch = streamMarks.slice(from, to);
+    const rolls = variant === 'C' ? stretch.filter((m) => unflushedAfter(entries, m).writes.some(opensSegment)) : [];
+    const pool = rolls.length > 0 ? rolls : stretch;
+    const mark = last ? (streamMarks.at(-1) as number) : (pool[Math.floor(random() * pool.length)] as number);
+    out.push({ mark, variant, init: false });
   }
   return out.sort((a, b) => a.mark - b.mark);
 }
@@ -223,23 +240,24 @@ function unflushedAfter(entries: readonly LogEntry[], mark: number): { writes: L
 
 /**
  * What variant B or C adds to the state at the mark. C tears, by preference,
- * a write that opens a log batch (the agent's own record header at its start):
- * the tear that keeps a batch's header and loses the rest is the one a log
- * reader must tell from damage.
+ * a write that opens an undo segment, else one that opens a log batch (the
+ * agent's own record header at its start): the tear that keeps a batch's
+ * header and loses the rest is the one a log reader must tell from damage.
  */
-function extrasFor(variant: Variant, writes: readonly LogEntry[], random: () => number, opensBatch: (w: LogEntry) => boolean): { replayed: Replayed[]; note: string } {
+function extrasFor(variant: Variant, writes: readonly LogEntry[], random: () => number, opens: (w: LogEntry) => 'batch' | 'segment' | null): { replayed: Replayed[]; note: string } {
   if (variant === 'A' || writes.length === 0) return { replayed: [], note: variant === 'A' ? 'as at the flush' : `no write followed the flush (as A)` };
   const replayed: Replayed[] = writes.filter(() => random() < 0.5).map((entry) => ({ entry }));
   if (variant === 'B') return { replayed, note: `plus ${replayed.length} of the ${writes.length} writes after it` };
   const tearable = writes.filter((w) => w.kind === LogKind.Write && w.length >= 1024);
-  const batchHeads = tearable.filter(opensBatch);
-  const pool = batchHeads.length > 0 && random() < 0.75 ? batchHeads : tearable;
+  const segmentHeads = tearable.filter((w) => opens(w) === 'segment');
+  const batchHeads = tearable.filter((w) => opens(w) !== null);
+  const pool = segmentHeads.length > 0 ? segmentHeads : batchHeads.length > 0 && random() < 0.75 ? batchHeads : tearable;
   const victim = pool[Math.floor(random() * pool.length)];
   if (victim === undefined) return { replayed, note: `plus ${replayed.length} of the ${writes.length} writes after it (none long enough to tear)` };
   const sectors = 1 + Math.floor(random() * (victim.length / 512 - 1));
   const kept = replayed.filter((r) => r.entry !== victim);
   kept.push({ entry: victim, sectors });
-  return { replayed: kept, note: `plus ${kept.length - 1} of the ${writes.length} writes after it and one${opensBatch(victim) ? ' opening a log batch' : ''} torn after ${sectors} of its ${victim.length / 512} sectors` };
+  return { replayed: kept, note: `plus ${kept.length - 1} of the ${writes.length} writes after it and one${opens(victim) === 'segment' ? ' opening an undo segment' : opens(victim) === 'batch' ? ' opening a log batch' : ''} torn after ${sectors} of its ${victim.length / 512} sectors` };
 }
 
 interface Recording {
@@ -435,7 +453,6 @@ export async function runPowerLoss(o: PowerLossOptions): Promise<PointResult[]> 
   try {
     disk.start(bin);
     const rec = await record(o, disk, join(work, 'recorded', 'home'));
-    const points = choosePoints(rec.entries, rec.initDone, rec.started, rec.killed, o.points, random);
     // One image brought forward mark by mark; each point starts from a copy of it.
     const base = join(work, 'base.img');
     writeFileSync(base, '');
@@ -443,11 +460,12 @@ export async function runPowerLoss(o: PowerLossOptions): Promise<PointResult[]> 
     const writer = new ImageWriter(disk.logPath);
     let applied = 0;
     try {
+      const points = choosePoints(rec.entries, rec, o.points, random, (w) => writer.opens(w) === 'segment');
       for (const point of points) {
         writer.apply(baseFd, rec.entries.slice(applied, point.mark).map((entry) => ({ entry })));
         applied = point.mark;
         const { writes, nextFlush } = unflushedAfter(rec.entries, point.mark);
-        const extras = extrasFor(point.variant, writes, random, (w) => writer.opensBatch(w));
+        const extras = extrasFor(point.variant, writes, random, (w) => writer.opens(w));
         const markNs = (rec.entries[point.mark] as LogEntry).ns;
         const result: PointResult = { mark: point.mark, variant: point.variant, at: Number(markNs - rec.started) / 1e9, checks: [], failures: [], repairs: [] };
         results.push(result);

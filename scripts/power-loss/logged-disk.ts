@@ -202,12 +202,18 @@ export class ImageWriter {
     }
   }
 
-  /** Whether a write starts with a batch header of the agent's logs (magic "MTJ1", kind Batch): journal-format.md. */
-  opensBatch(entry: LogEntry): boolean {
-    if (entry.kind !== LogKind.Write || entry.length < RECORD_HEADER_BYTES) return false;
-    const head = Buffer.alloc(16);
-    readSync(this.logFd, head, 0, 16, entry.dataAt);
-    return head.readUInt32LE(4) === RECORD_MAGIC && head.readUInt8(12) === RecordKind.Batch;
+  /**
+   * Whether a write starts with a batch header of the agent's logs (magic
+   * "MTJ1", kind Batch: journal-format.md), and whether that batch opens an
+   * undo segment (its first record a SegmentStart).
+   */
+  opens(entry: LogEntry): 'batch' | 'segment' | null {
+    if (entry.kind !== LogKind.Write || entry.length < 2 * RECORD_HEADER_BYTES) return null;
+    const head = Buffer.alloc(2 * RECORD_HEADER_BYTES);
+    readSync(this.logFd, head, 0, head.length, entry.dataAt);
+    const isRecord = (at: number, kind: number): boolean => head.readUInt32LE(at + 4) === RECORD_MAGIC && head.readUInt8(at + 12) === kind;
+    if (!isRecord(0, RecordKind.Batch)) return null;
+    return isRecord(RECORD_HEADER_BYTES, RecordKind.SegmentStart) ? 'segment' : 'batch';
   }
 
   close(): void {

@@ -53,7 +53,7 @@ export function engineOptionsFor(config: AgentConfig, log: Logger): Parameters<t
   };
 }
 
-/** Checks the retention volume (SPEC §6) and refuses a path that fails, naming the rule. */
+/** Checks the retention volume against its rules and refuses a path that fails, naming the rule. */
 export async function assertRetentionVolume(config: AgentConfig): Promise<void> {
   const results = await checkRetentionVolume(volumeContextFor(config, packageRoot));
   const failed = failedRules(results);

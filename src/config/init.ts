@@ -93,7 +93,7 @@ export function initInstallation(options: InitOptions): InitResult {
     sizeBytes: 1073741824`;
   writeFileDurable(
     configPath,
-    `# mtagent configuration (SPEC §4). Relative paths are relative to this file.
+    `# mtagent configuration. Relative paths are relative to this file.
 agentId: ${agentId}
 dataDir: ${dataDir}                        # metadata database, state
 listen: { host: ${options.host ?? '127.0.0.1'}, port: ${port} }

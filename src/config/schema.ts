@@ -1,4 +1,4 @@
-// The configuration file (SPEC §4): its schema, defaults (the failback
+// The configuration file (README, Configuration): its schema, defaults (the failback
 // policy) and the one-line errors that name the key.
 import { z } from 'zod';
 import { PAIR_ID } from '../protocol/constants';

@@ -1,5 +1,5 @@
 // The operations behind the commands that need the agent's coordination
-// (SPEC §5): run against an engine, in the daemon (through the control
+// (README, Commands): run against an engine, in the daemon (through the control
 // socket) or in the command's own process when no daemon runs.
 import { hostname } from 'node:os';
 import type { Engine, PairStatus } from '../engine/engine';

@@ -2,7 +2,7 @@ import { MtagentError } from '../errors';
 
 /**
  * Codes the engine refuses with. They are the protocol's error codes
- * (SPEC §2.6), so the endpoint passes them through unchanged.
+ * (docs/protocol.md, Errors), so the endpoint passes them through unchanged.
  */
 export type EngineErrorCode =
   | 'unknown-pair'

@@ -1,4 +1,4 @@
-// The heartbeat to the configuration server (SPEC §3): a signed JSON POST
+// The heartbeat to the configuration server (docs/protocol.md, Heartbeat): a signed JSON POST
 // every heartbeatSeconds. Failures are retried with backoff and jitter,
 // logged, counted and shown in status; they never touch replication.
 import { X509Certificate, createHmac } from 'node:crypto';
@@ -114,7 +114,7 @@ export class Heartbeat {
   }
 }
 
-/** The heartbeat body of SPEC §3, from a status report. */
+/** The heartbeat body (docs/protocol.md), from a status report. */
 export function heartbeatBody(s: import('../control/operations').StatusReport): unknown {
   return {
     agentId: s.agentId,

@@ -251,7 +251,7 @@ export class UndoLog {
    * and becomes a later segment of this log: writing into blocks written
    * before costs the filesystem less than into preallocated ones, whose
    * extents each write converts and each flush commits
-   * (docs/design-notes.md).
+   * (docs/decisions/0009-recycled-segments.md).
    */
   removeSegment(segment: number, recycle = false): void {
     if (segment === this.activeSegment) throw new Error(`segment ${segment} of ${this.pairId} is being written`);

@@ -6,7 +6,7 @@ import type { Logger } from '../log';
 
 export interface MetricsSources {
   status: () => Promise<StatusReport>;
-  /** Per pair: write bytes durable and not yet applied (not part of the SPEC's status, so read apart). */
+  /** Per pair: write bytes durable and not yet applied (not part of the status report, so read apart). */
   applyLagBytes: () => Array<{ pair: string; bytes: number }>;
   connections: () => number;
   /** Received over the endpoint and not yet durable, all connections; connections not reading because of it. */

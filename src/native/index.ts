@@ -11,7 +11,7 @@ export { IoPriority } from './io-priority';
  * behind one piece at the disk rather than a whole 4 MiB cycle. fio on this
  * kind of VM: a 200 MB/s writer with fdatasync beside a 600 MB/s one, p99
  * write latency 1.3-1.5 ms with the big writer's I/O at 4 MiB, 0.35-0.4 ms at
- * 1 MiB, at the same throughput (docs/design-notes.md).
+ * 1 MiB, at the same throughput (docs/decisions/0007-acknowledgements-first.md).
  */
 export const BACKGROUND_IO_PIECE_BYTES = 1024 * 1024;
 

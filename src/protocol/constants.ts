@@ -1,4 +1,4 @@
-// Numbers of the wire protocol (SPEC §2).
+// Numbers of the wire protocol (docs/protocol.md).
 export const PROTOCOL_VERSION = 1;
 export const REPLICATE_PATH = '/v1/replicate';
 export const DEFAULT_PORT = 9443;
@@ -7,7 +7,7 @@ export const WIRE_RECORD_HEADER_BYTES = 40;
 export const WIRE_KIND_WRITE = 1;
 export const WIRE_FLAG_RESYNC = 1;
 export const MAX_WRITE_BYTES = 4 * 1024 * 1024;
-/** The agent's WebSocket max payload: SPEC asks for at least 64 MiB. */
+/** The agent's WebSocket max payload: process servers send messages of up to 64 MiB. */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** What a client may keep unacknowledged (announced in `welcome`). */
 export const WINDOW_BYTES = 64 * 1024 * 1024;

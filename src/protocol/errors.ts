@@ -1,4 +1,4 @@
-// Every way a peer can be wrong, in one place: its code (SPEC §2.6), what it
+// Every way a peer can be wrong, in one place: its code (docs/protocol.md, Errors), what it
 // ends, and the close code when it ends the connection.
 import { MtagentError } from '../errors';
 import { CloseCode } from './constants';

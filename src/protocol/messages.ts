@@ -1,4 +1,4 @@
-// Text messages of the replication protocol (SPEC §2): their types, and the
+// Text messages of the replication protocol (docs/protocol.md): their types, and the
 // parser that turns a client's JSON into one of them or a named error.
 import { z } from 'zod';
 import { MAX_TAG_NAME } from './constants';

@@ -1,4 +1,4 @@
-// POINT (SPEC §5): latest, latest-app, an ISO-8601 time, seq:N, tag:NAME.
+// POINT (README, Commands): latest, latest-app, an ISO-8601 time, seq:N, tag:NAME.
 // A point outside retention or inside a resync window is refused, naming
 // the nearest valid points.
 import { MtagentError } from '../errors';

@@ -1,4 +1,4 @@
-// The retention-volume rules of SPEC §6, for `mtagent check-retention` and
+// The retention-volume rules (README, The retention volume), for `mtagent check-retention` and
 // for `mtagent run`, which refuses a path that fails one.
 import { accessSync, constants, existsSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';

@@ -1,4 +1,4 @@
-// SHA-256 per block of a target's content, for delta resync (SPEC §2.5).
+// SHA-256 per block of a target's content, for delta resync (docs/protocol.md).
 // Holes are not read: a block that lies wholly in one hashes as zeros.
 import { createHash } from 'node:crypto';
 import { alignUp, alignedBuffer } from '../native';

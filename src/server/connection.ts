@@ -27,7 +27,7 @@ import { StreamTable, type StreamHolder, type StreamRegistry, type StreamSession
  * A binary message this big is freed as soon as every append of its items
  * has settled: the engine has copied what it keeps by then and nothing reads
  * the message again, but V8 would keep it (and its RSS) until a collection,
- * which at 4 KiB writes is often a full one (docs/architecture.md).
+ * which at 4 KiB writes is often a full one (docs/decisions/0006-memory-the-applier-takes-over.md).
  */
 const RELEASE_MESSAGE_BYTES = 64 * 1024;
 

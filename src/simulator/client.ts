@@ -1,4 +1,4 @@
-// The process-server side of SPEC §2: connect, prove, open pairs, send, and
+// The process-server side of the replication protocol (docs/protocol.md): connect, prove, open pairs, send, and
 // hear acks and errors. Used by the simulator, the tests and the benchmarks.
 import { EventEmitter } from 'node:events';
 import { X509Certificate } from 'node:crypto';

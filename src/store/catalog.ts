@@ -385,7 +385,7 @@ export class Catalog {
   /**
    * Ends every window still open before `seq`: a resync begun again before the
    * last one ended (the connection dropped) leaves two open, and the target is
-   * inconsistent from the first start until this end (SPEC §2.4).
+   * inconsistent from the first start until this end (docs/protocol.md).
    */
   endResync(pairId: string, seq: number, time: number): void {
     this.db.prepare('UPDATE resync_windows SET end_seq = ?, end_time = ? WHERE pair_id = ? AND end_seq IS NULL AND start_seq < ?').run(seq, time, pairId, seq);

@@ -1,4 +1,4 @@
-// SPEC §3 heartbeat and the metrics endpoint, against the spawned daemon and
+// The heartbeat (docs/protocol.md) and the metrics endpoint, against the spawned daemon and
 // a real HTTPS configuration server in this process.
 import { X509Certificate, createHmac } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -53,7 +53,7 @@ async function until<T>(fn: () => T | undefined | false, ms = 15_000): Promise<T
 }
 
 describe('heartbeat', () => {
-  it('posts the SPEC §3 body, signed, every heartbeatSeconds; failures show in status and metrics and never stop replication', async () => {
+  it('posts the heartbeat body, signed, every heartbeatSeconds; failures show in status and metrics and never stop replication', async () => {
     const root = mkdtempSync(join(tmpdir(), 'mtagent-hb-'));
     roots.push(root);
     const configPath = await makeInstallation(root, [{ id: 'h1', sizeBytes: MiB, group: 'g' }]);

@@ -1,4 +1,4 @@
-// SPEC §2.6 against the real daemon: every error, what it ends, and that
+// The protocol's errors (docs/protocol.md) against the real daemon: every error, what it ends, and that
 // nothing acknowledged is lost.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,4 +1,4 @@
-// Recovery onto an existing block device (SPEC §5 `recover --out DEVICE --force`),
+// Recovery onto an existing block device (`recover --out DEVICE --force`),
 // with a real loop device where this machine lets us make one (root, /dev/loop*).
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, truncateSync, writeFileSync } from 'node:fs';
