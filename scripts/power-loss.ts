@@ -23,8 +23,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync, mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createServer } from 'node:net';
-import { LogKind, MountedImage, ImageWriter, LoggedDisk, buildLogWrites, checkFilesystem, copyImage, missingPrerequisites, readLog, type LogEntry, type Replayed } from './power-loss/logged-disk';
+import { freePort } from './free-port';
+import { LogKind, MountedImage, ImageWriter, LoggedDisk, buildLogWrites, cleanUpAfter, checkFilesystem, copyImage, missingPrerequisites, readLog, type LogEntry, type Replayed } from './power-loss/logged-disk';
 import { writeFileDurable } from '../src/durable-files';
 import { packageRoot } from '../src/package-root';
 import { readPassphrase, loadConfig } from '../src/config/load';
@@ -85,17 +85,6 @@ interface Point {
   mark: number;
   variant: Variant;
   init: boolean;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function now(): bigint {
@@ -444,6 +433,7 @@ export async function runPowerLoss(o: PowerLossOptions): Promise<PointResult[]> 
   const missing = missingPrerequisites();
   if (missing !== null) throw new Error(`the power-loss test cannot run here: ${missing}`);
   const work = resolve(o.dir);
+  cleanUpAfter(work);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   const random = rng(o.seed);

@@ -4,9 +4,8 @@
 import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
-/** Flushes a directory: the entries created, renamed or removed in it are durable. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
+function fsyncPath(path: string, flags: 'r' | 'r+'): void {
+  const fd = openSync(path, flags);
   try {
     fsyncSync(fd);
   } finally {
@@ -14,14 +13,14 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** Flushes a directory: the entries created, renamed or removed in it are durable. */
+export function fsyncDir(dir: string): void {
+  fsyncPath(dir, 'r');
+}
+
 /** Flushes a file's data and metadata. */
 export function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  fsyncPath(path, 'r+');
 }
 
 /**

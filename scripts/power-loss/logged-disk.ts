@@ -5,11 +5,12 @@
 // a loop device over the FUSE file; the loop device passes each flush on as
 // an fsync of that file, which the program logs once the writes before it
 // have reached its backing file.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeSync, fstatSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { RECORD_HEADER_BYTES, RECORD_MAGIC, RecordKind } from '../../src/journal/record';
 import { packageRoot } from '../../src/package-root';
+import { attachLoopDevice, detachLoopDevice, quietly, unmount } from '../loop-devices';
 
 const SOURCE = join(packageRoot, 'scripts', 'power-loss', 'log-writes-fuse.c');
 const SECTOR = 512;
@@ -26,9 +27,7 @@ export interface LogEntry {
   dataAt: number;
 }
 
-function run(command: string, args: string[]): string {
-  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-}
+const run = quietly;
 
 /** What this machine lacks to run the test, or null when it has it all. */
 export function missingPrerequisites(): string | null {
@@ -65,18 +64,6 @@ function waitFor(what: string, ok: () => boolean, timeoutMs = 10_000): void {
   }
 }
 
-function unmount(path: string): void {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      run('umount', [path]);
-      return;
-    } catch {
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-    }
-  }
-  run('umount', ['-l', path]);
-}
-
 /** An ext4 filesystem on a loop device over a file: mounted at `path` until `unmount`. */
 export class MountedImage {
   private constructor(
@@ -86,7 +73,7 @@ export class MountedImage {
 
   static attach(file: string, path: string): MountedImage {
     mkdirSync(path, { recursive: true });
-    const device = run('losetup', ['-f', '--show', file]);
+    const device = attachLoopDevice(file);
     return new MountedImage(device, path);
   }
 
@@ -96,8 +83,8 @@ export class MountedImage {
 
   /** Unmounts (if mounted) and detaches the loop device. */
   detach(mounted = true): void {
-    if (mounted) unmount(this.path);
-    run('losetup', ['-d', this.device]);
+    if (mounted) unmount(this.path, 50);
+    detachLoopDevice(this.device);
   }
 }
 
@@ -145,6 +132,30 @@ export class LoggedDisk {
     const exited = new Promise((r) => fuse.once('exit', r));
     run('fusermount3', ['-u', this.fuseDir]);
     await exited;
+  }
+}
+
+/**
+ * Takes down what an earlier run under `dir` left (one killed half-way):
+ * mounts, the FUSE disk, and loop devices over files there.
+ */
+export function cleanUpAfter(dir: string): void {
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[1] ?? '')
+    .filter((m) => m === dir || m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) {
+    try {
+      quietly('umount', ['-l', m]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  const loops = quietly('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE']).split('\n');
+  for (const line of loops) {
+    const [device, backing] = line.trim().split(/\s+/);
+    if (device && backing && (backing === dir || backing.startsWith(`${dir}/`))) detachLoopDevice(device);
   }
 }
 

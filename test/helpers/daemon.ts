@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll } from 'vitest';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../../scripts/free-port';
 import { join } from 'node:path';
 import { initInstallation } from '../../src/config/init';
 import { loadConfig, readPassphrase, type AgentConfig } from '../../src/config/load';
@@ -13,16 +13,7 @@ import { DAEMON_NODE_FLAGS } from '../../src/server/node-flags';
 
 export const MAIN = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface TestPair {
   id: string;

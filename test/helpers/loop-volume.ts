@@ -1,24 +1,14 @@
 // Real block devices and filesystems for tests, where this machine lets us
 // make them (root, /dev/loop*, mkfs.ext4): a loop device over a sparse file,
 // and a small ext4 volume mounted on one, which can really fill up.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
+import { attachLoopDevice, detachLoopDevice, quietly, unmount } from '../../scripts/loop-devices';
 
-function quietly(command: string, args: string[]): string {
-  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-}
-
-/** A loop device over `backing` (a file); detach it with detachLoopDevice. */
-export function attachLoopDevice(backing: string): string {
-  return quietly('losetup', ['-f', '--show', backing]);
-}
-
-export function detachLoopDevice(device: string): void {
-  quietly('losetup', ['-d', device]);
-}
+export { attachLoopDevice, detachLoopDevice };
 
 export function canMakeLoopDevices(): boolean {
   const probe = join(tmpdir(), `mtagent-loop-probe-${process.pid}`);
@@ -32,19 +22,6 @@ export function canMakeLoopDevices(): boolean {
   } finally {
     rmSync(probe, { force: true });
   }
-}
-
-/** Unmounts, waiting a little for a process that just exited to let go; lazily in the end. */
-function unmount(path: string): void {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      quietly('umount', [path]);
-      return;
-    } catch {
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-    }
-  }
-  quietly('umount', ['-l', path]);
 }
 
 /** Volumes still mounted after a test file (a test that timed out) are removed, not left behind. */

@@ -224,6 +224,16 @@ describe('segment log', () => {
       return rolled;
     }
 
+    /** Three 12 KiB batches, then a fourth torn: 28 KiB are left after the third in the 64 KiB segment. */
+    async function tornFourthBatch(dir: string): Promise<WrittenBatch> {
+      const w = await openWriter(dir);
+      for (let seq = 1; seq <= 3; seq++) await w.append([write(seq, 11_000)]);
+      const torn = await w.append([write(4, 11_000)]);
+      await w.close();
+      tear(dir, torn);
+      return torn;
+    }
+
     it('TornFirstBatchOfFreshSegment: the log ends in the segment before, and the torn one is reported', async () => {
       const dir = tempDir();
       await tornFirstBatchOfFreshSegment(dir);
@@ -260,11 +270,7 @@ describe('segment log', () => {
 
     it('TornBatchInMiddleThenLarger: a torn batch left behind by a roll is not taken for damage', async () => {
       const dir = tempDir();
-      const w = await openWriter(dir);
-      for (let seq = 1; seq <= 3; seq++) await w.append([write(seq, 11_000)]);
-      const torn = await w.append([write(4, 11_000)]);
-      await w.close();
-      tear(dir, torn);
+      await tornFourthBatch(dir);
       // The item comes again, larger: 40 KiB do not fit the 28 KiB left after batch 3.
       expect(await appendAfterReopen(dir, 4, 40_000)).toMatchObject({ segment: 2, fileOffset: 0, batchNo: 4 });
       expect(await appendAfterReopen(dir, 5, 3000)).toMatchObject({ segment: 2, batchNo: 5 });
@@ -275,11 +281,7 @@ describe('segment log', () => {
 
     it('still calls a damaged batch corruption when the next batch after it would have fitted', async () => {
       const dir = tempDir();
-      const w = await openWriter(dir);
-      for (let seq = 1; seq <= 3; seq++) await w.append([write(seq, 11_000)]);
-      const torn = await w.append([write(4, 11_000)]);
-      await w.close();
-      tear(dir, torn);
+      const torn = await tornFourthBatch(dir);
       // Batch 4 again at the start of segment 2 though it fitted in segment 1: not what a writer does.
       const scan = await scanLog(dir, 'log', () => {});
       const bad = await SegmentLogWriter.open({ dir, extension: 'log', segmentBytes: SEGMENT }, { ...scan, end: { segment: 2, fileOffset: 0 } });
