@@ -5,10 +5,12 @@
 #   scripts/install.sh [--root DIR] [--dry-run] [--no-systemctl]
 #                      [--install-dir /opt/mtagent] [--config-dir /etc/mtagent]
 #                      [--data-dir /var/lib/mtagent] [--retention /mnt/retention]
+#                      [--sysfs-root /]
 #
 # --root DIR installs into a directory tree instead of / (tests, images);
-# --dry-run prints the plan and changes nothing. Exit 0 when installed (with
-# warnings printed), 1 when a step failed, 2 on bad usage.
+# --dry-run prints the plan and writes nothing; --sysfs-root reads the disks
+# from another tree, as `mtagent disks --sysfs-root` does (tests). Exit 0 when
+# installed (with warnings printed), 1 when a step failed, 2 on bad usage.
 set -euo pipefail
 
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,9 +21,10 @@ INSTALL_DIR=/opt/mtagent
 CONFIG_DIR=/etc/mtagent
 DATA_DIR=/var/lib/mtagent
 RETENTION=/mnt/retention
+SYSFS_ROOT=/
 NODE="$(command -v node || true)"
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT="${2:?--root takes a directory}"; shift 2 ;;
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
     --config-dir) CONFIG_DIR="$2"; shift 2 ;;
     --data-dir) DATA_DIR="$2"; shift 2 ;;
     --retention) RETENTION="$2"; shift 2 ;;
+    --sysfs-root) SYSFS_ROOT="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -79,11 +83,9 @@ if [ "$ROOT" = / ]; then
   else act "create system user mtagent (group disk for the target devices)" useradd --system --user-group --groups disk --home-dir "$DATA_DIR" --shell /usr/sbin/nologin mtagent
   fi
 else
-  mkdir -p "$(r /etc)"
-  touch "$(r /etc/passwd)" "$(r /etc/group)"
-  if grep -q '^mtagent:' "$(r /etc/passwd)"; then say ok "user mtagent"
+  if grep -qs '^mtagent:' "$(r /etc/passwd)"; then say ok "user mtagent"
   else
-    act "create system user mtagent in $(r /etc/passwd)" sh -c "echo 'mtagent:x:977:977:mtagent replication agent:$DATA_DIR:/usr/sbin/nologin' >> '$(r /etc/passwd)' && echo 'mtagent:x:977:' >> '$(r /etc/group)'"
+    act "create system user mtagent in $(r /etc/passwd)" sh -c "mkdir -p '$(r /etc)' && echo 'mtagent:x:977:977:mtagent replication agent:$DATA_DIR:/usr/sbin/nologin' >> '$(r /etc/passwd)' && echo 'mtagent:x:977:' >> '$(r /etc/group)'"
   fi
 fi
 
@@ -124,9 +126,12 @@ if [ "$DRY" = 0 ] || [ -d "$(r "$RETENTION")" ]; then
   else warn "retention volume $RETENTION fails a rule (mount a dedicated ext4/xfs volume there):"; echo "$out" | grep FAIL | sed 's/^/          /'
   fi
 fi
-disk_args=(disks); [ "$ROOT" = / ] || disk_args+=(--sysfs-root "$ROOT")
-if out="$("${MTAGENT[@]}" "${disk_args[@]}" 2>&1)"; then say ok "every disk has a stable SCSI id"
-else warn "disks without a stable SCSI id (set disk.EnableUUID=TRUE on the VM):"; echo "$out" | sed 's/^/          /'
+# The verdict is `mtagent disks`'s own (its exit code), so the two never disagree.
+if out="$("${MTAGENT[@]}" disks --sysfs-root "$SYSFS_ROOT" 2>&1)"; then
+  if [ "$("${MTAGENT[@]}" disks --sysfs-root "$SYSFS_ROOT" --json 2>/dev/null)" = "[]" ]; then warn "no SCSI disks found (mtagent disks lists none): attach the target disks"
+  else say ok "every disk has a stable SCSI id"
+  fi
+else warn "disks without a stable SCSI id (set disk.EnableUUID=TRUE on the VM):"; printf '%s\n' "$out" | sed 's/^/          /'
 fi
 
 # 7. The systemd unit.

@@ -8,7 +8,7 @@ import { returnFreedMemory, sdNotify } from '../native';
 import { packageRoot, packageVersion } from '../package-root';
 import { checkRetentionVolume, failedRules, volumeContextFor } from '../retention/volume-rules';
 import { ReplicationServer } from '../server/listener';
-import { ControlServer } from '../control/socket';
+import { ControlServer, controlSocketPath } from '../control/socket';
 import { status, type AgentContext, type StatusReport } from '../control/operations';
 import { Heartbeat, heartbeatBody } from '../heartbeat/client';
 import { AgentMetrics, startMetricsServer } from '../metrics/server';
@@ -112,7 +112,17 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     if (!cached || Date.now() - cached.at > 1000) cached = { at: Date.now(), value: status(context, true) };
     return cached.value;
   };
-  const control = await ControlServer.start(config.dataDir, context, log);
+  let control: ControlServer;
+  try {
+    control = await ControlServer.start(config.dataDir, context, log);
+  } catch (err) {
+    await server.close();
+    await engine.close();
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConfigError(
+      `cannot listen on the control socket ${controlSocketPath(config.dataDir)} (${code}): another agent may run with dataDir ${config.dataDir}; stop it, or give this one a dataDir of its own`,
+    );
+  }
   let metricsServer: import('node:http').Server | null = null;
   if (config.metrics) {
     const sources = {
@@ -170,14 +180,18 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   };
 }
 
-/** Runs until SIGTERM or SIGINT; resolves with the exit code. */
-export async function runDaemon(config: AgentConfig, log: Logger): Promise<number> {
+/**
+ * Runs until SIGTERM or SIGINT; resolves with the exit code. `onReady` is
+ * called once recovery is done and the endpoint listens.
+ */
+export async function runDaemon(config: AgentConfig, log: Logger, onReady?: (listening: { host: string; port: number }) => void): Promise<number> {
   // Payload buffers (a message, a batch, an extent) are 64 KiB or more.
   returnFreedMemory(256 * 1024);
   const daemon = await startDaemon(config, log);
   const { host, port } = daemon.server.address();
   log.info({ version: packageVersion, agentId: config.agentId, listen: `${host}:${port}`, retention: config.retention.path, pairs: daemon.engine.pairIds() }, 'mtagent running');
   sdNotify(`READY=1\nSTATUS=listening on ${host}:${port}\nMAINPID=${process.pid}`);
+  onReady?.({ host, port });
   // systemd's watchdog is fed only while the engine is healthy, never from a blind timer.
   const watchdogUs = Number(process.env.WATCHDOG_USEC ?? 0);
   let watchdog: NodeJS.Timeout | null = null;

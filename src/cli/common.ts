@@ -13,7 +13,7 @@ export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 
 /** Errors that mean the command was asked wrongly, not that it failed. */
-const USAGE_CODES = new Set(['config-invalid', 'bad-usage', 'bad-point', 'unknown-group', 'init-exists']);
+const USAGE_CODES = new Set(['config-invalid', 'bad-usage', 'bad-point', 'unknown-group', 'init-exists', 'retention-missing']);
 
 export class UsageError extends MtagentError {
   constructor(message: string) {

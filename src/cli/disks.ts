@@ -11,6 +11,8 @@ export function registerDisks(program: Command): void {
     .option('--json', 'machine-readable output')
     .action((o: { sysfsRoot: string; json?: boolean }) => {
       const disks = scanDisks(o.sysfsRoot);
+      // A disk whose id may change under a pair is a failure, whatever the output's form.
+      if (disks.some((d) => !d.stable)) process.exitCode = 1;
       if (o.json) {
         printJson(disks);
         return;
@@ -18,6 +20,5 @@ export function registerDisks(program: Command): void {
       const rows = [['device', 'size', 'vendor / model', 'stable id', 'stable', 'note']];
       for (const d of disks) rows.push([d.device, formatBytes(d.sizeBytes), `${d.vendor ?? '?'} ${d.model ?? ''}`.trim(), d.stableId ?? (d.ids[0] ?? '-'), d.stable ? 'yes' : 'NO', d.note ?? '']);
       process.stdout.write(`${table(rows)}\n`);
-      if (disks.some((d) => !d.stable)) process.exitCode = 1;
     });
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { initInstallation } from '../config/init';
 import { loadConfig } from '../config/load';
@@ -20,12 +20,15 @@ export function registerStart(program: Command): void {
         process.stderr.write(`mtagent: created an installation in ${dir} (certificate SHA-256 ${r.fingerprint})\n`);
       }
       const config = loadConfig(configPath);
-      process.stderr.write(
-        `mtagent: listening on wss://${config.listen.host}:${config.listen.port}/v1/replicate with pairs ${config.pairs.map((p) => p.id).join(', ')}
-  stream into it:  node dist/src/cli/main.js simulate --config ${configPath} --workload oltp --tag-every 50 --duration 60 --verify 3
-  look at it:      node dist/src/cli/main.js status --config ${configPath}
+      const shown = relative(process.cwd(), configPath) || configPath;
+      // Said once it is true: after recovery, with the endpoint listening.
+      process.exitCode = await runDaemon(config, createLogger(), ({ host, port }) => {
+        process.stderr.write(
+          `mtagent: listening on wss://${host}:${port}/v1/replicate with pairs ${config.pairs.map((p) => p.id).join(', ')}
+  stream into it:  npx mtagent simulate --config ${shown} --workload oltp --tag-every 50 --duration 60 --verify 3
+  look at it:      npx mtagent status --config ${shown}
 `,
-      );
-      process.exitCode = await runDaemon(config, createLogger());
+        );
+      });
     });
 }

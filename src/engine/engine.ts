@@ -4,8 +4,10 @@
 // This file opens and closes it and wires its parts; each job is a file of
 // its own in this folder (startup, ingest, applying, targets, failover,
 // reconfigure, status), and pruning is retention/pruner.ts.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdirDurable } from '../durable-files';
+import { MtagentError } from '../errors';
 import type { StreamItem } from '../journal/items';
 import { silentLogger, type Logger } from '../log';
 import { IoPriority } from '../native';
@@ -115,6 +117,13 @@ export class Engine implements HistorySource {
   static async open(options: EngineOptions): Promise<Engine> {
     const sizes = resolveSizes(options);
     assertRetentionFits(options.maxBytes ?? null, options.pairs.length, sizes);
+    // Only init makes a retention folder: a path that is not there is a volume not mounted, or a typo.
+    if (!existsSync(options.retentionDir)) {
+      throw new MtagentError(
+        'retention-missing',
+        `retention path ${options.retentionDir} does not exist: mount the retention volume there, or run 'mtagent init --dir DIR' for a new installation`,
+      );
+    }
     mkdirDurable(join(options.retentionDir, 'ingest'));
     mkdirDurable(join(options.retentionDir, 'pairs'));
     const lock = await RetentionLock.acquire(options.retentionDir, { agentId: options.agentId, configPath: options.configPath ?? null });

@@ -86,15 +86,8 @@ export class ReplicationServer {
       res.end(`mtagent: connect with a WebSocket to ${REPLICATE_PATH}\n`);
     });
     https.on('tlsClientError', (err) => o.log.warn({ err: err.message }, 'TLS handshake refused'));
-    const wss = new WebSocketServer({
-      server: https,
-      path: REPLICATE_PATH,
-      maxPayload: MAX_MESSAGE_BYTES,
-      // Accepted when the client offers it (WAN/VPN failback); a LAN client does not.
-      perMessageDeflate: { threshold: 1024, concurrencyLimit: 2 },
-    });
-    const server = new ReplicationServer(o, https, wss);
-    wss.on('connection', (ws, req) => server.onConnection(ws, req.socket as TLSSocket));
+    // Listening first: the WebSocket server passes its HTTPS server's errors on
+    // as its own, and one it has no listener for (EADDRINUSE) would end the process.
     await new Promise<void>((resolve, reject) => {
       https.once('error', reject);
       https.listen(o.port, o.host, () => {
@@ -102,6 +95,16 @@ export class ReplicationServer {
         resolve();
       });
     });
+    const wss = new WebSocketServer({
+      server: https,
+      path: REPLICATE_PATH,
+      maxPayload: MAX_MESSAGE_BYTES,
+      // Accepted when the client offers it (WAN/VPN failback); a LAN client does not.
+      perMessageDeflate: { threshold: 1024, concurrencyLimit: 2 },
+    });
+    wss.on('error', (err) => o.log.error({ err: err.message }, 'replication endpoint error'));
+    const server = new ReplicationServer(o, https, wss);
+    wss.on('connection', (ws, req) => server.onConnection(ws, req.socket as TLSSocket));
     return server;
   }
 

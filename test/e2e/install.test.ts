@@ -7,7 +7,8 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useFileTempDirs } from '../helpers/temp-dir';
 import { packageRoot } from '../../src/package-root';
-import { MAIN, RunningDaemon, makeInstallation } from '../helpers/daemon';
+import { MAIN, RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
+import { fakeSysfs } from '../helpers/fake-sysfs';
 
 const INSTALL = join(packageRoot, 'scripts', 'install.sh');
 const temp = useFileTempDirs();
@@ -82,8 +83,23 @@ describe('install.sh', () => {
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/\[would\]\s+create folder \/opt\/mtagent/);
     expect(r.out).toMatch(/dry run: \d+ changes planned/);
-    expect(readdirSync(root).filter((n) => n !== 'etc')).toEqual([]);
-    expect(existsSync(join(root, 'etc', 'mtagent'))).toBe(false);
+    expect(r.out).toMatch(/\[would\]\s+create system user mtagent/);
+    // Nothing at all, not even the user files the real run appends to.
+    expect(readdirSync(root)).toEqual([]);
+  }, 60_000);
+
+  it("gives the disks the verdict of mtagent disks, which exits 1 in either form when an id is not stable", async () => {
+    const unstable = temp('mtagent-sysfs-');
+    fakeSysfs(unstable);
+    const r = install(temp('mtagent-disks-'), '--dry-run', '--sysfs-root', unstable);
+    expect(r.out).toMatch(/\[warn\]\s+disks without a stable SCSI id/);
+    expect(r.out).toMatch(/\/dev\/sdb/);
+    for (const form of [[], ['--json']]) expect((await cli(['disks', '--sysfs-root', unstable, ...form])).code, form.join(' ')).toBe(1);
+    const stable = temp('mtagent-sysfs-');
+    fakeSysfs(stable, { unstable: false });
+    expect(install(temp('mtagent-disks-'), '--dry-run', '--sysfs-root', stable).out).toMatch(/\[ok\]\s+every disk has a stable SCSI id/);
+    for (const form of [[], ['--json']]) expect((await cli(['disks', '--sysfs-root', stable, ...form])).code, form.join(' ')).toBe(0);
+    expect(install(temp('mtagent-disks-'), '--dry-run', '--sysfs-root', temp('mtagent-nosys-')).out).toMatch(/\[warn\]\s+no SCSI disks found/);
   }, 60_000);
 
   it('reports what the master target lacks without failing', () => {

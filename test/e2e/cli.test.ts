@@ -1,0 +1,79 @@
+// What an operator meets at the command line: one line saying what is wrong
+// and what to do, the exit code the manual gives, and nothing changed that
+// the command was not asked to change.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { MAIN, cli, makeInstallation } from '../helpers/daemon';
+
+const MiB = 1024 * 1024;
+const roots: string[] = [];
+afterAll(() => {
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
+
+function root(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  roots.push(dir);
+  return dir;
+}
+
+function occupy(port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(port, '127.0.0.1', () => resolve(s));
+  });
+}
+
+describe('the command line', () => {
+  it('says in one line, exit 2, when the replication port is taken by another process', async () => {
+    const configPath = await makeInstallation(root('mtagent-port-'), [{ id: 'p', sizeBytes: MiB }]);
+    const port = Number(/port: (\d+)/.exec(readFileSync(configPath, 'utf8'))?.[1]);
+    const taken = await occupy(port);
+    try {
+      const r = await cli(['run', '--config', configPath]);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toEqual([`mtagent: cannot listen on 127.0.0.1:${port} (EADDRINUSE): change listen in ${configPath} or stop what uses it`]);
+    } finally {
+      taken.close();
+    }
+  }, 30_000);
+
+  it('never makes a retention folder for a read-only command: a missing one is named, with what to do', async () => {
+    const dir = root('mtagent-noret-');
+    const configPath = await makeInstallation(dir, [{ id: 'p', sizeBytes: MiB }]);
+    const missing = join(dir, 'mnt', 'retention');
+    writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('retention: { path: retention,', `retention: { path: ${missing},`));
+    for (const args of [['status'], ['points', 'p'], ['run']]) {
+      const r = await cli([...args, '--config', configPath]);
+      expect(r.code, args[0]).toBe(2);
+      expect(r.stderr.trim().split('\n'), args[0]).toHaveLength(1);
+      expect(r.stderr, args[0]).toMatch(new RegExp(`${missing}.*(does not exist|mount)`));
+      expect(existsSync(missing), args[0]).toBe(false);
+      expect(existsSync(join(dir, 'mnt')), args[0]).toBe(false);
+    }
+  }, 60_000);
+
+  it('start says it listens only once it does: a second start on the same installation says only why it cannot', async () => {
+    const dir = root('mtagent-start-');
+    await makeInstallation(dir, [{ id: 'p', sizeBytes: MiB }]);
+    const first = spawn(process.execPath, [MAIN, 'start', '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let said = '';
+    first.stderr.on('data', (d: Buffer) => (said += d.toString()));
+    try {
+      await vi.waitFor(() => expect(said).toMatch(/listening on wss:\/\/127\.0\.0\.1:\d+\/v1\/replicate/), { timeout: 20_000, interval: 50 });
+      expect(said).toMatch(/stream into it: {2}npx mtagent simulate --config .*agent\.yaml/);
+      const second = await cli(['start', '--dir', dir]);
+      expect(second.code).not.toBe(0);
+      expect(second.stderr).not.toMatch(/listening/);
+      expect(second.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^mtagent: retention volume .* is in use by agent/)]);
+    } finally {
+      first.kill('SIGTERM');
+      await new Promise((r) => first.once('exit', r));
+    }
+  }, 60_000);
+});
