@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type OutputConfiguration } from 'commander';
 import { packageVersion } from '../package-root';
 import { registerCheckRetention } from './check-retention';
 import { EXIT_USAGE, reportError } from './common';
@@ -18,7 +18,7 @@ function buildProgram(): Command {
     .description('Master-target replication agent: receives changed blocks over TLS, keeps every recovery point of the retention window')
     .version(packageVersion, '-V, --version', 'print the version and exit')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput(outputFor([]));
   registerInit(program);
   registerRun(program);
   registerStart(program);
@@ -27,8 +27,25 @@ function buildProgram(): Command {
   registerDisks(program);
   registerSupportBundle(program);
   registerSimulate(program);
-  for (const c of program.commands) c.exitOverride();
+  configureAll(program, []);
   return program;
+}
+
+/** Commander's own errors speak as every error of ours: one line, "mtagent: …", and where to look. */
+function outputFor(path: readonly string[]): OutputConfiguration {
+  return {
+    writeErr: (s) => process.stderr.write(s),
+    outputError: (s, write) => write(`mtagent: ${s.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')} (see mtagent ${[...path, '--help'].join(' ')})\n`),
+  };
+}
+
+function configureAll(command: Command, path: readonly string[]): void {
+  for (const c of command.commands) {
+    const here = [...path, c.name()];
+    c.exitOverride();
+    c.configureOutput(outputFor(here));
+    configureAll(c, here);
+  }
 }
 
 // A reader that went away (| head) is not an error of ours.

@@ -4,7 +4,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { MtagentError } from '../errors';
-import { configSchema, describeIssue, type ParsedConfig } from './schema';
+import { configSchema, describeIssue, firstIssue, type ParsedConfig } from './schema';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mtagent/agent.yaml';
 
@@ -34,7 +34,7 @@ export function parseConfig(text: string, configPath: string): AgentConfig {
   }
   const r = configSchema.safeParse(raw ?? {});
   if (!r.success) {
-    const issue = r.error.issues[0];
+    const issue = firstIssue(r.error.issues);
     throw new ConfigError(`config ${configPath}: ${issue ? describeIssue(issue) : 'invalid'}`);
   }
   const c = r.data;

@@ -74,12 +74,69 @@ export const configSchema = z
 export type AgentConfigInput = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
 
-/** `pairs[1].sizeBytes: must be a multiple of 512` — the first problem, on one line. */
+/** Edit distance, for a key that is nearly a known one. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j] as number;
+      row[j] = Math.min(above + 1, (row[j - 1] as number) + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length] as number;
+}
+
+/** The keys an object of the schema takes at `path` (array indexes skipped). */
+function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  let node: z.ZodType = configSchema;
+  for (const step of [...path, null]) {
+    // Through defaults, nullables, optionals and arrays to the object under them.
+    for (;;) {
+      const def = (node as unknown as { def: { type: string; innerType?: z.ZodType; element?: z.ZodType } }).def;
+      if ((def.type === 'default' || def.type === 'nullable' || def.type === 'optional' || def.type === 'pipe') && def.innerType) node = def.innerType;
+      else if (def.type === 'array' && def.element) node = def.element;
+      else break;
+    }
+    if (!(node instanceof z.ZodObject)) return [];
+    if (step === null) return Object.keys(node.shape);
+    if (typeof step === 'number') continue;
+    const next = (node.shape as Record<string, z.ZodType>)[String(step)];
+    if (next === undefined) return [];
+    node = next;
+  }
+  return [];
+}
+
+function didYouMean(key: string, path: readonly PropertyKey[]): string {
+  const near = knownKeysAt(path)
+    .map((k) => ({ k, d: k.toLowerCase() === key.toLowerCase() ? 0 : distance(k, key) }))
+    .filter(({ d }) => d <= 2)
+    .sort((a, b) => a.d - b.d)[0];
+  return near ? ` (did you mean ${near.k}?)` : '';
+}
+
+function where(path: readonly PropertyKey[]): string {
+  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)';
+}
+
+/** `pairs[1].sizeBytes: must be a multiple of 512`: one problem, on one line. */
 export function describeIssue(issue: z.core.$ZodIssue): string {
-  const where = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)';
+  const at = where(issue.path);
   if (issue.code === 'unrecognized_keys') {
     const keys = (issue as { keys: string[] }).keys;
-    return `${where === '(top level)' ? '' : `${where}.`}${keys[0]}: unknown key${keys.length > 1 ? ` (also ${keys.slice(1).join(', ')})` : ''}`;
+    const first = keys[0] as string;
+    return `${at === '(top level)' ? '' : `${at}.`}${first}: unknown key${didYouMean(first, issue.path)}${keys.length > 1 ? ` (also ${keys.slice(1).join(', ')})` : ''}`;
   }
-  return `${where}: ${issue.message}`;
+  return `${at}: ${issue.message}`;
+}
+
+/**
+ * The problem to name first: an unknown key before anything else, since a
+ * misspelt key also makes the one it was meant to be look missing.
+ */
+export function firstIssue(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue | undefined {
+  return issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0];
 }

@@ -26,7 +26,8 @@ export class AgentMetrics {
 
   constructor(sources: MetricsSources) {
     const r = this.registry;
-    collectDefaultMetrics({ register: r, prefix: 'mtagent_process_' });
+    // prom-client's own names begin process_ and nodejs_: mtagent_process_resident_memory_bytes.
+    collectDefaultMetrics({ register: r, prefix: 'mtagent_' });
     this.ackLatency = new Histogram({
       name: 'mtagent_ack_latency_seconds',
       help: 'From the arrival of a message to the sending of the acknowledgement that covers its items (once they are durable)',

@@ -8,7 +8,7 @@ import { RecordKind, isBeforeImage } from '../journal/record';
 import { scanLog, segmentFileName } from '../journal/segment-log';
 
 export interface VerifyResult {
-  pairId: string;
+  pair: string;
   ok: boolean;
   /** The first bad place: file and offset, or the catalog row. */
   problem: string | null;
@@ -25,7 +25,7 @@ export async function verifyPair(source: HistorySource, pairId: string): Promise
   const rows = source.indexedSegments(pairId);
   const failedOver = history.failedOver;
   const dir = history.undo.dir;
-  const result: VerifyResult = { pairId, ok: true, problem: null, segments: 0, records: 0, bytes: 0 };
+  const result: VerifyResult = { pair: pairId, ok: true, problem: null, segments: 0, records: 0, bytes: 0 };
   const fail = (problem: string): VerifyResult => ({ ...result, ok: false, problem });
   // Damage found while reading a log is the answer; any other error is raised.
   const failOnDamage = (err: unknown): VerifyResult => {

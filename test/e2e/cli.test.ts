@@ -76,4 +76,22 @@ describe('the command line', () => {
       await new Promise((r) => first.once('exit', r));
     }
   }, 60_000);
+
+  it("speaks in one voice: commander's own errors are one line beginning mtagent:, exit 2", async () => {
+    for (const args of [['statu'], ['status', '--bogus'], ['recover', 'p'], ['pair', 'purge']]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, args.join(' ')).toHaveLength(1);
+      expect(lines[0], args.join(' ')).toMatch(/^mtagent: .* \(see mtagent .*--help\)$/);
+    }
+  });
+
+  it('names a pair `pair` in verify --json, as every other command does', async () => {
+    const configPath = await makeInstallation(root('mtagent-verify-'), [{ id: 'p', sizeBytes: MiB }]);
+    const r = await cli(['verify', 'p', '--config', configPath, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ pair: 'p', ok: true });
+    expect(JSON.parse(r.stdout)).not.toHaveProperty('pairId');
+  }, 30_000);
 });

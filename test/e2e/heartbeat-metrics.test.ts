@@ -132,6 +132,9 @@ describe('heartbeat', () => {
       // Everything sent is acked: nothing held, every connection reading.
       expect(metrics).toContain('mtagent_arrival_held_bytes 0\n');
       expect(metrics).toContain('mtagent_connections_not_reading 0\n');
+      // The process figures carry the agent's prefix once.
+      expect(metrics).toMatch(/^mtagent_process_resident_memory_bytes \d+/m);
+      expect(metrics).not.toMatch(/mtagent_process_process_|mtagent_process_nodejs_/);
       const health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
       expect(health.status).toBe(200);
       expect(await health.json()).toEqual({ status: 'ok', problems: [] });

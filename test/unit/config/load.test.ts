@@ -29,6 +29,11 @@ describe('configuration', () => {
       [`${base}configServer: { url: "http://cs" }\n`, /configServer\.url: must be an https/],
       [`${base}configServer: { url: "https://cs", fingerprint: "12" }\n`, /configServer\.fingerprint: must be a SHA-256/],
       ['agentId: [', /not valid YAML/],
+      // A misspelt key is named, not the key it makes look missing.
+      [base.replace('agentId: mt-01', 'agentID: mt-01'), /^config \/c\.yaml: agentID: unknown key \(did you mean agentId\?\)$/],
+      [base.replace('passphraseFile:', 'passphraseFlie:'), /passphraseFlie: unknown key \(did you mean passphraseFile\?\)/],
+      [`${base}policy: { retentionSecond: 60 }\n`, /policy\.retentionSecond: unknown key \(did you mean retentionSeconds\?\)/],
+      [base.replace('sizeBytes: 1048576', 'size: 1048576'), /pairs\[0\]\.size: unknown key$/],
     ];
     for (const [text, re] of cases) expect(() => parseConfig(text, '/c.yaml')).toThrow(re);
   });
