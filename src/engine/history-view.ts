@@ -17,6 +17,7 @@ export function historyOf(pair: PairRuntime): PairHistory {
     oldest: pair.oldest,
     undo: pair.undo,
     durableSeq: rolledBack ? failoverSeq : pair.durableSeq,
+    durableTime: rolledBack ? null : pair.durableTime,
     // lastError, not paused: a paused pair is retried every targetRetryMs, and
     // is unpaused while each retry catches up, but the error stands until one
     // has caught up (onResumed). A wait on `paused` could start inside a retry

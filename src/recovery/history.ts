@@ -25,6 +25,8 @@ export interface PairHistory {
   undo: UndoLog;
   /** The newest durable item: past targetSeq while the applier has not caught up. */
   durableSeq: number;
+  /** Its source time (µs), null when not known. */
+  durableTime: number | null;
   /** Why applying stopped (the target failed, the volume is full), until it has caught up again; null while it goes on. */
   applyPausedBy: string | null;
   configured: boolean;

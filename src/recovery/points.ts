@@ -14,6 +14,8 @@ export interface Timeline {
   latestSeq: number;
   /** The newest durable item; past latestSeq until the applier catches up. */
   durableSeq: number;
+  /** Its source time, µs (null when not known): no state after it is known yet. */
+  durableTime: number | null;
   /** Why applying is paused, if it is: points past latestSeq wait for it. */
   applyPausedBy: string | null;
   windows: readonly ResyncWindowRow[];
@@ -62,7 +64,8 @@ export function windowAt(windows: readonly ResyncWindowRow[], seq: number): Resy
 /** Seq of the newest item whose time is at or before `time`, within the timeline; null if before it. */
 export async function seqAtOrBefore(t: Timeline, time: number): Promise<number | null> {
   if (time < t.oldest.time && t.oldest.seq > 0) return null;
-  let best: number | null = t.oldest.seq > 0 || t.oldest.time <= time ? t.oldest.seq : null;
+  // The state before a pair's first item has no time: a time reaches it only through a later item.
+  let best: number | null = t.oldest.seq > 0 ? t.oldest.seq : null;
   for (const seg of t.undo.segments().reverse()) {
     if (seg.firstTime === null || seg.firstSeq === null || seg.firstSeq > t.latestSeq) continue;
     if (seg.firstTime > time) continue;
@@ -164,6 +167,12 @@ export async function resolvePoint(t: Timeline, spec: string): Promise<ResolvedP
     const time = parseTime(spec);
     if (time === null) {
       throw new MtagentError('bad-point', `bad point ${spec}: use latest, latest-app, an ISO-8601 time (2026-11-26T18:00:00Z), seq:N or tag:NAME`);
+    }
+    if (t.durableTime !== null && time > t.durableTime) {
+      throw new PointRefusedError(
+        `${spec} is after the newest item of ${t.pairId} (seq ${t.durableSeq}, ${isoTime(t.durableTime) ?? 'no time'}): nobody knows the disk at that moment yet`,
+        await validBounds(t),
+      );
     }
     const found = await seqAtOrBefore(t, time);
     if (found === null) throw new PointRefusedError(`${spec} is before the retained history of ${t.pairId}`, await validBounds(t));

@@ -35,6 +35,7 @@ export function timelineOf(source: HistorySource, pairId: string): Timeline {
     oldest: h.oldest,
     latestSeq: h.targetSeq,
     durableSeq: h.durableSeq,
+    durableTime: h.durableTime,
     applyPausedBy: h.applyPausedBy,
     windows: source.resyncWindows(pairId),
     tags: source.tags(pairId),
