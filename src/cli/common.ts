@@ -71,16 +71,39 @@ export function progressBar(label: string): { progress: Progress; stop: () => vo
  * Runs an operation through the daemon when it runs, else in this process on
  * the retention volume (taking its lock, recovering after any crash first).
  */
-export async function withAgent(config: AgentConfig, op: string, args: Record<string, unknown>, progress?: Progress): Promise<unknown> {
-  const viaDaemon = await callDaemon(config.dataDir, op, args, progress);
+export async function withAgent(config: AgentConfig, op: string, args: Record<string, unknown>, progress?: Progress, signal?: AbortSignal): Promise<unknown> {
+  const viaDaemon = await callDaemon(config.dataDir, op, args, progress, signal);
   if (viaDaemon !== undefined) return viaDaemon.result;
   const engine = await Engine.open({ ...engineOptionsFor(config, silentLogger()), pruneIntervalMs: 3_600_000 });
   try {
     const ctx: AgentContext = { engine, agentId: config.agentId, startedAt: new Date(), processServers: () => [], heartbeat: () => null };
-    return await runOperation(ctx, false, op, args, progress);
+    return await runOperation(ctx, false, op, args, progress, signal);
   } finally {
     await engine.close();
   }
+}
+
+/** What Ctrl-C ends: the exit code for an interrupted command (128 + SIGINT). */
+export const EXIT_INTERRUPTED = 130;
+
+/**
+ * Ctrl-C (SIGINT) cancels the work where it runs, in the daemon or here,
+ * instead of killing the command half-way: the work stops and cleans up, and
+ * the command says so and exits 130. A second Ctrl-C exits at once.
+ */
+export function cancelOnInterrupt(): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onInterrupt = (): void => {
+    if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED);
+    controller.abort();
+  };
+  process.on('SIGINT', onInterrupt);
+  return { signal: controller.signal, dispose: () => process.off('SIGINT', onInterrupt) };
+}
+
+/** Whether `err` is the end of work the user cancelled. */
+export function wasCancelled(err: unknown, signal: AbortSignal): boolean {
+  return signal.aborted && (err instanceof MtagentError ? err.code === 'cancelled' : true);
 }
 
 export function formatBytes(n: number): string {

@@ -1,11 +1,12 @@
 // Commands that need the agent's coordination: through the daemon when it
 // runs, else on the retention volume directly.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { PointsReport, RecoverResult, StatusReport } from '../control/operations';
 import type { VerifyResult } from '../recovery/verify';
 import { table } from '../text';
-import { UsageError, configFrom, formatBytes, printJson, progressBar, withAgent } from './common';
+import { EXIT_INTERRUPTED, UsageError, cancelOnInterrupt, configFrom, formatBytes, printJson, progressBar, wasCancelled, withAgent } from './common';
 
 interface Common {
   config?: string;
@@ -31,6 +32,14 @@ export function printStatus(r: StatusReport): void {
     rows.push([p.pair, p.group ?? '-', p.state, String(p.durableSeq), String(p.appliedSeq), p.oldestPoint ?? '-', p.latestPoint ?? '-', p.latestAppPoint ?? '-', rpo(p.rpoSeconds, p.rpoHealth), formatBytes(p.journalBytes), p.lastError ?? '']);
   }
   process.stdout.write(`${table(rows)}\n`);
+}
+
+function rmdirQuietly(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Not empty, or gone: left as it is.
+  }
 }
 
 export function registerOperations(program: Command): void {
@@ -77,24 +86,36 @@ export function registerOperations(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (pair: string | undefined, o: Common & { at: string; out: string; group?: string; force?: boolean }) => {
       const config = configFrom(o);
+      if (o.group && pair) throw new UsageError('give a pair or --group, not both');
+      if (!o.group && !pair) throw new UsageError('give the pair to recover, or --group GROUP');
       const bar = progressBar('recover');
+      const interrupt = cancelOnInterrupt();
+      const out = resolve(o.out);
+      const outWasThere = existsSync(out);
       try {
         if (o.group) {
-          if (pair) throw new UsageError('give a pair or --group, not both');
-          mkdirSync(o.out, { recursive: true });
-          const rs = (await withAgent(config, 'recover-group', { group: o.group, at: o.at, out: o.out, force: o.force ?? false }, bar.progress)) as RecoverResult[];
+          mkdirSync(out, { recursive: true });
+          const rs = (await withAgent(config, 'recover-group', { group: o.group, at: o.at, out, force: o.force ?? false }, bar.progress, interrupt.signal)) as RecoverResult[];
           bar.stop();
           if (o.json) printJson(rs);
           else for (const r of rs) process.stdout.write(`${r.pair} seq ${r.seq} ${r.time ?? ''} ${r.path} sha256 ${r.sha256}\n`);
           return;
         }
-        if (!pair) throw new UsageError('give the pair to recover, or --group GROUP');
-        const r = (await withAgent(config, 'recover', { pair, at: o.at, out: o.out, force: o.force ?? false }, bar.progress)) as RecoverResult;
+        const r = (await withAgent(config, 'recover', { pair, at: o.at, out, force: o.force ?? false }, bar.progress, interrupt.signal)) as RecoverResult;
         bar.stop();
         if (o.json) printJson(r);
         else process.stdout.write(`${r.pair} at seq ${r.seq} (${r.time ?? 'no time'}) written to ${r.path}\nsha256 ${r.sha256}\n`);
+      } catch (err) {
+        if (!wasCancelled(err, interrupt.signal)) throw err;
+        bar.stop();
+        // The folder a group recovery made for its images goes with them.
+        if (o.group && !outWasThere) rmdirQuietly(out);
+        const left = outWasThere ? (o.group ? '' : `; ${out} was being overwritten and is not whole`) : existsSync(out) ? `; ${out} is left` : '; nothing was left behind';
+        process.stderr.write(`mtagent: recover cancelled${left}\n`);
+        process.exitCode = EXIT_INTERRUPTED;
       } finally {
         bar.stop();
+        interrupt.dispose();
       }
     });
 
@@ -130,7 +151,22 @@ export function registerOperations(program: Command): void {
     .option('--config <file>', 'configuration file')
     .option('--json', 'machine-readable output')
     .action(async (pair: string, o: Common) => {
-      const r = (await withAgent(configFrom(o), 'verify', { pair })) as VerifyResult;
+      const config = configFrom(o);
+      const bar = progressBar('verify');
+      const interrupt = cancelOnInterrupt();
+      let r: VerifyResult;
+      try {
+        r = (await withAgent(config, 'verify', { pair }, bar.progress, interrupt.signal)) as VerifyResult;
+      } catch (err) {
+        if (!wasCancelled(err, interrupt.signal)) throw err;
+        bar.stop();
+        process.stderr.write(`mtagent: verify of ${pair} cancelled\n`);
+        process.exitCode = EXIT_INTERRUPTED;
+        return;
+      } finally {
+        bar.stop();
+        interrupt.dispose();
+      }
       if (o.json) printJson(r);
       else if (r.ok) process.stdout.write(`${pair}: ok — ${r.segments} undo segments, ${r.records} records, ${formatBytes(r.bytes)} checked\n`);
       else process.stdout.write(`${pair}: BAD — ${r.problem}\n`);

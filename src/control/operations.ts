@@ -159,12 +159,12 @@ function recoverRow(r: RebuildResult): RecoverResult {
   return { pair: r.pairId, seq: r.seq, time: isoTime(r.time), path: r.path, sha256: r.sha256, sizeBytes: r.sizeBytes };
 }
 
-export async function recover(ctx: AgentContext, pairId: string, at: string, out: string, force: boolean, progress?: Progress): Promise<RecoverResult> {
-  return recoverRow(await rebuild(ctx.engine, pairId, at, out, { force, onProgress: progress }));
+export async function recover(ctx: AgentContext, pairId: string, at: string, out: string, force: boolean, progress?: Progress, signal?: AbortSignal): Promise<RecoverResult> {
+  return recoverRow(await rebuild(ctx.engine, pairId, at, out, { force, onProgress: progress, ...(signal ? { signal } : {}) }));
 }
 
-export async function recoverGroup(ctx: AgentContext, group: string, at: string, outDir: string, force: boolean, progress?: Progress): Promise<RecoverResult[]> {
-  return (await rebuildGroup(ctx.engine, group, at, outDir, { force, onProgress: progress })).map(recoverRow);
+export async function recoverGroup(ctx: AgentContext, group: string, at: string, outDir: string, force: boolean, progress?: Progress, signal?: AbortSignal): Promise<RecoverResult[]> {
+  return (await rebuildGroup(ctx.engine, group, at, outDir, { force, onProgress: progress, ...(signal ? { signal } : {}) })).map(recoverRow);
 }
 
 export async function failover(ctx: AgentContext, pairId: string, at: string): Promise<{ pair: string; seq: number; time: string | null }> {
@@ -185,8 +185,8 @@ export async function commit(ctx: AgentContext, pairId: string): Promise<{ pair:
   return { pair: pairId };
 }
 
-export async function verify(ctx: AgentContext, pairId: string): Promise<VerifyResult> {
-  return verifyPair(ctx.engine, pairId);
+export async function verify(ctx: AgentContext, pairId: string, progress?: Progress, signal?: AbortSignal): Promise<VerifyResult> {
+  return verifyPair(ctx.engine, pairId, { ...(signal ? { signal } : {}), ...(progress ? { onProgress: progress } : {}) });
 }
 
 export async function purge(ctx: AgentContext, pairId: string): Promise<{ pair: string }> {
@@ -201,8 +201,11 @@ export async function groupPoint(ctx: AgentContext, group: string, at: string): 
 export const OPERATIONS = ['status', 'points', 'recover', 'recover-group', 'failover', 'commit', 'verify', 'purge'] as const;
 export type OperationName = (typeof OPERATIONS)[number];
 
-/** Runs one named operation with JSON arguments: the control socket's dispatcher. */
-export async function runOperation(ctx: AgentContext, daemon: boolean, name: string, args: Record<string, unknown>, progress?: Progress): Promise<unknown> {
+/**
+ * Runs one named operation with JSON arguments: the control socket's
+ * dispatcher. `signal` cancels what can be cancelled (recover, verify).
+ */
+export async function runOperation(ctx: AgentContext, daemon: boolean, name: string, args: Record<string, unknown>, progress?: Progress, signal?: AbortSignal): Promise<unknown> {
   const str = (k: string): string => {
     const v = args[k];
     if (typeof v !== 'string' || v.length === 0) throw new MtagentError('bad-usage', `${name}: ${k} is required`);
@@ -214,15 +217,15 @@ export async function runOperation(ctx: AgentContext, daemon: boolean, name: str
     case 'points':
       return points(ctx, str('pair'));
     case 'recover':
-      return recover(ctx, str('pair'), str('at'), str('out'), args.force === true, progress);
+      return recover(ctx, str('pair'), str('at'), str('out'), args.force === true, progress, signal);
     case 'recover-group':
-      return recoverGroup(ctx, str('group'), str('at'), str('out'), args.force === true, progress);
+      return recoverGroup(ctx, str('group'), str('at'), str('out'), args.force === true, progress, signal);
     case 'failover':
       return failover(ctx, str('pair'), str('at'));
     case 'commit':
       return commit(ctx, str('pair'));
     case 'verify':
-      return verify(ctx, str('pair'));
+      return verify(ctx, str('pair'), progress, signal);
     case 'purge':
       return purge(ctx, str('pair'));
     default:

@@ -12,10 +12,12 @@ export function controlSocketPath(dataDir: string): string {
   return join(dataDir, 'control.sock');
 }
 
+/** An operation to run, or the cancelling of one the same connection asked for. */
 interface Request {
   id: number;
-  op: string;
-  args: Record<string, unknown>;
+  op?: string;
+  args?: Record<string, unknown>;
+  cancel?: boolean;
 }
 
 type Reply =
@@ -51,6 +53,8 @@ export class ControlServer {
     // A socket file left by a killed daemon: nobody answers on it any more.
     if (existsSync(path) && !(await isAnswering(path))) rmSync(path, { force: true });
     const server = createServer((socket) => {
+      // What this connection asked for and is still running: a cancel, or the command going away, stops it.
+      const running = new Map<number, { op: string; controller: AbortController }>();
       lines(socket, (line) => {
         let req: Request;
         try {
@@ -59,6 +63,15 @@ export class ControlServer {
           socket.end(`${JSON.stringify({ id: 0, ok: false, error: { code: 'bad-usage', message: 'unparsable request' } })}\n`);
           return;
         }
+        if (req.cancel) {
+          const r = running.get(req.id);
+          if (r) {
+            log.warn({ op: r.op }, 'control request cancelled by the command');
+            r.controller.abort();
+          }
+          return;
+        }
+        const op = req.op ?? '';
         const send = (r: Reply): void => void (socket.writable && socket.write(`${JSON.stringify(r)}\n`));
         let lastProgress = 0;
         const progress: Progress = (phase, done, total) => {
@@ -67,15 +80,29 @@ export class ControlServer {
           lastProgress = now;
           send({ id: req.id, progress: { phase, done, total } });
         };
-        log.info({ op: req.op, args: req.args }, 'control request');
-        runOperation(ctx, true, req.op, req.args ?? {}, progress).then(
-          (result) => send({ id: req.id, ok: true, result }),
-          (err: unknown) => {
-            const code = err instanceof MtagentError ? err.code : 'internal';
-            if (code === 'internal') log.error({ err, op: req.op }, 'control request failed');
-            send({ id: req.id, ok: false, error: { code, message: err instanceof Error ? err.message : String(err) } });
-          },
-        );
+        const controller = new AbortController();
+        running.set(req.id, { op, controller });
+        log.debug({ op, args: req.args }, 'control request');
+        runOperation(ctx, true, op, req.args ?? {}, progress, controller.signal)
+          .then(
+            (result) => send({ id: req.id, ok: true, result }),
+            (err: unknown) => {
+              if (controller.signal.aborted) {
+                send({ id: req.id, ok: false, error: { code: 'cancelled', message: `${op} cancelled` } });
+                return;
+              }
+              const code = err instanceof MtagentError ? err.code : 'internal';
+              if (code === 'internal') log.error({ err, op }, 'control request failed');
+              send({ id: req.id, ok: false, error: { code, message: err instanceof Error ? err.message : String(err) } });
+            },
+          )
+          .finally(() => running.delete(req.id));
+      });
+      socket.on('close', () => {
+        for (const r of running.values()) {
+          log.warn({ op: r.op }, 'control request cancelled: the command went away');
+          r.controller.abort();
+        }
       });
       socket.on('error', () => undefined);
     });
@@ -107,11 +134,16 @@ function isAnswering(path: string): Promise<boolean> {
   });
 }
 
+/** How long a cancelled operation may take to stop and clean up before the command gives up waiting. */
+const CANCEL_WAIT_MS = 10_000;
+
 /**
  * Sends one operation to the running daemon. Resolves with its result, or
  * with `undefined` when no daemon listens (the caller then works offline).
+ * `signal` cancels it: the daemon stops the work, cleans up, and answers
+ * `cancelled`.
  */
-export function callDaemon(dataDir: string, op: string, args: Record<string, unknown>, onProgress?: Progress): Promise<{ result: unknown } | undefined> {
+export function callDaemon(dataDir: string, op: string, args: Record<string, unknown>, onProgress?: Progress, signal?: AbortSignal): Promise<{ result: unknown } | undefined> {
   const path = controlSocketPath(dataDir);
   return new Promise((resolve, reject) => {
     if (!existsSync(path)) {
@@ -120,6 +152,17 @@ export function callDaemon(dataDir: string, op: string, args: Record<string, unk
     }
     const socket = createConnection(path);
     let connected = false;
+    const cancel = (): void => {
+      if (!connected) {
+        socket.destroy();
+        reject(new MtagentError('cancelled', `${op} cancelled`));
+        return;
+      }
+      socket.write(`${JSON.stringify({ id: 1, cancel: true })}\n`);
+      setTimeout(() => socket.destroy(), CANCEL_WAIT_MS).unref();
+    };
+    if (signal?.aborted) cancel();
+    else signal?.addEventListener('abort', cancel, { once: true });
     socket.once('connect', () => {
       connected = true;
       socket.write(`${JSON.stringify({ id: 1, op, args })}\n`);
@@ -138,6 +181,7 @@ export function callDaemon(dataDir: string, op: string, args: Record<string, unk
         return;
       }
       socket.removeAllListeners('close');
+      signal?.removeEventListener('abort', cancel);
       socket.end();
       if (r.ok) resolve({ result: r.result });
       else reject(new MtagentError(r.error.code, r.error.message));

@@ -1,4 +1,5 @@
 // Replication groups: every pair of a group at one common moment.
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MtagentError } from '../errors';
 import type { HistorySource } from './history';
@@ -64,11 +65,21 @@ export async function rebuildGroup(source: HistorySource, group: string, spec: s
   const members = groupMembers(source, group);
   for (const id of members) await catchUp(source, id);
   const unpins = members.map((id) => source.pin(id));
+  const made: string[] = [];
   try {
     const points = await resolveGroupPoint(source, group, spec);
     const results: RebuildResult[] = [];
-    for (const p of points) results.push(await rebuildAt(source, p, join(outDir, `${p.pairId}.img`), options));
+    for (const p of points) {
+      const path = join(outDir, `${p.pairId}.img`);
+      const fresh = !existsSync(path);
+      results.push(await rebuildAt(source, p, path, options));
+      if (fresh) made.push(path);
+    }
     return results;
+  } catch (err) {
+    // The group is one recovery: cancelled or failed, the images it made go too.
+    for (const path of made) rmSync(path, { force: true });
+    throw err;
   } finally {
     for (const u of unpins) u();
   }

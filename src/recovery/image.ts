@@ -43,7 +43,7 @@ const ZERO = Buffer.alloc(64 * 1024);
  * source's holes are skipped, and all-zero chunks are not written, so the
  * copy stays sparse. Several chunks are in flight at once.
  */
-export async function copyImage(src: ReadableImage, dst: BlockFile, size: number, onProgress?: (bytes: number) => void): Promise<number> {
+export async function copyImage(src: ReadableImage, dst: BlockFile, size: number, onProgress?: (bytes: number) => void, signal?: AbortSignal): Promise<number> {
   let copied = 0;
   const inFlight = new Set<Promise<void>>();
   // Aligned, so that a target reads them through O_DIRECT: what is on the disk, not a cached page.
@@ -52,6 +52,10 @@ export async function copyImage(src: ReadableImage, dst: BlockFile, size: number
     for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK_BYTES) {
       const len = Math.min(CHUNK_BYTES, ext.offset + ext.length - off);
       while (inFlight.size >= buffers.length) await Promise.race(inFlight);
+      if (signal?.aborted) {
+        await Promise.allSettled(inFlight);
+        signal.throwIfAborted();
+      }
       const buf = buffers.pop() as Buffer;
       const p = (async () => {
         try {
@@ -74,7 +78,7 @@ export async function copyImage(src: ReadableImage, dst: BlockFile, size: number
 }
 
 /** SHA-256 of the whole image, holes hashed as the zeros they read as. */
-export async function hashImage(src: ReadableImage, size: number): Promise<string> {
+export async function hashImage(src: ReadableImage, size: number, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
   const buf = alignedBuffer(CHUNK_BYTES, false);
   const zeros = Buffer.alloc(CHUNK_BYTES);
@@ -89,6 +93,7 @@ export async function hashImage(src: ReadableImage, size: number): Promise<strin
   for await (const ext of dataExtents(src, size)) {
     feedZeros(ext.offset - pos);
     for (let off = ext.offset; off < ext.offset + ext.length; off += CHUNK_BYTES) {
+      signal?.throwIfAborted();
       const len = Math.min(CHUNK_BYTES, ext.offset + ext.length - off);
       const view = buf.subarray(0, len);
       const got = await src.readInto(view, off);

@@ -1,6 +1,6 @@
 // Rebuilding a pair's disk at a point: copy the target (which holds the
 // latest applied state), then lay the before-images back (rollback.ts).
-import { existsSync, statSync, truncateSync } from 'node:fs';
+import { existsSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { runLimited } from '../apply/target';
 import { MtagentError } from '../errors';
 import { BlockFile } from '../native';
@@ -25,6 +25,8 @@ export interface RebuildOptions {
   /** Overwrite an existing file or device. */
   force?: boolean;
   onProgress?: (phase: 'copy' | 'rollback' | 'hash', done: number, total: number) => void;
+  /** Cancels the rebuild; an image file it created is removed. */
+  signal?: AbortSignal;
 }
 
 /** What the source knows of a pair's history, for point resolution. */
@@ -83,22 +85,27 @@ export async function rebuildAt(source: HistorySource, point: ResolvedPoint, out
       throw new MtagentError('target-unavailable', `pair ${pairId}: the target is unavailable, and every rebuild starts from it`);
     }
     const size = before.diskBytes || before.target.sizeBytes;
+    const created = !existsSync(outPath);
     const out = await openOutput(outPath, size, options.force ?? false);
+    let done = false;
     try {
-      const copied = await copyImage(before.target, out, size, (n) => options.onProgress?.('copy', n, size));
+      const copied = await copyImage(before.target, out, size, (n) => options.onProgress?.('copy', n, size), options.signal);
       // Items applied while copying are undone too: their before-images are
       // durable before the target changed. So are those of a step whose writes
       // were landing, not yet counted as applied (rollbackFromSeq).
       const after = source.history(pairId);
       const sink = { writeExtents: (ext: readonly { offset: number; data: Buffer }[]) => runLimited(ext, 8, (e) => out.write(e.data, e.offset)) };
-      const stats = await rollBack(after.undo, sink, point.seq, after.rollbackFromSeq);
+      const stats = await rollBack(after.undo, sink, point.seq, after.rollbackFromSeq, options.signal);
       options.onProgress?.('rollback', stats.bytes, stats.bytes);
       await out.datasync();
-      const sha256 = await hashImage(imageOf(out), size);
+      const sha256 = await hashImage(imageOf(out), size, options.signal);
       options.onProgress?.('hash', size, size);
+      done = true;
       return { pairId, seq: point.seq, time: point.time, path: outPath, sizeBytes: size, sha256, copiedBytes: copied, undoRecords: stats.records, undoBytes: stats.bytes };
     } finally {
       await out.close();
+      // A partial image this rebuild made goes (never a device, nor a file that was there before).
+      if (!done && created) rmSync(outPath, { force: true });
     }
   } finally {
     unpin();

@@ -22,7 +22,7 @@ export interface RollbackStats {
  * are resolved earliest-wins in memory, so the older segment, written later,
  * wins across segments too; memory stays within one segment.
  */
-export async function rollBack(undo: UndoLog, sink: ExtentSink, toSeq: number, fromSeq: number): Promise<RollbackStats> {
+export async function rollBack(undo: UndoLog, sink: ExtentSink, toSeq: number, fromSeq: number, signal?: AbortSignal): Promise<RollbackStats> {
   const stats: RollbackStats = { records: 0, bytes: 0 };
   if (toSeq >= fromSeq) return stats;
   const segments = undo
@@ -30,6 +30,7 @@ export async function rollBack(undo: UndoLog, sink: ExtentSink, toSeq: number, f
     .filter((s) => s.lastSeq !== null && s.firstSeq !== null && s.lastSeq > toSeq && s.firstSeq <= fromSeq)
     .reverse();
   for (const seg of segments) {
+    signal?.throwIfAborted();
     const batches = await undo.readSegment(seg.segment);
     const resolver = new EarliestWins();
     const pieces: Extent[] = [];

@@ -17,7 +17,12 @@ export interface VerifyResult {
   bytes: number;
 }
 
-export async function verifyPair(source: HistorySource, pairId: string): Promise<VerifyResult> {
+export async function verifyPair(
+  source: HistorySource,
+  pairId: string,
+  options: { signal?: AbortSignal; onProgress?: (phase: 'verify', done: number, total: number) => void } = {},
+): Promise<VerifyResult> {
+  const { signal, onProgress } = options;
   // Everything compared is taken at one moment, while replication may go on:
   // the logs are read up to their durable ends of that moment.
   const hold = source.holdForReading(pairId);
@@ -36,17 +41,28 @@ export async function verifyPair(source: HistorySource, pairId: string): Promise
     // The shared ingest log first: its segments are kept from being recycled
     // only while it is read (it is short; the undo history may be long).
     try {
-      await scanLog(source.ingestDir, 'log', () => {}, 0, hold.ingestEnd);
+      await scanLog(source.ingestDir, 'log', () => signal?.throwIfAborted(), 0, hold.ingestEnd);
     } catch (err) {
       return failOnDamage(err);
     } finally {
       hold.releaseIngest();
     }
     const scanned = new Map<number, { prevSeq: number; firstSeq: number | null; lastSeq: number | null; lastTime: number | null }>();
+    // Progress in bytes of the undo segments, which are all of one size: those read, and where in the current one.
+    const sizes = new Map(history.undo.segments().map((s) => [s.segment, s.bytes]));
+    const totalBytes = [...sizes.values()].reduce((n, b) => n + b, 0);
+    let before = 0;
+    let current = -1;
     let expectSeq: number | null = null;
     let chainError: string | null = null;
     try {
       await scanLog(dir, 'undo', (batch) => {
+        signal?.throwIfAborted();
+        if (batch.segment !== current) {
+          if (current >= 0) before += sizes.get(current) ?? 0;
+          current = batch.segment;
+        }
+        onProgress?.('verify', Math.min(totalBytes, before + batch.fileOffset + batch.bytes), totalBytes);
         const place = `${join(dir, segmentFileName(batch.segment, 'undo'))} offset ${batch.fileOffset}`;
         for (const r of batch.records) {
           result.bytes += r.size;

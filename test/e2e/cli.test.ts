@@ -2,12 +2,13 @@
 // and what to do, the exit code the manual gives, and nothing changed that
 // the command was not asked to change.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { MAIN, cli, makeInstallation } from '../helpers/daemon';
+import { MAIN, RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
 
 const MiB = 1024 * 1024;
 const roots: string[] = [];
@@ -94,4 +95,48 @@ describe('the command line', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ pair: 'p', ok: true });
     expect(JSON.parse(r.stdout)).not.toHaveProperty('pairId');
   }, 30_000);
+
+  /**
+   * The command on a terminal (util-linux `script` gives it a pseudo-terminal),
+   * and Ctrl-C typed there once its progress bar shows: what it printed, and its exit code.
+   */
+  function interruptOnTerminal(args: string[]): Promise<{ code: number | null; output: string }> {
+    const command = [process.execPath, MAIN, ...args].map((a) => `'${a}'`).join(' ');
+    const term = spawn('script', ['-qefc', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    let typed = false;
+    term.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+      if (!typed && /\d+% \d+\/\d+ MiB/.test(output)) {
+        typed = true;
+        term.stdin.write('\x03');
+      }
+    });
+    return new Promise((resolve) => term.once('exit', (code) => resolve({ code, output })));
+  }
+
+  it('Ctrl-C during recover cancels the work where it runs, removes the partial image, restores the terminal and exits 130', async () => {
+    const dir = root('mtagent-ctrlc-');
+    const configPath = await makeInstallation(dir, [{ id: 'big', sizeBytes: 512 * MiB }]);
+    // A disk in use: a copy of it takes long enough to be interrupted.
+    writeFileSync(join(dir, 'datastore', 'big.img'), randomBytes(512 * MiB));
+    const daemon = new RunningDaemon(configPath);
+    await daemon.start();
+    try {
+      const out = join(dir, 'out.img');
+      const viaDaemon = await interruptOnTerminal(['recover', 'big', '--at', 'latest', '--out', out, '--config', configPath]);
+      expect(viaDaemon.code).toBe(130);
+      expect(viaDaemon.output).toContain('\x1b[?25h'); // the cursor shown again
+      expect(viaDaemon.output).toMatch(/mtagent: recover cancelled; nothing was left behind\r?\n/);
+      expect(existsSync(out)).toBe(false);
+      await vi.waitFor(() => expect(daemon.output).toContain('"control request cancelled by the command"'), { timeout: 5000 });
+    } finally {
+      await daemon.stop();
+    }
+    // No daemon: the command does the work itself, and cancels it itself.
+    const offline = await interruptOnTerminal(['recover', 'big', '--at', 'latest', '--out', join(dir, 'offline.img'), '--config', configPath]);
+    expect(offline.code).toBe(130);
+    expect(offline.output).toMatch(/mtagent: recover cancelled; nothing was left behind/);
+    expect(existsSync(join(dir, 'offline.img'))).toBe(false);
+  }, 90_000);
 });
