@@ -1,5 +1,7 @@
 // What the commands share: loading the config, reaching the agent (daemon or
 // offline), printing, progress bars, and exit codes (0 ok, 1 failed, 2 usage).
+import { existsSync } from 'node:fs';
+import { delimiter, isAbsolute, join, relative } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type AgentConfig } from '../config/load';
 import { callDaemon } from '../control/socket';
 import { runOperation, type AgentContext, type Progress } from '../control/operations';
@@ -7,6 +9,21 @@ import { Engine } from '../engine/engine';
 import { MtagentError } from '../errors';
 import { silentLogger } from '../log';
 import { engineOptionsFor } from '../app/daemon';
+import { packageRoot } from '../package-root';
+
+/**
+ * How to run this command again from where the user is: `mtagent` when it is
+ * on the PATH (installed), `npx mtagent` in a clone (the package declares the
+ * bin), else node and the path to this program.
+ */
+export function howToRun(): string {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && existsSync(join(dir, 'mtagent'))) return 'mtagent';
+  }
+  const rel = relative(packageRoot, process.cwd());
+  if (!rel.startsWith('..') && !isAbsolute(rel)) return 'npx mtagent';
+  return `node ${join(packageRoot, 'dist', 'src', 'cli', 'main.js')}`;
+}
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -64,6 +81,32 @@ export function progressBar(label: string): { progress: Progress; stop: () => vo
     stop: () => {
       if (started) bar.stop();
     },
+  };
+}
+
+/**
+ * One line of progress on a terminal, rewritten in place; nothing when
+ * stderr is not one. `say` prints a line of its own above it.
+ */
+export function statusLine(): { show: (text: string) => void; say: (text: string) => void; clear: () => void } {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  const clear = (): void => {
+    if (shown) process.stderr.write('\r\x1b[K');
+    shown = false;
+  };
+  return {
+    show: (text) => {
+      if (!tty) return;
+      const width = process.stderr.columns ?? 120;
+      process.stderr.write(`\r\x1b[K${text.length > width - 1 ? `${text.slice(0, width - 2)}…` : text}`);
+      shown = true;
+    },
+    say: (text) => {
+      clear();
+      process.stderr.write(`${text}\n`);
+    },
+    clear,
   };
 }
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { initInstallation } from '../config/init';
-import { UsageError, printJson } from './common';
+import { UsageError, howToRun, printJson } from './common';
 
 export function registerInit(program: Command): void {
   program
@@ -40,7 +40,7 @@ export function registerInit(program: Command): void {
   config:      ${r.configPath}
   certificate: ${r.certPath}
   SHA-256 fingerprint: ${r.fingerprint}
-run it:        mtagent run --config ${r.configPath}
+run it:        ${howToRun()} run --config ${r.configPath}
 `);
     });
 }

@@ -19,6 +19,20 @@ function buildProgram(): Command {
     .version(packageVersion, '-V, --version', 'print the version and exit')
     .exitOverride()
     .configureOutput(outputFor([]));
+  program.addHelpText(
+    'after',
+    `
+Every command that works on an installation takes --config FILE (default
+/etc/mtagent/agent.yaml, or $MTAGENT_CONFIG); --json gives machine-readable
+output. 'mtagent COMMAND --help' tells a command's own options.
+
+POINT is latest, latest-app (the newest app-consistent tag), an ISO-8601
+time (the newest state at or before it), seq:N, or tag:NAME. For a group:
+latest-app, tag:NAME or a time.
+
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration,
+130 interrupted (Ctrl-C).`,
+  );
   registerInit(program);
   registerRun(program);
   registerStart(program);

@@ -27,11 +27,13 @@ export function printStatus(r: StatusReport): void {
     const h = r.heartbeat;
     process.stdout.write(`heartbeat: last success ${h.lastSuccess ?? 'never'}${h.consecutiveFailures > 0 ? `, ${h.consecutiveFailures} failing in a row: ${h.lastError}` : ''}\n`);
   }
-  const rows = [['pair', 'group', 'state', 'durable', 'applied', 'oldest point', 'latest point', 'latest app point', 'RPO', 'journal', 'error']];
+  const rows = [['pair', 'group', 'state', 'durable', 'applied', 'oldest point', 'latest point', 'latest app point', 'RPO', 'journal']];
   for (const p of r.pairs) {
-    rows.push([p.pair, p.group ?? '-', p.state, String(p.durableSeq), String(p.appliedSeq), p.oldestPoint ?? '-', p.latestPoint ?? '-', p.latestAppPoint ?? '-', rpo(p.rpoSeconds, p.rpoHealth), formatBytes(p.journalBytes), p.lastError ?? '']);
+    rows.push([p.pair, p.group ?? '-', p.state, String(p.durableSeq), String(p.appliedSeq), p.oldestPoint ?? '-', p.latestPoint ?? '-', p.latestAppPoint ?? '-', rpo(p.rpoSeconds, p.rpoHealth), formatBytes(p.journalBytes)]);
   }
   process.stdout.write(`${table(rows)}\n`);
+  // Why each pair that is not protected is not, on a line of its own: the reasons are long.
+  for (const p of r.pairs) if (p.why !== null) process.stdout.write(`${p.pair}: ${p.why}\n`);
 }
 
 function rmdirQuietly(dir: string): void {

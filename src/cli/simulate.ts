@@ -5,7 +5,7 @@ import type { SimPair } from '../simulator/simulator';
 import type { PointCheck } from '../simulator/verify';
 import { WORKLOADS, type WorkloadName } from '../simulator/workload';
 import { table } from '../text';
-import { UsageError, configFrom, formatBytes, parseDuration, parseSize, printJson } from './common';
+import { UsageError, configFrom, formatBytes, parseDuration, parseSize, printJson, statusLine } from './common';
 
 interface SimulateFlags {
   config?: string;
@@ -24,6 +24,7 @@ interface SimulateFlags {
   compress?: boolean;
   reconnect: boolean;
   resync?: boolean;
+  resyncWhenAsked: boolean;
   verify?: string;
   processServerId: string;
   json?: boolean;
@@ -49,6 +50,7 @@ export function registerSimulate(program: Command): void {
     .option('--compress', 'offer permessage-deflate')
     .option('--no-reconnect', 'stop on a dropped connection instead of resuming')
     .option('--resync', 'delta-resync every pair first (checksums, then only the blocks that differ)')
+    .option('--no-resync-when-asked', "do not answer the agent's needsResync (by default: an initial copy of a new pair, a delta resync of a known one, and a pair this simulator did not stream to taken over)")
     .option('--verify <n>', 'afterwards, rebuild N points per pair with mtagent recover and compare SHA-256 with the model')
     .option('--process-server-id <id>', 'id sent in the hello', 'ps-sim')
     .option('--json', 'machine-readable report')
@@ -72,6 +74,7 @@ export function registerSimulate(program: Command): void {
       // Loaded here, not at start: `mtagent run` has no use for the simulator in its heap.
       const { Simulator } = await import('../simulator/simulator.js');
       const { checkPoint, choosePoints, oldestRetainedSeq } = await import('../simulator/verify.js');
+      const line_ = statusLine();
       const sim = new Simulator({
         client: { url: f.url ?? `wss://${host}:${config.listen.port}`, passphrase: readPassphrase(config), processServerId: f.processServerId, ca: readFileSync(config.tls.cert), compress: f.compress ?? false },
         pairs,
@@ -86,19 +89,35 @@ export function registerSimulate(program: Command): void {
         seed: Number(f.seed),
         messageBytes: parseSize(f.messageBytes),
         reconnect: f.reconnect,
-        log: f.json ? undefined : (line) => process.stderr.write(`simulate: ${line}\n`),
+        resyncWhenAsked: f.resyncWhenAsked,
+        log: f.json ? undefined : (line) => line_.say(`simulate: ${line}`),
       });
       if (f.resync) for (const p of pairs) sim.requestResync(p.id);
-      const report = await sim.run();
+      const ticker = setInterval(() => {
+        const n = sim.snapshot();
+        const copying = n.copying.length > 0 ? `, initial copy of ${n.copying.join(', ')}` : '';
+        line_.show(`simulate: ${n.seconds.toFixed(0)}${duration !== null ? `/${duration}` : ''} s, ${n.itemsAcked} items (${formatBytes(n.bytesAcked)}) acknowledged, ${(n.bytesAcked / 1e6 / Math.max(1, n.seconds)).toFixed(1)} MB/s, ${formatBytes(n.unackedBytes)} in flight${copying}`);
+      }, 500);
+      let report: Awaited<ReturnType<typeof sim.run>>;
+      try {
+        report = await sim.run();
+      } finally {
+        clearInterval(ticker);
+        line_.clear();
+      }
       const checks: PointCheck[] = [];
       if (f.verify) {
         const cli = [process.execPath, process.argv[1] as string];
+        const chosen: Array<{ pair: string; point: string; seq: number }> = [];
         for (const p of pairs) {
           const oldest = await oldestRetainedSeq(cli, config.configPath, p.id);
-          for (const pt of choosePoints(sim.model(p.id), Number(f.verify), Number(f.seed), oldest)) {
-            checks.push(await checkPoint(cli, config.configPath, sim.model(p.id), pt.point, pt.seq));
-          }
+          for (const pt of choosePoints(sim.model(p.id), Number(f.verify), Number(f.seed), oldest)) chosen.push({ pair: p.id, ...pt });
         }
+        for (const [i, pt] of chosen.entries()) {
+          line_.show(`verify: rebuilding ${pt.pair} ${pt.point} (${i + 1} of ${chosen.length})`);
+          checks.push(await checkPoint(cli, config.configPath, sim.model(pt.pair), pt.point, pt.seq));
+        }
+        line_.clear();
       }
       const failed = checks.filter((c) => !c.ok).length;
       if (f.json) printJson({ ...report, resyncs: sim.resyncReports, verified: checks });

@@ -5,6 +5,7 @@ import { initInstallation } from '../config/init';
 import { loadConfig } from '../config/load';
 import { createLogger } from '../log';
 import { runDaemon } from '../app/daemon';
+import { howToRun } from './common';
 
 /** `npm start`: an embedded installation under ./mtagent-home, created on first start. */
 export function registerStart(program: Command): void {
@@ -21,12 +22,13 @@ export function registerStart(program: Command): void {
       }
       const config = loadConfig(configPath);
       const shown = relative(process.cwd(), configPath) || configPath;
+      const cmd = howToRun();
       // Said once it is true: after recovery, with the endpoint listening.
       process.exitCode = await runDaemon(config, createLogger(), ({ host, port }) => {
         process.stderr.write(
           `mtagent: listening on wss://${host}:${port}/v1/replicate with pairs ${config.pairs.map((p) => p.id).join(', ')}
-  stream into it:  npx mtagent simulate --config ${shown} --workload oltp --tag-every 50 --duration 60 --verify 3
-  look at it:      npx mtagent status --config ${shown}
+  stream into it:  ${cmd} simulate --config ${shown} --workload oltp --rate 16M --tag-every 50 --duration 60 --verify 2
+  look at it:      ${cmd} status --config ${shown}
 `,
         );
       });

@@ -82,15 +82,15 @@ export function initInstallation(options: InitOptions): InitResult {
     : `pairs:
   - id: vm1-disk0
     target: datastore/vm1-disk0.img   # a regular file: created sparse with sizeBytes if absent
-    sizeBytes: 1073741824
+    sizeBytes: 268435456
     group: vm1
   - id: vm1-disk1
     target: datastore/vm1-disk1.img
-    sizeBytes: 1073741824
+    sizeBytes: 268435456
     group: vm1
   - id: vm2-disk0
     target: datastore/vm2-disk0.img
-    sizeBytes: 1073741824`;
+    sizeBytes: 268435456`;
   writeFileDurable(
     configPath,
     `# mtagent configuration. Relative paths are relative to this file.

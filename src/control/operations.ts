@@ -45,6 +45,8 @@ export interface PairRow {
   journalBytes: number;
   ingestBytesPerSecond: number;
   lastError: string | null;
+  /** Why the pair is not protected, and what it waits for; null when it is. */
+  why: string | null;
 }
 
 export interface StatusReport {
@@ -89,6 +91,7 @@ function pairRow(engine: Engine, s: PairStatus): PairRow {
     journalBytes: s.journalBytes,
     ingestBytesPerSecond: Math.round(s.ingestBytesPerSecond),
     lastError: s.lastError,
+    why: s.why,
   };
 }
 

@@ -24,6 +24,8 @@ export interface PairStatus {
   applyLagBytes: number;
   needsResync: boolean;
   lastError: string | null;
+  /** Why the pair is not protected, in a phrase an operator can act on; null when it is. */
+  why: string | null;
 }
 
 /** How often the ingest rate in status is measured. */
@@ -33,16 +35,39 @@ export function stateOf(pair: PairRuntime): PairStateName {
   return pair.state.name({ targetOpen: pair.target !== null, inResync: pair.inResync, needsResync: pair.needsResync, durableSeq: pair.durableSeq });
 }
 
+/** Why a pair in `state` is not protected, and what it waits for. */
+function whyNot(core: EngineCore, pair: PairRuntime, state: PairStateName): string | null {
+  switch (state) {
+    case 'protected':
+      return null;
+    case 'unprotected':
+      return pair.durableSeq === 0
+        ? 'no data yet: waiting for the process server to open the pair and send its initial copy'
+        : 'a resync is owed (a new disk, a target moved, a commit or items lost): waiting for the process server to resync it';
+    case 'resyncing': {
+      const open = core.catalog.resyncWindows(pair.pairId).at(-1);
+      return `resyncing${open ? ` since seq ${open.startSeq}` : ''}: the target matches no state of the source until the resync ends, and points in it are refused`;
+    }
+    case 'target-unavailable':
+      return `the target is unavailable (${pair.state.lastError ?? 'not attached'}): items are journaled until it is back`;
+    case 'failed-over':
+      return `failed over to seq ${pair.state.failoverSeq ?? '?'}: replication stopped until 'mtagent commit ${pair.pairId}'`;
+    case 'error':
+      return pair.state.alert ?? pair.state.lastError ?? 'applying is paused';
+  }
+}
+
 export function pairStatus(core: EngineCore, pair: PairRuntime): PairStatus {
   const nowUs = core.now();
   const rpoSeconds = pair.durableTime !== null && pair.durableTime > 0 ? Math.max(0, (nowUs - pair.durableTime) / 1e6) : null;
   const threshold = core.config.policy.rpoThresholdSeconds;
   let journalBytes = 0;
   for (const s of pair.undo.segments()) journalBytes += s.bytes;
+  const state = stateOf(pair);
   return {
     pair: pair.pairId,
     group: pair.config?.group ?? null,
-    state: stateOf(pair),
+    state,
     configured: pair.config !== null,
     target: pair.config?.target ?? null,
     diskBytes: pair.diskBytes,
@@ -58,6 +83,7 @@ export function pairStatus(core: EngineCore, pair: PairRuntime): PairStatus {
     applyLagBytes: pair.lagBytes,
     needsResync: pair.needsResync,
     lastError: pair.state.alert ?? pair.state.lastError,
+    why: whyNot(core, pair, state),
   };
 }
 

@@ -410,6 +410,21 @@ export class Simulator {
     return this.report();
   }
 
+  /** Where the run is, cheaply (for a progress line): acknowledged so far, and sent but not yet acknowledged. */
+  snapshot(): { seconds: number; itemsAcked: number; bytesAcked: number; unackedBytes: number; copying: string[] } {
+    let itemsAcked = 0;
+    let bytesAcked = 0;
+    let unackedBytes = 0;
+    const copying: string[] = [];
+    for (const p of this.pairs.values()) {
+      itemsAcked += Math.max(0, p.ackedSeq - p.model.firstSeq + 1);
+      bytesAcked += p.bytesAcked;
+      unackedBytes += p.unackedBytes;
+      if (p.initialCopy !== null) copying.push(p.cfg.id);
+    }
+    return { seconds: this.startedAt === 0 ? 0 : (Date.now() - this.startedAt) / 1000, itemsAcked, bytesAcked, unackedBytes, copying };
+  }
+
   report(): SimulateReport {
     const summary = (xs: readonly number[]): LatencySummary => {
       const sorted = [...xs].sort((a, b) => a - b);
@@ -475,7 +490,9 @@ export class Simulator {
         active++;
         let bytes = 0;
         while (!this.finished(p, deadline) && p.unackedBytes < perPairWindow && bytes < this.options.messageBytes) {
-          if (this.options.rateBytesPerSecond !== null) {
+          // An initial copy goes at the speed of the wire, as a process server's does; the rate is the workload's.
+          const copying = p.initialCopy !== null;
+          if (this.options.rateBytesPerSecond !== null && !copying) {
             const now = performance.now();
             tokens = Math.min(burstBytes, tokens + ((now - lastRefill) / 1000) * this.options.rateBytesPerSecond);
             lastRefill = now;
@@ -490,7 +507,7 @@ export class Simulator {
           if (item.kind === 'write') {
             pending.push({ stream: p.stream, seq: item.seq, offset: item.offset, time: item.time, data: p.model.dataFor(item), resync: item.resync });
             bytes += item.length;
-            tokens -= item.length;
+            if (!copying) tokens -= item.length;
           } else {
             this.flushRecords(pending);
             this.sendControl(p, item);

@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { packageRoot, packageVersion } from '../../src/package-root';
 import { MAIN, RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
 
 const MiB = 1024 * 1024;
@@ -139,4 +140,20 @@ describe('the command line', () => {
     expect(offline.output).toMatch(/mtagent: recover cancelled; nothing was left behind/);
     expect(existsSync(join(dir, 'offline.img'))).toBe(false);
   }, 90_000);
+
+  it('runs as the manual writes it in a clone: npx mtagent, and init says how to run the installation it made', async () => {
+    const npx = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn('npx', ['mtagent', '--version'], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.on('exit', (code) => resolve({ code, out }));
+    });
+    expect(npx).toEqual({ code: 0, out: `${packageVersion}\n` });
+    const init = await cli(['init', '--dir', join(root('mtagent-init-'), 'home'), '--no-metrics', '--port', '19999'], { PATH: '/usr/bin:/bin' });
+    expect(init.stdout).toMatch(/run it: +npx mtagent run --config .*agent\.yaml/);
+    const help = await cli(['--help']);
+    expect(help.stdout).toMatch(/--config FILE/);
+    expect(help.stdout).toMatch(/POINT is latest, latest-app/);
+    expect(help.stdout).toMatch(/Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration,\s+130 interrupted/);
+  }, 60_000);
 });

@@ -106,8 +106,8 @@ describe('acknowledged items survive SIGKILL of the daemon', () => {
     for (const p of report.pairs) expect((await c.open(p.pair, 16 * MiB)).durableSeq).toBe(p.ackedSeq);
     await c.close();
     await expectPointsVerify(daemon, sim, TWO_PAIRS, 4, 7);
-    // A second simulator knows nothing of what the first streamed: it says so and exits.
-    const again = await cli(['simulate', '--config', daemon.configPath, '--pairs', `a:${16 * MiB}`, '--duration', '1']);
+    // A second simulator told not to resync knows nothing of what the first streamed: it says so and exits.
+    const again = await cli(['simulate', '--config', daemon.configPath, '--pairs', `a:${16 * MiB}`, '--duration', '1', '--no-resync-when-asked']);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already holds seq \d+ of a.*fresh pair/);
     // With no client left, SIGTERM ends the process before the 2 s close timer that once held the exit back.
