@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createLogger } from '../log';
+import { createDaemonLogger } from '../log';
 import { runDaemon } from '../app/daemon';
 import { configFrom } from './common';
 
@@ -10,6 +10,6 @@ export function registerRun(program: Command): void {
     .option('--config <file>', 'configuration file (default /etc/mtagent/agent.yaml)')
     .action(async (opts: { config?: string }) => {
       const config = configFrom(opts);
-      process.exitCode = await runDaemon(config, createLogger());
+      process.exitCode = await runDaemon(config, await createDaemonLogger(config.dataDir));
     });
 }

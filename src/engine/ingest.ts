@@ -154,7 +154,10 @@ export class IngestPath {
     this.core.lastBatchAt = Date.now();
     for (const r of batch.records) {
       const pair = this.core.pairs.get(r.fields.pairId);
-      if (pair) this.noteDurable(pair, r.fields.kind, r.item.seq, r.item.time, r.item.kind === 'write' ? r.item.data.length : 0);
+      if (!pair) continue;
+      this.noteDurable(pair, r.fields.kind, r.item.seq, r.item.time, r.item.kind === 'write' ? r.item.data.length : 0);
+      if (r.item.kind === 'resync-start') this.core.log.info({ pair: pair.pairId, seq: r.item.seq }, 'resync started: points from here are refused until it ends');
+      else if (r.item.kind === 'resync-end') this.core.log.info({ pair: pair.pairId, seq: r.item.seq }, 'resync ended: the target matches the source again');
     }
     this.core.applier.enqueue(fromWrittenBatch(batch));
   }

@@ -169,18 +169,20 @@ export class ReplicationConnection implements StreamHolder {
       return;
     }
     // Take the pair over from whoever has it: that stream ends before the new open drains.
-    this.o.registry.takeOver(msg.pair);
+    const tookOver = this.o.registry.takeOver(msg.pair);
     let opened: { durableSeq: number; needsResync: boolean; session: number };
     try {
       opened = await this.o.engine.openPair(msg.pair, msg.diskBytes, msg.sectorBytes);
     } catch (err) {
-      this.send(this.toProtocolError(err, null).toMessage());
+      const refusal = this.toProtocolError(err, null);
+      this.o.log.warn({ pair: msg.pair, code: refusal.code, err: refusal.message, processServerId: this.processServerId }, 'open refused');
+      this.send(refusal.toMessage());
       return;
     }
     const st = this.streams.open(msg.pair, opened.session, opened.durableSeq, msg.diskBytes, msg.sectorBytes);
     this.send({ type: 'opened', pair: msg.pair, stream: st.id, durableSeq: opened.durableSeq, needsResync: opened.needsResync });
     if (this.o.engine.status(msg.pair).state === 'target-unavailable') this.tellTargetState(st);
-    this.o.log.info({ pair: msg.pair, stream: st.id, durableSeq: opened.durableSeq, processServerId: this.processServerId }, 'pair opened');
+    this.o.log.info({ pair: msg.pair, stream: st.id, durableSeq: opened.durableSeq, needsResync: opened.needsResync, processServerId: this.processServerId, tookOver }, 'pair opened');
   }
 
   /** Hands a message's records over; returns the journaling begun, or null if some items wait in a stream's backlog. */
@@ -294,6 +296,7 @@ export class ReplicationConnection implements StreamHolder {
     if (st === null) return;
     const bad = checksumRequestProblem(msg, st);
     if (bad !== null) {
+      this.o.log.warn({ pair: st.pairId, stream: st.id, err: bad }, 'checksum request refused');
       this.send(new ProtocolError('bad-request', `checksums ${msg.id}: ${bad}`, { stream: st.id }).toMessage());
       return;
     }
@@ -391,6 +394,10 @@ export class ReplicationConnection implements StreamHolder {
   }
 
   private onSocketClosed(): void {
+    if (this.state === 'ready') {
+      const pairs = [...this.streams.all()].filter((st) => !st.ended).map((st) => st.pairId);
+      this.o.log.info({ remote: this.remote, processServerId: this.processServerId, pairs }, 'process server disconnected');
+    }
     this.state = 'closed';
     this.handshake.finish();
     this.acks.stop();

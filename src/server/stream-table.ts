@@ -36,10 +36,11 @@ export interface StreamSession {
 export class StreamRegistry {
   private readonly owners = new Map<string, StreamSession>();
 
-  /** Ends the stream that has the pair now, on whatever connection. */
-  takeOver(pairId: string): void {
+  /** Ends the stream that has the pair now, on whatever connection; true if there was one. */
+  takeOver(pairId: string): boolean {
     const previous = this.owners.get(pairId);
     if (previous) previous.holder.endStream(previous, new ProtocolError('superseded', `pair ${pairId} was opened on another connection`, { stream: previous.id }));
+    return previous !== undefined;
   }
 
   claim(st: StreamSession): void {

@@ -2,11 +2,12 @@
 // never a secret: no passphrase file, no private key, the config with any
 // inline secret masked.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from 'tar';
 import type { AgentConfig } from '../config/load';
+import { logDir } from '../log';
 import { packageRoot, packageVersion } from '../package-root';
 import { checkRetentionVolume, volumeContextFor } from '../retention/volume-rules';
 
@@ -32,6 +33,26 @@ export function redactConfig(text: string): string {
   );
 }
 
+/** Whether journalctl gave log lines (not a failure, nor "-- No entries --"). */
+function journalHasLines(text: string): boolean {
+  return text.split('\n').some((line) => line.trim().length > 0 && !line.startsWith('(journalctl ') && !line.startsWith('-- No entries'));
+}
+
+/** The daemon's own log files, oldest first, at most MAX_OWN_LOG_BYTES of the newest; null when there are none. */
+function ownLog(dataDir: string): string | null {
+  const dir = logDir(dataDir);
+  if (!existsSync(dir)) return null;
+  const numbered = readdirSync(dir)
+    .map((name) => ({ name, n: Number(/^mtagent\.(\d+)\.log$/.exec(name)?.[1] ?? NaN) }))
+    .filter((f) => !Number.isNaN(f.n))
+    .sort((a, b) => a.n - b.n);
+  if (numbered.length === 0) return null;
+  const text = numbered.map((f) => readFileSync(join(dir, f.name), 'utf8')).join('');
+  return text.length > MAX_OWN_LOG_BYTES ? text.slice(text.length - MAX_OWN_LOG_BYTES) : text;
+}
+
+const MAX_OWN_LOG_BYTES = 32 * 1024 * 1024;
+
 export async function writeSupportBundle(inputs: BundleInputs, outFile: string): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), 'mtagent-bundle-'));
   try {
@@ -54,7 +75,11 @@ export async function writeSupportBundle(inputs: BundleInputs, outFile: string):
     );
     const rules = await checkRetentionVolume(volumeContextFor(c, packageRoot)).catch((err: unknown) => [{ rule: 'error', ok: false, detail: String(err) }]);
     put('retention-rules.txt', `${rules.map((r) => `${r.ok ? 'pass' : 'FAIL'} ${r.rule}: ${r.detail}`).join('\n')}\n`);
-    put('journal.log', tryRun('journalctl', ['-u', 'mtagent', '--no-pager', '-n', '5000', '-o', 'cat']));
+    const journal = tryRun('journalctl', ['-u', 'mtagent', '--no-pager', '-n', '5000', '-o', 'cat']);
+    put('journal.log', journal);
+    // Run outside systemd (npm start, a shell), the daemon's log is in its own files instead.
+    const own = ownLog(c.dataDir);
+    if (own !== null && !journalHasLines(journal)) put('mtagent.log', own);
     put('tls.txt', existsSync(c.tls.cert) ? tryRun('openssl', ['x509', '-in', c.tls.cert, '-noout', '-subject', '-issuer', '-dates', '-fingerprint', '-sha256']) : '(no certificate)\n');
     const catalog = join(c.dataDir, 'catalog.db');
     if (existsSync(catalog)) {

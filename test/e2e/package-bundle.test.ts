@@ -51,6 +51,9 @@ describe('support bundle', () => {
       const files = readdirSync(join(where, 'mtagent-support')).sort();
       expect(files).toEqual(expect.arrayContaining(['agent.yaml', 'status.json', 'versions.txt', 'retention-rules.txt', 'catalog.db', 'tls.txt']));
       expect(JSON.parse(readFileSync(join(where, 'mtagent-support', 'status.json'), 'utf8'))).toMatchObject({ agentId: 'mt-01', daemon: true });
+      // Run outside systemd, the daemon kept its log in its own files, and the bundle holds them.
+      expect(files).toContain('mtagent.log');
+      expect(readFileSync(join(where, 'mtagent-support', 'mtagent.log'), 'utf8')).toContain('"msg":"mtagent running"');
       const secrets = [readPassphrase(daemon.config).toString(), readFileSync(daemon.config.tls.key, 'utf8').split('\n').find((l) => l.length > 40) as string, 'PRIVATE KEY'];
       for (const f of files) {
         const content = readFileSync(join(where, 'mtagent-support', f)).toString('latin1');
