@@ -22,7 +22,10 @@ CONFIG_DIR=/etc/mtagent
 DATA_DIR=/var/lib/mtagent
 RETENTION=/mnt/retention
 SYSFS_ROOT=/
-NODE="$(command -v node || true)"
+# A release carries the Node.js runtime its addon was built against; a clone uses the one on the PATH.
+if [ -x "$SRC/runtime/node" ]; then NODE="$SRC/runtime/node"; RELEASE=1
+else NODE="$(command -v node || true)"; RELEASE=0
+fi
 
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -52,7 +55,7 @@ act() {
   if [ "$DRY" = 1 ]; then say would "$what"; else "$@"; say change "$what"; fi
 }
 
-[ -n "$NODE" ] || { echo "install.sh: node is not installed (Node.js 20 is needed)" >&2; exit 1; }
+[ -n "$NODE" ] || { echo "install.sh: node is not installed (Node.js 20 is needed), and this is not a release tree with its own runtime" >&2; exit 1; }
 [ -f "$SRC/dist/src/cli/main.js" ] || { echo "install.sh: $SRC is not built: run npm install first" >&2; exit 1; }
 MTAGENT=("$NODE" "$SRC/dist/src/cli/main.js")
 
@@ -105,10 +108,16 @@ plan="$("$NODE" "$SRC/dist/scripts/sync-app.js" --from "$SRC" --to "$(r "$INSTAL
 if [ "${plan%% *}" = 0 ]; then say ok "application in $INSTALL_DIR (${plan#* of })"
 else act "install the application in $INSTALL_DIR (${plan})" "$NODE" "$SRC/dist/scripts/sync-app.js" --from "$SRC" --to "$(r "$INSTALL_DIR")"
 fi
-wrapper="#!/bin/sh
+# A release brings its own bin/mtagent and runtime, copied with the application; a clone gets a wrapper for the node it found.
+if [ "$RELEASE" = 1 ]; then
+  RUN_NODE="$INSTALL_DIR/runtime/node"
+else
+  RUN_NODE="$NODE"
+  wrapper="#!/bin/sh
 exec $NODE --initial-old-space-size=64 $INSTALL_DIR/dist/src/cli/main.js \"\$@\""
-if [ -f "$(r "$INSTALL_DIR/bin/mtagent")" ] && [ "$(cat "$(r "$INSTALL_DIR/bin/mtagent")")" = "$wrapper" ]; then say ok "command $INSTALL_DIR/bin/mtagent"
-else act "write the command $INSTALL_DIR/bin/mtagent" sh -c "mkdir -p '$(r "$INSTALL_DIR/bin")' && printf '%s\n' '$wrapper' > '$(r "$INSTALL_DIR/bin/mtagent")' && chmod 0755 '$(r "$INSTALL_DIR/bin/mtagent")'"
+  if [ -f "$(r "$INSTALL_DIR/bin/mtagent")" ] && [ "$(cat "$(r "$INSTALL_DIR/bin/mtagent")")" = "$wrapper" ]; then say ok "command $INSTALL_DIR/bin/mtagent"
+  else act "write the command $INSTALL_DIR/bin/mtagent" sh -c "mkdir -p '$(r "$INSTALL_DIR/bin")' && printf '%s\n' '$wrapper' > '$(r "$INSTALL_DIR/bin/mtagent")' && chmod 0755 '$(r "$INSTALL_DIR/bin/mtagent")'"
+  fi
 fi
 if [ "$(readlink "$(r /usr/local/bin/mtagent)" 2>/dev/null || true)" = "$INSTALL_DIR/bin/mtagent" ]; then say ok "link /usr/local/bin/mtagent"
 else act "link /usr/local/bin/mtagent" sh -c "mkdir -p '$(r /usr/local/bin)' && ln -sfn '$INSTALL_DIR/bin/mtagent' '$(r /usr/local/bin/mtagent)'"
@@ -135,7 +144,7 @@ else warn "disks without a stable SCSI id (set disk.EnableUUID=TRUE on the VM):"
 fi
 
 # 7. The systemd unit.
-unit="$(sed -e "s#@NODE@#$NODE#g" -e "s#@INSTALL_DIR@#$INSTALL_DIR#g" -e "s#@CONFIG@#$CONFIG_DIR/agent.yaml#g" -e "s#@CONFIG_DIR@#$CONFIG_DIR#g" \
+unit="$(sed -e "s#@NODE@#$RUN_NODE#g" -e "s#@INSTALL_DIR@#$INSTALL_DIR#g" -e "s#@CONFIG@#$CONFIG_DIR/agent.yaml#g" -e "s#@CONFIG_DIR@#$CONFIG_DIR#g" \
   -e "s#@DATA_DIR@#$DATA_DIR#g" -e "s#@RETENTION@#$RETENTION#g" -e "s#@DATASTORE@#$DATA_DIR/datastore#g" "$SRC/scripts/mtagent.service")"
 unit_path="$(r /etc/systemd/system/mtagent.service)"
 if [ -f "$unit_path" ] && [ "$(cat "$unit_path")" = "$unit" ]; then say ok "systemd unit /etc/systemd/system/mtagent.service"

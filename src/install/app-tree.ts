@@ -46,13 +46,21 @@ export function productionPackages(root: string): string[] {
   return [...seen].sort();
 }
 
+/**
+ * What a release tree holds besides the application: the command, and the
+ * Node.js runtime the addon was built against (`npm run package` adds them).
+ */
+export const RELEASE_FILES = ['bin/mtagent', 'runtime/node'] as const;
+
 /** Relative paths of every file an installation needs (a nested package's files once). */
 export function appFiles(root: string): string[] {
   const out: string[] = [];
-  for (const f of ['package.json', 'README.md', 'scripts/install.sh', 'scripts/mtagent.service', 'build/Release/mtagent_native.node']) {
+  const needed = ['package.json', 'README.md', 'scripts/install.sh', 'scripts/mtagent.service', 'build/Release/mtagent_native.node', 'dist/scripts/sync-app.js', 'dist/scripts/script-args.js'];
+  for (const f of needed) {
     if (!existsSync(join(root, f))) throw new Error(`${f} is missing in ${root}: run npm install (or npm run build) first`);
     out.push(f);
   }
+  for (const f of RELEASE_FILES) if (existsSync(join(root, f))) out.push(f);
   for (const d of ['dist/src', 'docs']) if (existsSync(join(root, d))) walk(join(root, d), out, root);
   for (const pkg of productionPackages(root)) {
     // Build leftovers of native packages are not needed at run time, only their .node files.
