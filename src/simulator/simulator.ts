@@ -320,27 +320,25 @@ export class Simulator {
 
   // ---- producing ----------------------------------------------------------
 
+  /** The next item of a whole-disk copy: resync-start first, the disk's writes, then resync-end (and `ended`). */
+  private copyItem(p: PairState, copy: Workload, seq: number, time: number, ended: () => void): ModelItem {
+    if (p.model.lastSeq === 0) return { seq, time, kind: 'resync-start' };
+    const w = copy.next();
+    if (w === null) {
+      ended();
+      return { seq, time, kind: 'resync-end' };
+    }
+    return { seq, time, kind: 'write', offset: w.offset, length: w.length, resync: true, fromImage: false };
+  }
+
   private nextItem(p: PairState, now: number): ModelItem | null {
     const seq = p.model.lastSeq + 1;
     const time = Math.max(now * 1000, p.model.lastSeq >= p.model.firstSeq ? p.model.item(p.model.lastSeq).time : 0);
     if (p.initialCopy !== null) {
-      if (p.model.lastSeq === 0) return { seq, time, kind: 'resync-start' };
-      const w = p.initialCopy.next();
-      if (w === null) {
-        p.initialCopy = null;
-        return { seq, time, kind: 'resync-end' };
-      }
-      return { seq, time, kind: 'write', offset: w.offset, length: w.length, resync: true, fromImage: false };
+      const copy = p.initialCopy;
+      return this.copyItem(p, copy, seq, time, () => (p.initialCopy = null));
     }
-    if (this.options.workload === 'fill') {
-      if (p.model.lastSeq === 0) return { seq, time, kind: 'resync-start' };
-      const w = p.workload.next();
-      if (w === null) {
-        p.done = true;
-        return { seq, time, kind: 'resync-end' };
-      }
-      return { seq, time, kind: 'write', offset: w.offset, length: w.length, resync: true, fromImage: false };
-    }
+    if (this.options.workload === 'fill') return this.copyItem(p, p.workload, seq, time, () => (p.done = true));
     if (p.pendingTag !== null) {
       const n = p.pendingTag;
       p.pendingTag = null;
@@ -360,7 +358,8 @@ export class Simulator {
 
   private finished(p: PairState, deadline: number | null): boolean {
     if (this.stopped || p.done) return true;
-    if (deadline !== null && Date.now() >= deadline) return true;
+    // The duration is the change workload's: an initial copy cut short would leave the pair unprotected, to start over next run.
+    if (deadline !== null && Date.now() >= deadline && p.initialCopy === null) return true;
     if (this.options.items !== null && p.model.lastSeq >= this.options.items) return true;
     return false;
   }

@@ -1,17 +1,19 @@
 // What the daemon's log says of a short run: every refusal, disconnect,
 // takeover and resync once, with its pair and seq; the commands' requests
 // not at all (they are at debug).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
+import { useFileTempDirs } from '../helpers/temp-dir';
 
 const MiB = 1024 * 1024;
-const roots: string[] = [];
-afterAll(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
+const temp = useFileTempDirs();
+
+/** A daemon with one 1 MiB pair `p`. */
+async function startDaemon(): Promise<RunningDaemon> {
+  const daemon = new RunningDaemon(await makeInstallation(temp('mtagent-logs-'), [{ id: 'p', sizeBytes: MiB }]));
+  await daemon.start();
+  return daemon;
+}
 
 interface Line {
   msg: string;
@@ -23,10 +25,7 @@ interface Line {
 
 describe("the daemon's log", () => {
   it('says each refusal, disconnect and resync once, with pair and seq, and no line per status', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mtagent-logs-'));
-    roots.push(dir);
-    const daemon = new RunningDaemon(await makeInstallation(dir, [{ id: 'p', sizeBytes: MiB }]));
-    await daemon.start();
+    const daemon = await startDaemon();
     try {
       const a = await daemon.client({ processServerId: 'ps-a' });
       await expect(a.open('nope', MiB)).rejects.toMatchObject({ code: 'unknown-pair' });
@@ -61,10 +60,7 @@ describe("the daemon's log", () => {
   }, 60_000);
 
   it('says a takeover on the stream it ends', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mtagent-logs-'));
-    roots.push(dir);
-    const daemon = new RunningDaemon(await makeInstallation(dir, [{ id: 'p', sizeBytes: MiB }]));
-    await daemon.start();
+    const daemon = await startDaemon();
     try {
       const a = await daemon.client({ processServerId: 'ps-a' });
       await a.open('p', MiB);

@@ -39,13 +39,13 @@ describe('the quick start', () => {
       expect(before.every((p) => p.state === 'unprotected' && /initial copy/.test(p.why ?? ''))).toBe(true);
 
       const first = await cli(command);
-      expect(first.code, first.stderr).toBe(0);
+      expect(first.code, `${first.stderr}${first.stdout}`).toBe(0);
       expect(first.stderr).toMatch(/is new to the agent: initial copy/);
       expect(first.stdout).toMatch(/verify: \d+ passed, 0 failed/);
       expect(await statusOf(home)).toEqual(before.map((p) => ({ pair: p.pair, state: 'protected', why: null })));
 
       const second = await cli(command);
-      expect(second.code, second.stderr).toBe(0);
+      expect(second.code, `${second.stderr}${second.stdout}`).toBe(0);
       expect(second.stderr).toMatch(/taking the pair over with a delta resync/);
       expect(second.stdout).toMatch(/verify: \d+ passed, 0 failed/);
       expect((await statusOf(home)).map((p) => p.state)).toEqual(before.map(() => 'protected'));

@@ -23,6 +23,37 @@ async function latestSha(daemon: RunningDaemon, pair: string, root: string): Pro
 }
 
 describe('delta resync', () => {
+  it('answers a new pair with an initial copy, finished even when the duration ends first', async () => {
+    const root = tempRoot('mtagent-copy-');
+    const disk = 32 * MiB;
+    const daemon = new RunningDaemon(await makeInstallation(root, [{ id: 'c', sizeBytes: disk }]));
+    await daemon.start();
+    const sim = new Simulator({
+      client: daemon.clientOptions(),
+      pairs: [{ id: 'c', diskBytes: disk }],
+      workload: 'random',
+      ioBytes: 64 * 1024,
+      rateBytesPerSecond: MiB,
+      durationSeconds: 0.05,
+      items: null,
+      tagEvery: 0,
+      group: null,
+      tickSeconds: 60,
+      seed: 6,
+      messageBytes: 512 * 1024,
+      reconnect: false,
+      resyncWhenAsked: true,
+    });
+    await sim.run();
+    const model = sim.model('c');
+    // resync-start, the disk in 1 MiB writes, resync-end: the whole disk, whatever the duration.
+    expect(model.lastSeq).toBeGreaterThanOrEqual(disk / MiB + 2);
+    const status = await cli(['status', '--config', daemon.configPath, '--json']);
+    expect(JSON.parse(status.stdout).pairs).toEqual([expect.objectContaining({ pair: 'c', state: 'protected' })]);
+    expect((await latestSha(daemon, 'c', root)).sha256).toBe(model.sha256At(model.lastSeq));
+    expect(await daemon.stop()).toBe(0);
+  }, 120_000);
+
   it('sends only the blocks that differ, and leaves the target equal to the source', async () => {
     const root = tempRoot('mtagent-resync-');
     const disk = 8 * MiB;
