@@ -300,9 +300,15 @@ export class ReplicationConnection implements StreamHolder {
       this.send(new ProtocolError('bad-request', `checksums ${msg.id}: ${bad}`, { stream: st.id }).toMessage());
       return;
     }
-    // Items sent after the request wait until it is answered, so the sums reflect exactly what came before.
-    st.gated = true;
+    // Items sent after the request wait until it is answered, so the sums reflect exactly what came before;
+    // a request sent while another is answered waits its turn behind the items sent before it.
     const throughSeq = this.o.engine.acceptedSeq(st.pairId);
+    if (st.gated) st.backlog.push({ checksums: msg, throughSeq });
+    else this.answer(st, msg, throughSeq);
+  }
+
+  private answer(st: StreamSession, msg: ChecksumsRequest, throughSeq: number): void {
+    st.gated = true;
     void answerChecksums(this.o.engine, st, msg, throughSeq)
       .then((answer) => this.send(answer))
       .catch((err: unknown) => {
@@ -311,9 +317,12 @@ export class ReplicationConnection implements StreamHolder {
       })
       .finally(() => {
         st.gated = false;
-        const backlog = st.backlog;
-        st.backlog = [];
-        for (const b of backlog) this.journal(st, b.items, b.arrived);
+        while (!st.gated) {
+          const next = st.backlog.shift();
+          if (next === undefined) break;
+          if ('items' in next) this.journal(st, next.items, next.arrived);
+          else this.answer(st, next.checksums, next.throughSeq);
+        }
       });
   }
 

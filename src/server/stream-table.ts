@@ -4,6 +4,7 @@
 // `superseded`.
 import type { StreamItem } from '../journal/items';
 import { ProtocolError } from '../protocol/errors';
+import type { ChecksumsRequest } from '../protocol/messages';
 
 /** Whoever holds a stream: told to end it when another connection takes its pair. */
 export interface StreamHolder {
@@ -25,12 +26,18 @@ export interface StreamSession {
   ended: boolean;
   /** Journaling in progress for this stream. */
   pending: Set<Promise<void>>;
-  /** While a checksum request is answered, later items wait in `backlog` (accepted, not yet journaled). */
+  /**
+   * While a checksum request is answered, what arrives after it waits in
+   * `backlog`, in order: items (accepted, not yet journaled), and further
+   * checksum requests, each answered once the items before it are.
+   */
   gated: boolean;
-  backlog: Array<{ items: StreamItem[]; arrived: number }>;
+  backlog: BacklogEntry[];
   /** target-unavailable was said on this stream and the target has not come back since. */
   toldTargetGone: boolean;
 }
+
+export type BacklogEntry = { items: StreamItem[]; arrived: number } | { checksums: ChecksumsRequest; throughSeq: number };
 
 /** Which stream owns each pair, across the listener's connections. */
 export class StreamRegistry {

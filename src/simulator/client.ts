@@ -157,7 +157,9 @@ export class ReplicationClient extends EventEmitter<ClientEvents> {
 
   async checksums(stream: number, id: number, offset: number, length: number, blockBytes: number, timeoutMs = 120_000): Promise<ChecksumsResponse> {
     this.sendJson({ type: 'checksums', stream, id, offset, length, blockBytes });
-    const m = await this.next((x) => (x.type === 'checksums' && x.id === id && x.stream === stream) || (x.type === 'error' && x.stream === stream), timeoutMs);
+    // An error about another request names it ("checksums ID: …"); one that ends the stream names none.
+    const mine = (x: ErrorMessage): boolean => x.stream === stream && (!/^checksums \d+:/.test(x.message) || x.message.startsWith(`checksums ${id}:`));
+    const m = await this.next((x) => (x.type === 'checksums' && x.id === id && x.stream === stream) || (x.type === 'error' && mine(x)), timeoutMs);
     if (m.type === 'error') throw new AgentRefusal(m);
     return m as ChecksumsResponse;
   }

@@ -3,7 +3,7 @@
 // any disconnect, and performs delta resyncs.
 import { createHash } from 'node:crypto';
 import { MtagentError } from '../errors';
-import type { ErrorMessage } from '../protocol/messages';
+import type { ChecksumsResponse, ErrorMessage } from '../protocol/messages';
 import type { WriteRecordInput } from '../protocol/records';
 import { AgentRefusal, ReplicationClient, type ClientOptions } from './client';
 import { SourceModel, type ModelItem } from './model';
@@ -562,14 +562,28 @@ export class Simulator {
     await this.waitAllAcked(120_000);
     const client = this.client;
     const image = p.model.imageAt(p.model.lastSeq);
-    const maxSpan = blockBytes * 16384;
+    // Spans of 1024 blocks, four asked at a time: the agent sums the next ones while this side compares.
+    const span = blockBytes * 1024;
+    const depth = 4;
     const differing: number[] = [];
     let id = Date.now() % 1_000_000;
     let checksumBytes = 0;
-    for (let off = 0; off < p.cfg.diskBytes; off += maxSpan) {
-      const len = Math.min(maxSpan, p.cfg.diskBytes - off);
-      const r = await client.checksums(p.stream, id++, off, len, blockBytes);
+    const stream = p.stream;
+    const asked: Array<Promise<ChecksumsResponse>> = [];
+    const spans = Math.ceil(p.cfg.diskBytes / span);
+    const ask = (upTo: number): void => {
+      while (asked.length < Math.min(spans, upTo)) {
+        const off = asked.length * span;
+        const r = client.checksums(stream, id++, off, Math.min(span, p.cfg.diskBytes - off), blockBytes);
+        r.catch(() => undefined); // awaited in turn below
+        asked.push(r);
+      }
+    };
+    for (let n = 0; n < spans; n++) {
+      ask(n + depth);
+      const r = await (asked[n] as Promise<ChecksumsResponse>);
       checksumBytes += JSON.stringify(r).length;
+      const off = n * span;
       r.sha256.forEach((h, i) => {
         const start = off + i * blockBytes;
         const end = Math.min(p.cfg.diskBytes, start + blockBytes);

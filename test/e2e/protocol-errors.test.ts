@@ -1,5 +1,6 @@
 // The protocol's errors (docs/protocol.md) against the real daemon: every error, what it ends, and that
 // nothing acknowledged is lost.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -15,7 +16,7 @@ import { tmpdir } from 'node:os';
 
 const MiB = 1024 * 1024;
 const DISK = 4 * MiB;
-const pairs = Array.from({ length: 16 }, (_, i) => ({ id: `p${i}`, sizeBytes: DISK }));
+const pairs = Array.from({ length: 17 }, (_, i) => ({ id: `p${i}`, sizeBytes: DISK }));
 let root = '';
 let daemon: RunningDaemon;
 let helloTimeout: Promise<{ code: number; ms: number }>;
@@ -275,6 +276,28 @@ describe('takeover and closing', () => {
     const o = await c.open('p13', DISK);
     c.sendRecords(Array.from({ length: 20 }, (_, i) => ({ stream: o.stream, seq: o.durableSeq + i + 1, offset: i * 8192, time: 1, data: block(i, 8192) })));
     expect(await c.closeStream(o.stream)).toBe(o.durableSeq + 20);
+    await c.close();
+  });
+});
+
+describe('checksum requests', () => {
+  it('answers several sent at once in order, each with what the stream sent before it', async () => {
+    const c = await daemon.client();
+    const o = await c.open('p16', DISK);
+    const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    const blk = 64 * 1024;
+    const answers: Array<Promise<{ sha256: string[] }>> = [];
+    for (let i = 1; i <= 4; i++) {
+      c.sendRecords([{ stream: o.stream, seq: o.durableSeq + i, offset: 0, time: i, data: Buffer.alloc(blk, i) }]);
+      // No wait: the next write follows the request at once.
+      answers.push(c.checksums(o.stream, i, 0, 2 * blk, blk));
+    }
+    const bad = c.checksums(o.stream, 9, 0, blk, 3);
+    bad.catch(() => undefined); // awaited below
+    const got = await Promise.all(answers);
+    expect(got.map((a) => a.sha256)).toEqual([1, 2, 3, 4].map((i) => [sha(Buffer.alloc(blk, i)), sha(Buffer.alloc(blk))]));
+    await expect(bad).rejects.toMatchObject({ code: 'bad-request' });
+    expect(await c.closeStream(o.stream)).toBe(o.durableSeq + 4);
     await c.close();
   });
 });
