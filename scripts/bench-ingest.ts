@@ -1,87 +1,88 @@
-// npm run bench:ingest [-- --seconds 8 --runs 1 --quick --case 64k:1 --fresh-targets
-//                        --targets-dir DIR --profile DIR --pin --dir bench-tmp]
+// npm run bench:ingest [-- --suite steady,copy,resync,many --seconds 8 --runs 1 --quick
+//                        --case 64k:1 --copy-bytes 2048 --many-pairs 64 --many-seconds 20
+//                        --fresh-targets --targets-dir DIR --profile DIR --pin --dir bench-tmp]
 //
-// The simulator against the real daemon over TLS on loopback: acked MB/s,
-// the applied rate (acked bytes over the run and the targets' catch-up after
-// it), ack latency, the daemon's CPU and peak RSS, against a bare wss sink (same
-// client, a server that only parses and acks; at half load also one that
-// flushes each message first), the raw O_DIRECT append
-// limit, and the apply path limit (the disk doing the agent's I/O per byte
-// and nothing else), all measured in the same run. At half load it also gives
-// how long each server held a message: from its arrival to the ack handed to
-// the socket (the agent's ack latency histogram; the sinks count the same
-// buckets), which leaves out the client and the transport.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// The simulator against the real daemon over TLS on loopback, against a bare
+// wss sink (same client, a server that only parses and acks; at half load
+// also one that flushes each message first) and against the disk's own
+// limits, all measured in the same run. Suites:
+//   steady  sequential writes into targets holding data: acked and applied
+//           MB/s, ack latency, CPU, peak RSS; at half load how long each
+//           server held a message (arrival to ack, no client, no transport);
+//   copy    an initial copy (resync-start, the whole disk, resync-end) into
+//           new sparse targets, and into a disk holding old data (a reprotect
+//           onto the original disk), against the sink doing the same;
+//   resync  a delta resync of targets that hold the copy with 10 % of their
+//           blocks changed: the whole disk compared by checksums and made
+//           equal, against the rate the target can be read;
+//   many    64 pairs of random 64 KiB writes at once: acked, applied, how
+//           long the targets take to catch up, peak RSS.
+// Every agent case also says where the applier's time went (its phases, from
+// the daemon's metrics over the run and the catch-up).
+import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { initInstallation } from '../src/config/init';
-import { DAEMON_NODE_FLAGS } from '../src/server/node-flags';
 import { BlockFile, alignedBuffer } from '../src/native';
+import { ACK_LATENCY_BUCKETS } from '../src/metrics/server';
+import { Simulator, type SimulateOptions, type SimulateReport } from '../src/simulator/simulator';
+import type { WorkloadName } from '../src/simulator/workload';
 import { measureApplyPathLimit, prewritten } from './bench/apply-path-limit';
+import { BenchDaemon, BenchSink, heldCounts, pinClient, procStats, scrapeDelta, type BenchPair, type HarnessOptions, type Scrape } from './bench/ingest-harness';
 import { measureRawAppend } from './bench/raw-append';
 import { GiB, KiB, MB, MiB, formatBytes, histogramQuantile, median, table } from './bench/stats';
-import { ACK_LATENCY_BUCKETS } from '../src/metrics/server';
-import { Simulator, type SimulateReport } from '../src/simulator/simulator';
-import { callDaemon } from '../src/control/socket';
-import type { StatusReport } from '../src/control/operations';
 import { scriptArgs } from './script-args';
 
 const values = scriptArgs(__filename, {
   dir: { type: 'string', default: 'bench-tmp' },
+  suite: { type: 'string', default: 'steady,copy,resync,many' },
   seconds: { type: 'string', default: '8' },
   runs: { type: 'string', default: '1' },
   quick: { type: 'boolean', default: false },
   // Target images elsewhere than the retention volume, as on a master target (e.g. /dev/shm here).
   'targets-dir': { type: 'string' },
-  // New sparse targets for every run (an initial copy to a new disk: every
-  // before-image is zeros) instead of targets that hold data.
+  // steady: new sparse targets for every run instead of targets that hold data.
   'fresh-targets': { type: 'boolean', default: false },
-  // Writes a V8 CPU profile of each daemon run into this folder (node --cpu-prof).
   profile: { type: 'string' },
-  // Runs one case only, e.g. --case 64k:1 (writes:pairs), and no half-load run.
+  // One case only, e.g. --case 64k:1 (writes:pairs); steady then skips the half-load run.
   case: { type: 'string' },
-  // The client (this process) on CPU 0, the daemon or sink on CPU 1 (taskset):
-  // shows what sharing both cores costs each side. Two cores or more.
+  // MiB copied per copy case, over all its pairs (and the disk size of the resync cases).
+  'copy-bytes': { type: 'string', default: '2048' },
+  'many-pairs': { type: 'string', default: '64' },
+  'many-seconds': { type: 'string', default: '20' },
   pin: { type: 'boolean', default: false },
 });
 const dir = resolve(values.dir);
 const seconds = Number(values.seconds);
 const runs = Math.max(1, Number(values.runs));
-const main = join(__dirname, '..', 'src', 'cli', 'main.js');
-const sinkScript = join(__dirname, 'bench-sink.js');
-/** The command that starts a server: on CPU 1 with --pin. */
-const serverCommand = (args: string[]): [string, string[]] => (values.pin ? ['taskset', ['-c', '1', process.execPath, ...args]] : [process.execPath, args]);
-if (values.pin) execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+const copyBytes = Number(values['copy-bytes']) * MiB;
+const suites = new Set(values.suite.split(','));
+for (const s of suites) if (!['steady', 'copy', 'resync', 'many'].includes(s)) throw new Error(`--suite ${s}: expected steady, copy, resync or many`);
+const harness: HarnessOptions = { dir, pin: values.pin, profileDir: values.profile ? resolve(values.profile) : null };
+if (values.pin) pinClient();
+const targetsDir = resolve(values['targets-dir'] ?? join(dir, 'targets'));
+const only = values.case ? /^(\d+)([km]):(\d+)$/i.exec(values.case) : null;
+if (values.case && !only) throw new Error(`--case ${values.case}: expected e.g. 64k:1 or 1m:8`);
+const caseIo = only ? Number(only[1]) * (only[2]?.toLowerCase() === 'm' ? MiB : KiB) : null;
+const casePairs = only ? Number(only[3]) : null;
 
-function waitFor(proc: ChildProcess, text: string): Promise<void> {
-  return new Promise((res, rej) => {
-    let out = '';
-    const t = setTimeout(() => rej(new Error(`not ready: ${out}`)), 20_000);
-    proc.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes(text)) {
-        clearTimeout(t);
-        res();
-      }
-    });
-    proc.once('exit', (c) => rej(new Error(`exited ${c}: ${out}`)));
-  });
-}
+// ---- outcomes ---------------------------------------------------------------
 
-/** utime+stime in seconds, and VmHWM (peak RSS) in bytes, of a process. */
-function procStats(pid: number): { cpu: number; hwm: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  const tick = 100;
-  const cpu = (Number(stat[11]) + Number(stat[12])) / tick;
-  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-  return { cpu, hwm };
+interface ApplyPhases {
+  read: number;
+  undo: number;
+  write: number;
+  flush: number;
+  busy: number;
+  lagWait: number;
+  beforeImageRead: number;
+  uncaptured: number;
 }
 
 interface Outcome {
   mbps: number;
-  /** Acked bytes over the run and the time the targets took to catch up after it: what the agent sustains. */
+  /** Bytes over the run and the time the targets took to catch up after it: what the agent sustains. */
   appliedMbps: number;
+  catchUpSeconds: number;
   /** Ack latency of items sent after the first second (both ends warm). */
   p50: number;
   p99: number;
@@ -92,66 +93,74 @@ interface Outcome {
   /** From a message's arrival at the server to its ack handed to the socket, after the first second (ms; NaN: not measured). */
   heldP50: number;
   heldP99: number;
+  /** The daemon's applier over the run and the catch-up (null for a sink). */
+  phases: ApplyPhases | null;
 }
 
-/** Messages per ack latency bucket (ACK_LATENCY_BUCKETS, and one above them). */
-type HeldCounts = number[];
-
-function heldQuantiles(counts: HeldCounts | null): { heldP50: number; heldP99: number } {
+function heldQuantiles(counts: number[] | null): { heldP50: number; heldP99: number } {
   if (counts === null) return { heldP50: Number.NaN, heldP99: Number.NaN };
   return { heldP50: 1000 * histogramQuantile(ACK_LATENCY_BUCKETS, counts, 0.5), heldP99: 1000 * histogramQuantile(ACK_LATENCY_BUCKETS, counts, 0.99) };
 }
 
-/** The daemon's ack latency histogram, per bucket, from its /metrics. */
-async function scrapeHeld(metricsPort: number): Promise<HeldCounts> {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const cumulative = [...ACK_LATENCY_BUCKETS.map(String), '+Inf'].map((le) => {
-    const m = new RegExp(`^mtagent_ack_latency_seconds_bucket\\{le="${le.replace('+', '\\+')}"\\} (\\d+)$`, 'm').exec(text);
-    if (!m) throw new Error(`no bucket le=${le} in the daemon's metrics`);
-    return Number(m[1]);
-  });
-  return cumulative.map((c, i) => c - (i === 0 ? 0 : (cumulative[i - 1] as number)));
-}
-
-function outcome(r: SimulateReport, before: { cpu: number }, after: { cpu: number; hwm: number }, catchUpSeconds = 0, held: HeldCounts | null = null): Outcome {
-  const steady = r.steadyAckLatencyMs;
+function phasesBetween(after: Scrape, before: Scrape): ApplyPhases {
+  const d = (k: string): number => scrapeDelta(after, before, k);
   return {
-    mbps: r.bytesAcked / r.seconds / MB,
-    appliedMbps: r.bytesAcked / (r.seconds + catchUpSeconds) / MB,
-    p50: steady.p50,
-    p99: steady.p99,
-    p99All: r.ackLatencyMs.p99,
-    cpuPct: (100 * (after.cpu - before.cpu)) / r.seconds,
-    hwm: after.hwm,
-    ...heldQuantiles(held),
+    read: d('mtagent_apply_phase_seconds_total{phase="read"}'),
+    undo: d('mtagent_apply_phase_seconds_total{phase="undo"}'),
+    write: d('mtagent_apply_phase_seconds_total{phase="write"}'),
+    flush: d('mtagent_apply_phase_seconds_total{phase="flush"}'),
+    busy: d('mtagent_apply_busy_seconds_total'),
+    lagWait: d('mtagent_apply_lag_wait_seconds_total'),
+    beforeImageRead: d('mtagent_apply_before_image_read_bytes_total'),
+    uncaptured: d('mtagent_apply_uncaptured_bytes_total'),
   };
 }
 
-/**
- * Waits until every pair's target holds all that is durable (appliedSeq
- * reaches durableSeq, asked over the control socket every 20 ms); returns
- * how long that took.
- */
-async function catchUpSeconds(dataDir: string): Promise<number> {
-  const start = performance.now();
-  for (;;) {
-    const reply = await callDaemon(dataDir, 'status', {});
-    if (reply === undefined) throw new Error('the daemon stopped answering on its control socket');
-    const { pairs } = reply.result as StatusReport;
-    if (pairs.every((p) => p.appliedSeq >= p.durableSeq)) return (performance.now() - start) / 1000;
-    if (performance.now() - start > 300_000) throw new Error('the targets did not catch up within 300 s');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+interface Measured {
+  report: SimulateReport;
+  /** Bytes the case moved (acked write payload, or the disk compared by a delta resync). */
+  bytes: number;
+  seconds: number;
+  catchUp: number;
+  cpu: number;
+  hwm: number;
+  held: number[] | null;
+  phases: ApplyPhases | null;
 }
 
-async function simulate(url: string, ca: Buffer, passphrase: Buffer, pairs: number, io: number, rate: number | null): Promise<SimulateReport> {
-  const sim = new Simulator({
+function outcome(m: Measured): Outcome {
+  const steady = m.report.steadyAckLatencyMs;
+  return {
+    mbps: m.bytes / m.seconds / MB,
+    appliedMbps: m.bytes / (m.seconds + m.catchUp) / MB,
+    catchUpSeconds: m.catchUp,
+    p50: steady.p50,
+    p99: steady.p99,
+    p99All: m.report.ackLatencyMs.p99,
+    cpuPct: (100 * m.cpu) / (m.seconds + m.catchUp),
+    hwm: m.hwm,
+    ...heldQuantiles(m.held),
+    phases: m.phases,
+  };
+}
+
+// ---- the simulator ---------------------------------------------------------
+
+interface Load {
+  workload: WorkloadName;
+  io: number;
+  rate: number | null;
+  durationSeconds: number | null;
+}
+
+function simulator(url: string, ca: Buffer, passphrase: Buffer, pairs: readonly BenchPair[], load: Load, extra: Partial<SimulateOptions> = {}): Simulator {
+  return new Simulator({
     client: { url, passphrase, processServerId: 'ps-bench', ca },
-    pairs: Array.from({ length: pairs }, (_, i) => ({ id: `b${i}`, diskBytes: GiB })),
-    workload: 'sequential',
-    ioBytes: io,
-    rateBytesPerSecond: rate,
-    durationSeconds: seconds,
+    pairs: pairs.map((p) => ({ id: p.id, diskBytes: p.sizeBytes })),
+    workload: load.workload,
+    ioBytes: load.io,
+    rateBytesPerSecond: load.rate,
+    durationSeconds: load.durationSeconds,
     items: null,
     tagEvery: 0,
     group: null,
@@ -160,103 +169,336 @@ async function simulate(url: string, ca: Buffer, passphrase: Buffer, pairs: numb
     messageBytes: MiB,
     reconnect: false,
     latencyWarmupSeconds: 1,
+    ...extra,
   });
-  return sim.run();
 }
 
-const freshTargets = values['fresh-targets'];
-const targetsDir = resolve(values['targets-dir'] ?? join(dir, 'targets'));
-const targetPath = (i: number): string => join(targetsDir, `b${i}.img`);
+/** Runs `sim` against a started daemon and measures it, the catch-up included. */
+async function measureDaemon(daemon: BenchDaemon, run: () => Promise<SimulateReport>, bytesOf: (r: SimulateReport) => number, wantHeld: boolean): Promise<Measured> {
+  const before = procStats(daemon.pid);
+  const scrapeBefore = await daemon.scrape();
+  const warm = wantHeld ? new Promise<Scrape>((res, rej) => setTimeout(() => daemon.scrape().then(res, rej), 1000)) : null;
+  warm?.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
+  const t = performance.now();
+  const report = await run();
+  const runSeconds = (performance.now() - t) / 1000;
+  const scrapeRun = await daemon.scrape();
+  const held = warm === null ? null : heldCounts(scrapeRun, await warm);
+  const catchUp = await daemon.catchUpSeconds();
+  // The peak includes the catch-up: applying flat out once the client stops is part of the agent's work.
+  const after = procStats(daemon.pid);
+  return { report, bytes: bytesOf(report), seconds: runSeconds, catchUp, cpu: after.cpu - before.cpu, hwm: after.hwm, held, phases: phasesBetween(await daemon.scrape(), scrapeBefore) };
+}
+
+async function measureSink(pairs: readonly BenchPair[], load: Load, flushFile: string | null = null): Promise<Outcome> {
+  const sink = await BenchSink.start(harness, flushFile);
+  try {
+    const before = procStats(sink.pid);
+    const warm = setTimeout(() => sink.restartHeldCount(), 1000);
+    const t = performance.now();
+    const report = await simulator(sink.url, sink.ca, Buffer.from('x'), pairs, load).run();
+    const runSeconds = (performance.now() - t) / 1000;
+    clearTimeout(warm);
+    const held = load.rate === null ? null : await sink.held();
+    const after = procStats(sink.pid);
+    return outcome({ report, bytes: report.bytesAcked, seconds: runSeconds, catchUp: 0, cpu: after.cpu - before.cpu, hwm: after.hwm, held, phases: null });
+  } finally {
+    sink.stop();
+  }
+}
+
+// ---- targets ------------------------------------------------------------
+
+const targetPath = (name: string): string => join(targetsDir, `${name}.img`);
 const holdingData = new Set<string>();
 
-/**
- * A fresh target is created sparse by the daemon. A target in use is written
- * whole with data once and kept from run to run (the agent's own writes are
- * data too), so that before-images are data, read from the disk.
- */
-async function prepareTarget(path: string): Promise<void> {
+/** A target written whole with data once (kept from run to run), so that before-images are data, read from the disk. */
+async function targetHoldingData(path: string, bytes: number): Promise<void> {
   mkdirSync(targetsDir, { recursive: true });
-  if (freshTargets) {
-    rmSync(path, { force: true });
-    return;
-  }
   if (holdingData.has(path)) return;
   const chunk = alignedBuffer(8 * MiB);
   chunk.fill(0x5a);
-  await (await prewritten(path, GiB, chunk, 0)).close();
+  await (await prewritten(path, bytes, chunk, 0)).close();
   holdingData.add(path);
 }
 
-async function againstDaemon(pairs: number, io: number, rate: number | null): Promise<Outcome> {
-  const root = join(dir, 'install');
-  rmSync(root, { recursive: true, force: true });
-  const port = 19000 + Math.floor(Math.random() * 500);
-  // At a set rate (half load) the daemon's histogram gives how long it held each message.
-  const metricsPort = rate === null ? null : port + 1000;
-  const init = initInstallation({ dir: root, port, metricsPort, samplePairs: false });
-  for (let i = 0; i < pairs; i++) await prepareTarget(targetPath(i));
-  writeFileSync(init.configPath, readFileSync(init.configPath, 'utf8').replace('pairs: []', `pairs:\n${Array.from({ length: pairs }, (_, i) => `  - { id: b${i}, target: ${targetPath(i)}, sizeBytes: ${GiB} }`).join('\n')}`));
-  const profile = values.profile ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.profile)] : [];
-  const proc = spawn(...serverCommand([...DAEMON_NODE_FLAGS, ...profile, main, 'run', '--config', init.configPath]), { stdio: ['ignore', 'pipe', 'inherit'] });
-  await waitFor(proc, '"mtagent running"');
-  const before = procStats(proc.pid as number);
-  const passphrase = Buffer.from(readFileSync(join(root, 'passphrase'), 'utf8').trim());
-  const warm = metricsPort === null ? null : new Promise<HeldCounts>((res, rej) => setTimeout(() => scrapeHeld(metricsPort).then(res, rej), 1000));
-  warm?.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
-  const r = await simulate(`wss://127.0.0.1:${port}`, readFileSync(init.certPath), passphrase, pairs, io, rate);
-  const held = warm === null ? null : subtract(await scrapeHeld(metricsPort as number), await warm);
-  const cpuAfter = procStats(proc.pid as number).cpu;
-  const catchUp = await catchUpSeconds(join(root, 'data'));
-  // The peak includes the catch-up: applying flat out once the client stops is part of the agent's work.
-  const after = { cpu: cpuAfter, hwm: procStats(proc.pid as number).hwm };
-  const exited = new Promise((res) => proc.once('exit', res));
-  proc.kill('SIGTERM');
-  await exited;
-  rmSync(root, { recursive: true, force: true });
-  if (freshTargets) for (let i = 0; i < pairs; i++) rmSync(targetPath(i), { force: true });
-  return outcome(r, before, after, catchUp, held);
+function benchPairs(count: number, bytes: number, prefix = 'b'): BenchPair[] {
+  return Array.from({ length: count }, (_, i) => ({ id: `${prefix}${i}`, target: targetPath(`${prefix}${i}`), sizeBytes: bytes }));
 }
 
-function subtract(a: HeldCounts, b: HeldCounts): HeldCounts {
-  return a.map((x, i) => x - (b[i] ?? 0));
+function removeTargets(pairs: readonly BenchPair[]): void {
+  for (const p of pairs) {
+    rmSync(p.target, { force: true });
+    holdingData.delete(p.target);
+  }
 }
 
-/** The sink's count of how long it held each message since the last SIGUSR2 (it prints it on SIGUSR1). */
-function sinkHeld(proc: ChildProcess): Promise<HeldCounts> {
-  return new Promise((res) => {
-    let out = '';
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      const m = /held (\[[\d,]*\])\n/.exec(out);
-      if (!m) return;
-      proc.stdout?.off('data', onData);
-      res(JSON.parse(m[1] as string) as HeldCounts);
-    };
-    proc.stdout?.on('data', onData);
-    proc.kill('SIGUSR1');
-  });
+/** Sequential O_DIRECT reads of a file in 8 MiB pieces: how fast a target can be read (MB/s). */
+async function readRate(path: string, bytes: number): Promise<number> {
+  const f = await BlockFile.open(path, { direct: true });
+  const b = alignedBuffer(8 * MiB);
+  const t = performance.now();
+  for (let at = 0; at < bytes; at += b.length) await f.read(b, at);
+  const s = (performance.now() - t) / 1000;
+  await f.close();
+  return bytes / s / MB;
 }
 
-/** The bare sink; `flushing`: the sink that makes each message durable in a file before it acks. */
-async function againstSink(pairs: number, io: number, rate: number | null = null, flushing = false): Promise<Outcome> {
-  const root = join(dir, 'sink');
-  rmSync(root, { recursive: true, force: true });
-  const init = initInstallation({ dir: root, port: 1, metricsPort: null, samplePairs: false });
-  const port = 19600 + Math.floor(Math.random() * 300);
-  // Kept from run to run (removed with the bench's folder): deleting a file
-  // of a gigabyte leaves the filesystem work that the next run would meet.
-  const log = flushing ? [join(dir, 'flushing-sink.log')] : [];
-  const proc = spawn(...serverCommand([sinkScript, init.certPath, join(root, 'tls', 'agent.key'), String(port), ...log]), { stdio: ['ignore', 'pipe', 'inherit'] });
-  await waitFor(proc, 'sink ready');
-  const before = procStats(proc.pid as number);
-  const warm = setTimeout(() => proc.kill('SIGUSR2'), 1000);
-  const r = await simulate(`wss://127.0.0.1:${port}`, readFileSync(init.certPath), Buffer.from('x'), pairs, io, rate);
-  clearTimeout(warm);
-  const held = rate === null ? null : await sinkHeld(proc);
-  const after = procStats(proc.pid as number);
-  proc.kill('SIGKILL');
-  rmSync(root, { recursive: true, force: true });
-  return outcome(r, before, after, 0, held);
+// ---- printing -----------------------------------------------------------
+
+const m = (xs: readonly Outcome[], k: keyof Omit<Outcome, 'phases'>): number => median(xs.map((x) => x[k]));
+const mib = (xs: readonly Outcome[]): string => `${(Math.max(...xs.map((a) => a.hwm)) / MiB).toFixed(0)} MiB`;
+
+/** The median run's phases (by applied rate), per GiB moved, and the busy share of the run. */
+function phaseRow(label: string, xs: readonly Outcome[], bytesPerRun: number): string[] {
+  const sorted = [...xs].sort((a, b) => a.appliedMbps - b.appliedMbps);
+  const o = sorted[Math.floor(sorted.length / 2)] as Outcome;
+  const p = o.phases as ApplyPhases;
+  const perGiB = (s: number): string => (s / (bytesPerRun / GiB)).toFixed(2);
+  const wall = bytesPerRun / (o.appliedMbps * MB);
+  return [
+    label,
+    perGiB(p.read),
+    perGiB(p.undo),
+    perGiB(p.write),
+    perGiB(p.flush),
+    `${((100 * p.busy) / wall).toFixed(0)} %`,
+    p.lagWait.toFixed(1),
+    formatBytes(Math.round(p.beforeImageRead / MiB) * MiB),
+    formatBytes(Math.round(p.uncaptured / MiB) * MiB),
+  ];
+}
+const PHASE_HEADER = ['case', 'read s/GiB', 'undo s/GiB', 'write s/GiB', 'flush s/GiB', 'applier busy', 'lag wait s', 'before-images read', 'applied without'];
+const PHASE_NOTE =
+  'applier phases of the median run, seconds per GiB moved, summed over pairs applied at once: read = before-images from the target, undo = making them durable, write and flush = the target; busy = share of the run and catch-up the applier worked; lag wait = seconds appends waited on the apply lag limit (summed over appends); applied without = resync data with no before-image (no point before the resync)';
+
+// ---- suites -------------------------------------------------------------
+
+async function steadySuite(limit: number, applyLimit: number, flushMs: number): Promise<void> {
+  const fresh = values['fresh-targets'];
+  const state = fresh ? 'fresh and sparse' : 'holding data (before-images are data)';
+  console.log(`\n## steady: sequential writes into 1 GiB targets ${state}, ${seconds} s per case`);
+  const sizes = caseIo !== null ? [caseIo] : values.quick ? [MiB, 64 * KiB] : [MiB, 64 * KiB, 4 * KiB];
+  const pairCounts = casePairs !== null ? [casePairs] : [1, 8];
+  const rows: string[][] = [['writes', 'pairs', 'agent MB/s', 'applied MB/s', 'sink MB/s', 'x sink', 'x limit', 'x apply limit', 'ack p50 ms*', 'ack p99 ms*', 'agent CPU %', 'sink CPU %', 'agent peak RSS']];
+  const phases: string[][] = [PHASE_HEADER];
+  const agentRun = async (pairs: BenchPair[], io: number, rate: number | null): Promise<Outcome> => {
+    for (const p of pairs) {
+      if (fresh) rmSync(p.target, { force: true });
+      else await targetHoldingData(p.target, p.sizeBytes);
+    }
+    const daemon = await BenchDaemon.create(harness, pairs);
+    await daemon.start();
+    try {
+      const load = { workload: 'sequential' as const, io, rate, durationSeconds: seconds };
+      return outcome(await measureDaemon(daemon, () => simulator(daemon.url, daemon.ca, daemon.passphrase, pairs, load).run(), (r) => r.bytesAcked, rate !== null));
+    } finally {
+      await daemon.stop();
+      daemon.remove();
+      if (fresh) removeTargets(pairs);
+    }
+  };
+  for (const io of sizes) {
+    for (const n of pairCounts) {
+      const pairs = benchPairs(n, GiB);
+      const agent: Outcome[] = [];
+      const sink: Outcome[] = [];
+      for (let r = 0; r < runs; r++) {
+        sink.push(await measureSink(pairs, { workload: 'sequential', io, rate: null, durationSeconds: seconds }));
+        agent.push(await agentRun(pairs, io, null));
+      }
+      rows.push([
+        formatBytes(io),
+        String(n),
+        m(agent, 'mbps').toFixed(0),
+        m(agent, 'appliedMbps').toFixed(0),
+        m(sink, 'mbps').toFixed(0),
+        (m(agent, 'mbps') / m(sink, 'mbps')).toFixed(2),
+        (m(agent, 'mbps') / limit).toFixed(2),
+        (m(agent, 'appliedMbps') / applyLimit).toFixed(2),
+        m(agent, 'p50').toFixed(1),
+        m(agent, 'p99').toFixed(1),
+        m(agent, 'cpuPct').toFixed(0),
+        m(sink, 'cpuPct').toFixed(0),
+        mib(agent),
+      ]);
+      phases.push(phaseRow(`${formatBytes(io)}:${n}`, agent, m(agent, 'mbps') * MB * seconds));
+    }
+  }
+  console.log(table(rows));
+  console.log('* items sent after the first second of each run');
+  console.log('applied MB/s: acked bytes over the run and the time the targets took to hold all of it after; x apply limit is of the applied rate; peak RSS includes the catch-up');
+  console.log(table(phases));
+  console.log(PHASE_NOTE);
+  if (only) return;
+  // Latency at half load: the rate of the 64 KiB, 1-pair case halved.
+  const one = benchPairs(1, GiB);
+  const full = await agentRun(one, 64 * KiB, null);
+  const rate = (full.mbps * MB) / 2;
+  const halves: Outcome[] = [];
+  const sinkHalves: Outcome[] = [];
+  const flushingHalves: Outcome[] = [];
+  const load = { workload: 'sequential' as const, io: 64 * KiB, rate, durationSeconds: seconds };
+  for (let r = 0; r < runs; r++) {
+    flushingHalves.push(await measureSink(one, load, join(dir, 'flushing-sink.log')));
+    sinkHalves.push(await measureSink(one, load));
+    halves.push(await agentRun(one, 64 * KiB, rate));
+  }
+  const p = (xs: Outcome[], k: 'p50' | 'p99' | 'p99All' | 'heldP50' | 'heldP99'): number => median(xs.map((x) => x[k]));
+  console.log(`\nat half load (64 KiB writes, 1 pair, ${(full.mbps / 2).toFixed(0)} MB/s), items sent after the first second:`);
+  console.log(`  agent ack p50 ${p(halves, 'p50').toFixed(2)} ms, p99 ${p(halves, 'p99').toFixed(2)} ms = ${(p(halves, 'p99') / flushMs).toFixed(1)} x the flush latency`);
+  console.log(`  sink  ack p50 ${p(sinkHalves, 'p50').toFixed(2)} ms, p99 ${p(sinkHalves, 'p99').toFixed(2)} ms (transport and client alone)`);
+  console.log(
+    `  flushing sink  ack p50 ${p(flushingHalves, 'p50').toFixed(2)} ms, p99 ${p(flushingHalves, 'p99').toFixed(2)} ms = ${(p(flushingHalves, 'p99') / flushMs).toFixed(1)} x the flush latency (each message written and flushed before its ack, nothing else: the floor for acking only what is durable)`,
+  );
+  console.log(`  whole run, start-up included: agent p99 ${p(halves, 'p99All').toFixed(2)} ms, sink p99 ${p(sinkHalves, 'p99All').toFixed(2)} ms, flushing sink p99 ${p(flushingHalves, 'p99All').toFixed(2)} ms`);
+  console.log("  held by the server, from a message's arrival to its ack handed to the socket (no client, no transport; estimated from histogram buckets):");
+  const heldLine = (xs: Outcome[]): string => `p50 ${p(xs, 'heldP50').toFixed(2)} ms, p99 ${p(xs, 'heldP99').toFixed(2)} ms = ${(p(xs, 'heldP99') / flushMs).toFixed(1)} x the flush latency`;
+  console.log(`    agent ${heldLine(halves)}; flushing sink ${heldLine(flushingHalves)}; sink ${heldLine(sinkHalves)}`);
+  const added = (base: Outcome[]): string => `${(p(halves, 'p99') - p(base, 'p99')).toFixed(2)} ms = ${((p(halves, 'p99') - p(base, 'p99')) / flushMs).toFixed(1)} x the flush latency`;
+  console.log(`  added by the agent at p99: ${added(sinkHalves)} over the sink, ${added(flushingHalves)} over the flushing sink`);
+}
+
+async function copySuite(): Promise<void> {
+  console.log(`\n## copy: an initial copy of ${formatBytes(copyBytes)} over all pairs (resync-start, every block, resync-end), flat out`);
+  const sizes = caseIo !== null ? [caseIo] : [MiB, 64 * KiB];
+  const pairCounts = casePairs !== null ? [casePairs] : [1, 8];
+  const cases: Array<{ io: number; n: number; onto: 'sparse' | 'data' }> = [];
+  for (const io of sizes) for (const n of pairCounts) cases.push({ io, n, onto: 'sparse' });
+  for (const io of sizes) cases.push({ io, n: casePairs ?? 1, onto: 'data' });
+  const rows: string[][] = [['writes', 'pairs', 'target', 'agent acked MB/s', 'applied MB/s', 'sink MB/s', 'acked x sink', 'applied x sink', 'ack p50 ms*', 'ack p99 ms*', 'sink p99 ms*', 'p99 x sink', 'catch-up s', 'agent CPU %', 'agent peak RSS']];
+  const phases: string[][] = [PHASE_HEADER];
+  for (const { io, n, onto } of cases) {
+    const pairs = benchPairs(n, Math.floor(copyBytes / n / MiB) * MiB, 'c');
+    const load: Load = { workload: 'fill', io, rate: null, durationSeconds: null };
+    const agent: Outcome[] = [];
+    const sink: Outcome[] = [];
+    for (let r = 0; r < runs; r++) {
+      sink.push(await measureSink(pairs, load));
+      if (onto === 'data') for (const p of pairs) await targetHoldingData(p.target, p.sizeBytes);
+      else removeTargets(pairs);
+      const daemon = await BenchDaemon.create(harness, pairs);
+      await daemon.start();
+      try {
+        agent.push(outcome(await measureDaemon(daemon, () => simulator(daemon.url, daemon.ca, daemon.passphrase, pairs, load).run(), (rep) => rep.bytesAcked, false)));
+      } finally {
+        await daemon.stop();
+        daemon.remove();
+        removeTargets(pairs);
+      }
+    }
+    rows.push([
+      formatBytes(io),
+      String(n),
+      onto === 'sparse' ? 'new, sparse' : 'holding data',
+      m(agent, 'mbps').toFixed(0),
+      m(agent, 'appliedMbps').toFixed(0),
+      m(sink, 'mbps').toFixed(0),
+      (m(agent, 'mbps') / m(sink, 'mbps')).toFixed(2),
+      (m(agent, 'appliedMbps') / m(sink, 'mbps')).toFixed(2),
+      m(agent, 'p50').toFixed(1),
+      m(agent, 'p99').toFixed(1),
+      m(sink, 'p99').toFixed(1),
+      (m(agent, 'p99') / m(sink, 'p99')).toFixed(2),
+      m(agent, 'catchUpSeconds').toFixed(1),
+      m(agent, 'cpuPct').toFixed(0),
+      mib(agent),
+    ]);
+    phases.push(phaseRow(`${formatBytes(io)}:${n} ${onto}`, agent, copyBytes));
+  }
+  console.log(table(rows));
+  console.log('* items sent after the first second; applied MB/s: the copy over the run and the catch-up after it');
+  console.log(table(phases));
+  console.log(PHASE_NOTE);
+}
+
+/** Overwrites `share` of a target's 64 KiB blocks with other data (seeded): the blocks a delta resync must find. */
+function changeBlocks(path: string, bytes: number, share: number, seed: number): number {
+  const block = 64 * KiB;
+  const blocks = bytes / block;
+  const fd = openSync(path, 'r+');
+  let x = seed || 1;
+  let changed = 0;
+  const data = Buffer.alloc(block, 0xa7);
+  for (let i = 0; i < blocks; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    if (x / 2 ** 32 >= share) continue;
+    data.writeUInt32LE(i, 0);
+    writeSync(fd, data, 0, block, i * block);
+    changed++;
+  }
+  closeSync(fd);
+  return changed;
+}
+
+async function resyncSuite(): Promise<void> {
+  const share = 0.1;
+  console.log(`\n## resync: a delta resync of ${formatBytes(copyBytes)} of targets over all pairs, ${share * 100} % of their 64 KiB blocks changed (after an initial copy, so the pairs have history to keep)`);
+  const rows: string[][] = [['pairs', 'disk compared', 'blocks sent', 'made equal MB/s', 'target read MB/s', 'x read', 'ack p99 ms', 'agent CPU %', 'agent peak RSS']];
+  const phases: string[][] = [PHASE_HEADER];
+  for (const n of casePairs !== null ? [casePairs] : [1, 8]) {
+    const pairs = benchPairs(n, Math.floor(copyBytes / n / MiB) * MiB, 'r');
+    const agent: Outcome[] = [];
+    const reads: number[] = [];
+    let sent = 0;
+    for (let r = 0; r < runs; r++) {
+      removeTargets(pairs);
+      const daemon = await BenchDaemon.create(harness, pairs);
+      await daemon.start();
+      try {
+        const sim = simulator(daemon.url, daemon.ca, daemon.passphrase, pairs, { workload: 'fill', io: MiB, rate: null, durationSeconds: null });
+        await sim.run();
+        await daemon.catchUpSeconds();
+        await daemon.stop();
+        for (const [i, p] of pairs.entries()) changeBlocks(p.target, p.sizeBytes, share, 7 + i + r);
+        reads.push(await readRate((pairs[0] as BenchPair).target, (pairs[0] as BenchPair).sizeBytes));
+        await daemon.start();
+        for (const p of pairs) sim.requestResync(p.id);
+        const o = outcome(await measureDaemon(daemon, () => sim.run(), () => copyBytes, false));
+        agent.push(o);
+        sent = sim.resyncReports.slice(-n).reduce((s, x) => s + x.differing, 0);
+      } finally {
+        await daemon.stop();
+        daemon.remove();
+        removeTargets(pairs);
+      }
+    }
+    const readMbps = median(reads);
+    rows.push([String(n), formatBytes(copyBytes), String(sent), m(agent, 'appliedMbps').toFixed(0), readMbps.toFixed(0), (m(agent, 'appliedMbps') / readMbps).toFixed(2), m(agent, 'p99All').toFixed(1), m(agent, 'cpuPct').toFixed(0), mib(agent)]);
+    phases.push(phaseRow(`resync:${n}`, agent, copyBytes));
+  }
+  console.log(table(rows));
+  console.log('made equal: the disk compared by checksums (computed by the agent from the target) and the changed blocks sent and applied, over the time from the request to the targets holding them; target read: sequential O_DIRECT reads of one target in 8 MiB pieces, in the same run');
+  console.log(table(phases));
+  console.log(PHASE_NOTE);
+}
+
+async function manySuite(): Promise<void> {
+  const n = Number(values['many-pairs']);
+  const manySeconds = Number(values['many-seconds']);
+  const pairs = benchPairs(n, 256 * MiB, 'm');
+  console.log(`\n## many: ${n} pairs of random 64 KiB writes at once for ${manySeconds} s, new sparse targets of 256 MiB`);
+  const rows: string[][] = [['pairs', 'acked MB/s', 'acked', 'applied MB/s', 'catch-up s', 'ack p50 ms*', 'ack p99 ms*', 'agent CPU %', 'agent peak RSS']];
+  const agent: Outcome[] = [];
+  for (let r = 0; r < runs; r++) {
+    removeTargets(pairs);
+    const daemon = await BenchDaemon.create(harness, pairs);
+    await daemon.start();
+    try {
+      const load: Load = { workload: 'random', io: 64 * KiB, rate: null, durationSeconds: manySeconds };
+      agent.push(outcome(await measureDaemon(daemon, () => simulator(daemon.url, daemon.ca, daemon.passphrase, pairs, load).run(), (rep) => rep.bytesAcked, false)));
+    } finally {
+      await daemon.stop();
+      daemon.remove();
+      removeTargets(pairs);
+    }
+  }
+  const acked = m(agent, 'mbps') * MB * manySeconds;
+  rows.push([String(n), m(agent, 'mbps').toFixed(0), `${(acked / 1e9).toFixed(1)} GB`, m(agent, 'appliedMbps').toFixed(0), m(agent, 'catchUpSeconds').toFixed(1), m(agent, 'p50').toFixed(1), m(agent, 'p99').toFixed(1), m(agent, 'cpuPct').toFixed(0), mib(agent)]);
+  console.log(table(rows));
+  console.log('* items sent after the first second; catch-up: from the end of the run until every target holds all that was acked');
+  console.log(table([PHASE_HEADER, phaseRow(`many:${n}`, agent, acked)]));
+  console.log(PHASE_NOTE);
 }
 
 /** One 1 MiB O_DIRECT write and fdatasync on the same filesystem, median of 20: the flush latency. */
@@ -277,9 +519,9 @@ async function flushLatencyMs(): Promise<number> {
 
 async function mainBench(): Promise<void> {
   mkdirSync(dir, { recursive: true });
+  mkdirSync(targetsDir, { recursive: true });
   const where = values['targets-dir'] ? `in ${values['targets-dir']}` : 'on the retention filesystem';
-  const state = freshTargets ? 'fresh and sparse (an initial copy: before-images are zeros)' : 'holding data (before-images are data)';
-  console.log(`bench:ingest  ${new Date().toISOString()}  ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), ${seconds} s per case, medians of ${runs}; targets ${where}, ${state}`);
+  console.log(`bench:ingest  ${new Date().toISOString()}  ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), medians of ${runs}; targets ${where}`);
   const limit = measureRawAppend(dir, MiB, GiB, 8 * MiB).bytesPerSecond / MB;
   const flushMs = await flushLatencyMs();
   const applyLimits: number[] = [];
@@ -287,68 +529,12 @@ async function mainBench(): Promise<void> {
   const applyLimit = median(applyLimits);
   console.log(`raw append limit ${limit.toFixed(0)} MB/s; flush latency (1 MiB O_DIRECT + fdatasync) ${flushMs.toFixed(2)} ms`);
   console.log(
-    `apply path limit ${applyLimit.toFixed(0)} MB/s (${applyLimits.map((x) => x.toFixed(0)).join(' / ')}): the disk doing the agent's four passes per byte (ingest write, before-image read, undo write, target write) with no CPU of its own\n`,
+    `apply path limit ${applyLimit.toFixed(0)} MB/s (${applyLimits.map((x) => x.toFixed(0)).join(' / ')}): the disk doing the agent's four passes per byte (ingest write, before-image read, undo write, target write) with no CPU of its own`,
   );
-  const rows: string[][] = [['writes', 'pairs', 'agent MB/s', 'applied MB/s', 'sink MB/s', 'x sink', 'x limit', 'x apply limit', 'ack p50 ms*', 'ack p99 ms*', 'agent CPU %', 'sink CPU %', 'agent peak RSS']];
-  const only = values.case ? /^(\d+)([km]):(\d+)$/i.exec(values.case) : null;
-  if (values.case && !only) throw new Error(`--case ${values.case}: expected e.g. 64k:1 or 1m:8`);
-  const sizes = only ? [Number(only[1]) * (only[2]?.toLowerCase() === 'm' ? MiB : KiB)] : values.quick ? [MiB, 64 * KiB] : [MiB, 64 * KiB, 4 * KiB];
-  const pairCounts = only ? [Number(only[3])] : [1, 8];
-  for (const io of sizes) {
-    for (const pairs of pairCounts) {
-      const agent: Outcome[] = [];
-      const sink: Outcome[] = [];
-      for (let r = 0; r < runs; r++) {
-        sink.push(await againstSink(pairs, io));
-        agent.push(await againstDaemon(pairs, io, null));
-      }
-      const m = (xs: Outcome[], k: keyof Outcome): number => median(xs.map((x) => x[k]));
-      rows.push([
-        formatBytes(io),
-        String(pairs),
-        m(agent, 'mbps').toFixed(0),
-        m(agent, 'appliedMbps').toFixed(0),
-        m(sink, 'mbps').toFixed(0),
-        (m(agent, 'mbps') / m(sink, 'mbps')).toFixed(2),
-        (m(agent, 'mbps') / limit).toFixed(2),
-        (m(agent, 'mbps') / applyLimit).toFixed(2),
-        m(agent, 'p50').toFixed(1),
-        m(agent, 'p99').toFixed(1),
-        m(agent, 'cpuPct').toFixed(0),
-        m(sink, 'cpuPct').toFixed(0),
-        `${(Math.max(...agent.map((a) => a.hwm)) / MiB).toFixed(0)} MiB`,
-      ]);
-    }
-  }
-  console.log(table(rows));
-  console.log('* items sent after the first second of each run');
-  console.log('applied MB/s: acked bytes over the run and the time the targets took to hold all of it after; peak RSS includes that time');
-  if (freshTargets) console.log('the apply path limit is for before-images that are data; into fresh targets the undo log keeps a length for each, not bytes');
-  if (only) return cleanUp();
-  // Latency at half load: the rate of the 64 KiB, 1-pair case halved.
-  // The sink at the same rate: the latency of the transport and the client alone.
-  const full = await againstDaemon(1, 64 * KiB, null);
-  const halves: Outcome[] = [];
-  const sinkHalves: Outcome[] = [];
-  const flushingHalves: Outcome[] = [];
-  for (let r = 0; r < runs; r++) {
-    flushingHalves.push(await againstSink(1, 64 * KiB, (full.mbps * MB) / 2, true));
-    sinkHalves.push(await againstSink(1, 64 * KiB, (full.mbps * MB) / 2));
-    halves.push(await againstDaemon(1, 64 * KiB, (full.mbps * MB) / 2));
-  }
-  const p = (xs: Outcome[], k: 'p50' | 'p99' | 'p99All' | 'heldP50' | 'heldP99'): number => median(xs.map((x) => x[k]));
-  console.log(`\nat half load (64 KiB writes, 1 pair, ${(full.mbps / 2).toFixed(0)} MB/s), items sent after the first second:`);
-  console.log(`  agent ack p50 ${p(halves, 'p50').toFixed(2)} ms, p99 ${p(halves, 'p99').toFixed(2)} ms = ${(p(halves, 'p99') / flushMs).toFixed(1)} x the flush latency`);
-  console.log(`  sink  ack p50 ${p(sinkHalves, 'p50').toFixed(2)} ms, p99 ${p(sinkHalves, 'p99').toFixed(2)} ms (transport and client alone)`);
-  console.log(
-    `  flushing sink  ack p50 ${p(flushingHalves, 'p50').toFixed(2)} ms, p99 ${p(flushingHalves, 'p99').toFixed(2)} ms = ${(p(flushingHalves, 'p99') / flushMs).toFixed(1)} x the flush latency (each message written and flushed before its ack, nothing else: the floor for acking only what is durable)`,
-  );
-  console.log(`  whole run, start-up included: agent p99 ${p(halves, 'p99All').toFixed(2)} ms, sink p99 ${p(sinkHalves, 'p99All').toFixed(2)} ms, flushing sink p99 ${p(flushingHalves, 'p99All').toFixed(2)} ms`);
-  console.log('  held by the server, from a message\'s arrival to its ack handed to the socket (no client, no transport; estimated from histogram buckets):');
-  const heldLine = (xs: Outcome[]): string => `p50 ${p(xs, 'heldP50').toFixed(2)} ms, p99 ${p(xs, 'heldP99').toFixed(2)} ms = ${(p(xs, 'heldP99') / flushMs).toFixed(1)} x the flush latency`;
-  console.log(`    agent ${heldLine(halves)}; flushing sink ${heldLine(flushingHalves)}; sink ${heldLine(sinkHalves)}`);
-  const added = (base: Outcome[]): string => `${(p(halves, 'p99') - p(base, 'p99')).toFixed(2)} ms = ${((p(halves, 'p99') - p(base, 'p99')) / flushMs).toFixed(1)} x the flush latency`;
-  console.log(`  added by the agent at p99: ${added(sinkHalves)} over the sink, ${added(flushingHalves)} over the flushing sink`);
+  if (suites.has('steady')) await steadySuite(limit, applyLimit, flushMs);
+  if (suites.has('copy')) await copySuite();
+  if (suites.has('resync')) await resyncSuite();
+  if (suites.has('many')) await manySuite();
   cleanUp();
 }
 

@@ -33,7 +33,7 @@ function tuning(): Partial<Parameters<typeof Engine.open>[0]> {
   if (!raw) return {};
   const t = JSON.parse(raw) as Record<string, unknown>;
   const out: Record<string, number> = {};
-  for (const key of ['ingestSegmentBytes', 'undoSegmentBytes', 'maxBatchBytes', 'cycleBytes', 'applierMemoryBytes', 'maxApplyLagBytes', 'reserveBytes', 'pruneIntervalMs', 'targetRetryMs', 'applyGatherMs', 'spaceWaitMs']) {
+  for (const key of ['ingestSegmentBytes', 'undoSegmentBytes', 'maxBatchBytes', 'cycleBytes', 'applierMemoryBytes', 'maxApplyLagBytes', 'maxTotalApplyLagBytes', 'reserveBytes', 'pruneIntervalMs', 'targetRetryMs', 'applyGatherMs', 'spaceWaitMs']) {
     if (typeof t[key] === 'number') out[key] = t[key] as number;
   }
   return out;
@@ -131,6 +131,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       connections: () => server.connectionCount,
       arrivals: () => server.arrivals,
       retentionPolicySeconds: config.policy.retentionSeconds,
+      applyTimings: () => engine.applyTimings,
     };
     metrics = new AgentMetrics(sources);
     try {

@@ -8,12 +8,13 @@ import { isItemRecord, recordItem, type StreamItem } from '../journal/items';
 import { BATCH_ALIGNMENT, RECORD_HEADER_BYTES } from '../journal/record';
 import { comparePositions, openForReading, readBatchAt, type LogBatch, type LogPosition } from '../journal/segment-log';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
-import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult } from './pair-applier';
+import { applyItems, finishApply, prepareApply, type ApplyPlan, type ApplyResult, type ResyncCapture } from './pair-applier';
 import type { Extent } from './overlay';
 import { BACKGROUND_IO_PIECE_BYTES, alignedBuffer, type BlockFile, type IoPriority } from '../native';
 import { SlabArena, type SlabCarver, type SlabPool } from './slab-pool';
 import { MAX_WRITE_BYTES } from '../protocol/constants';
 import type { TargetDisk } from './target';
+import { ApplyTimings } from './apply-timings';
 
 /** What the applier reads of a pair's state, and the transitions it makes (engine/pair-state.ts is the machine). */
 export interface ApplyGate {
@@ -40,6 +41,8 @@ export interface ApplierPair {
   state: ApplyGate;
   /** The previous step's extents while they may still be landing on the target. */
   inflight?: readonly Extent[] | null;
+  /** Its resync windows, and whether the open one's writes keep before-images. */
+  resync: ResyncCapture;
 }
 
 export interface ApplierOptions<P extends ApplierPair = ApplierPair> {
@@ -74,6 +77,8 @@ export interface ApplierOptions<P extends ApplierPair = ApplierPair> {
   mayGather?: () => boolean;
   /** The engine's disk scheduler: reading the log back is background I/O that gives way to it. */
   priority?: IoPriority;
+  /** Where the time goes (the metrics show it). */
+  timings?: ApplyTimings;
 }
 
 /** A durable batch as the applier sees it: its place in the log and the items in it. */
@@ -137,6 +142,7 @@ export function batchSlabBytes(maxBatchBytes: number): number {
 
 export class Applier<P extends ApplierPair = ApplierPair> {
   private readonly options: ApplierOptions<P>;
+  readonly timings: ApplyTimings;
   private cursor: LogPosition;
   private durableEnd: LogPosition;
   private memory: ApplyBatch[] = [];
@@ -163,6 +169,7 @@ export class Applier<P extends ApplierPair = ApplierPair> {
 
   constructor(options: ApplierOptions<P>, start: LogPosition, durableEnd: LogPosition) {
     this.options = options;
+    this.timings = options.timings ?? new ApplyTimings();
     this.cursor = start;
     this.appliedUpTo = start;
     this.durableEnd = durableEnd;
@@ -282,6 +289,7 @@ export class Applier<P extends ApplierPair = ApplierPair> {
    * runs while A of the next is under way; B's of two cycles never overlap.
    */
   private async loop(): Promise<void> {
+    const began = performance.now();
     let stageB: Promise<void> = Promise.resolve();
     // The memory of the extents that `stageB` writes: given back once it is done.
     let landing: SlabArena | null = null;
@@ -335,6 +343,7 @@ export class Applier<P extends ApplierPair = ApplierPair> {
       this.prefetched = null;
       this.options.onError(err);
     } finally {
+      this.timings.busySeconds += (performance.now() - began) / 1000;
       this.running = false;
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -449,12 +458,12 @@ export class Applier<P extends ApplierPair = ApplierPair> {
             // A rare big step: apply all but the last one here, after the previous cycle has landed.
             await previousStageB();
             for (const step of steps.slice(0, -1)) {
-              const result = await applyItems(pair.pairId, step, pair.target, pair.undo, pair.appliedPoint);
+              const result = await applyItems(pair.pairId, step, pair.target, pair.undo, pair.appliedPoint, pair.resync, this.timings);
               this.advance(pair, result);
             }
             inflight = null;
           }
-          const plan = await prepareApply(pair.pairId, steps[steps.length - 1] as StreamItem[], pair.target, pair.undo, pair.appliedPoint, inflight, memory);
+          const plan = await prepareApply(pair.pairId, steps[steps.length - 1] as StreamItem[], pair.target, pair.undo, pair.appliedPoint, inflight, pair.resync, memory, this.timings);
           pair.inflight = plan.extents;
           plans.push({ pair, plan, firstBatch });
         } catch (err) {
@@ -475,7 +484,7 @@ export class Applier<P extends ApplierPair = ApplierPair> {
           return;
         }
         try {
-          const result = await finishApply(pair.target, plan);
+          const result = await finishApply(pair.target, plan, this.timings);
           this.advance(pair, result);
         } catch (err) {
           this.pause(pair, err);
@@ -520,7 +529,7 @@ export class Applier<P extends ApplierPair = ApplierPair> {
       try {
         if (pair.target === null) throw new Error('target not open');
         if (!pair.target.stillAttached()) throw new Error(`target ${pair.target.path} was moved or detached`);
-        this.advance(pair, await applyItems(pair.pairId, step, pair.target, pair.undo, pair.appliedPoint));
+        this.advance(pair, await applyItems(pair.pairId, step, pair.target, pair.undo, pair.appliedPoint, pair.resync, this.timings));
       } catch (err) {
         this.pause(pair, err);
         return false;

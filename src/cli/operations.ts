@@ -68,7 +68,8 @@ export function registerOperations(program: Command): void {
         printJson(r);
         return;
       }
-      process.stdout.write(`${r.pair}: oldest seq:${r.oldest.seq} ${r.oldest.time ?? ''}, latest seq:${r.latest.seq} ${r.latest.time ?? ''}\n`);
+      const oldest = r.oldest === null ? 'no recovery point yet' : `oldest seq:${r.oldest.seq} ${r.oldest.time ?? ''}`;
+      process.stdout.write(`${r.pair}: ${oldest}, latest seq:${r.latest.seq} ${r.latest.time ?? ''}\n`);
       if (r.notApplied) process.stdout.write(`seq ${r.notApplied.fromSeq}..${r.notApplied.toSeq} are durable but not on the target yet, and applying is paused (${r.notApplied.reason}): recoverable once it resumes\n`);
       for (const w of r.resyncWindows) process.stdout.write(`resync window seq ${w.startSeq}..${w.endSeq ?? '(open)'} ${w.startTime ?? ''} .. ${w.endTime ?? ''}\n`);
       const rows = [['time', 'kind', 'name', 'group', 'seq']];

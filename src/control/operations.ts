@@ -7,7 +7,7 @@ import { MtagentError } from '../errors';
 import { packageVersion } from '../package-root';
 import { PROTOCOL_VERSION } from '../protocol/constants';
 import { rebuildGroup, resolveGroupPoint } from '../recovery/groups';
-import { isoTime, resolvePoint, timeOf, windowAt } from '../recovery/points';
+import { isoTime, oldestPoint, resolvePoint, timeOf, windowAt } from '../recovery/points';
 import { catchUp, rebuild, timelineOf, type RebuildResult } from '../recovery/rebuild';
 import { verifyPair, type VerifyResult } from '../recovery/verify';
 
@@ -127,7 +127,8 @@ export async function status(ctx: AgentContext, daemon: boolean): Promise<Status
 
 export interface PointsReport {
   pair: string;
-  oldest: { seq: number; time: string | null };
+  /** The oldest recovery point; null while there is none (an initial copy under way). */
+  oldest: { seq: number; time: string | null } | null;
   latest: { seq: number; time: string | null };
   /** Items durable but not on the target while applying is paused: not recoverable until it resumes. */
   notApplied: { fromSeq: number; toSeq: number; reason: string } | null;
@@ -139,9 +140,10 @@ export async function points(ctx: AgentContext, pairId: string): Promise<PointsR
   const { engine } = ctx;
   await catchUp(engine, pairId).catch(() => undefined);
   const t = timelineOf(engine, pairId);
+  const oldest = oldestPoint(t);
   return {
     pair: pairId,
-    oldest: { seq: t.oldest.seq, time: isoTime(await timeOf(t, t.oldest.seq)) },
+    oldest: oldest === null ? null : { seq: oldest, time: isoTime(await timeOf(t, oldest)) },
     latest: { seq: t.latestSeq, time: isoTime(await timeOf(t, t.latestSeq)) },
     notApplied: t.applyPausedBy !== null && t.durableSeq > t.latestSeq ? { fromSeq: t.latestSeq + 1, toSeq: t.durableSeq, reason: t.applyPausedBy } : null,
     resyncWindows: t.windows.map((w) => ({ startSeq: w.startSeq, startTime: isoTime(w.startTime), endSeq: w.endSeq, endTime: isoTime(w.endTime) })),

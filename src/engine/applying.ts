@@ -35,7 +35,8 @@ export class ApplyControl {
     } catch (err) {
       failure = err;
     }
-    if (pair.lagBytes <= this.core.sizes.maxApplyLagBytes) this.ingest.wakeLagWaiters(pair.pairId);
+    // Each waiter looks again: this pair's, and, with the total lower, the others'.
+    if (this.ingest.lagWaiting) this.ingest.wakeAll();
     for (const w of this.appliedWaiters) {
       if (w.pairId === pair.pairId && pair.appliedSeq >= w.seq) {
         this.appliedWaiters.delete(w);
@@ -160,6 +161,7 @@ export class ApplyControl {
     if (this.core.closed || this.appliedWaiters.size > 0 || this.ingest.lagWaiting || this.pruner.waitingForRoom) return false;
     const watermark = this.core.sizes.maxApplyLagBytes / 2;
     for (const p of this.core.pairs.all()) if (!p.state.paused && p.lagBytes > watermark) return false;
+    if (this.ingest.totalLagBytes() > this.core.sizes.maxTotalApplyLagBytes / 2) return false;
     const capacity = this.pruner.lastSpace?.capacityBytes ?? 0;
     return this.core.ingest.usedBytesCached() < capacity / 2;
   }

@@ -4,6 +4,7 @@
 // This file opens and closes it and wires its parts; each job is a file of
 // its own in this folder (startup, ingest, applying, targets, failover,
 // reconfigure, status), and pruning is retention/pruner.ts.
+import type { ApplyTimings } from '../apply/apply-timings';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdirDurable } from '../durable-files';
@@ -220,6 +221,11 @@ export class Engine implements HistorySource {
 
   get undoBytesWritten(): number {
     return this.applying.undoBytesWritten;
+  }
+
+  /** Where the applier's time went since open. */
+  get applyTimings(): ApplyTimings {
+    return this.core.applier.timings;
   }
 
   /** Bytes written to the retention volume since open: ingest batches and undo batches. */

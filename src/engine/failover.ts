@@ -95,6 +95,8 @@ export class Failovers {
     pair.oldest = { ...pair.appliedPoint };
     pair.needsResync = true;
     pair.inResync = false;
+    pair.historyFloor = pair.durableSeq;
+    pair.resync.reset();
     pair.state.committed(pair.target !== null);
     const { catalog } = this.core;
     catalog.dropHistory(pairId);

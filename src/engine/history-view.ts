@@ -15,6 +15,7 @@ export function historyOf(pair: PairRuntime): PairHistory {
     targetSeq: rolledBack ? failoverSeq : pair.appliedSeq,
     rollbackFromSeq: rolledBack ? failoverSeq : Math.max(pair.appliedSeq, pair.undo.maxSeq),
     oldest: pair.oldest,
+    historyFloor: pair.historyFloor,
     undo: pair.undo,
     durableSeq: rolledBack ? failoverSeq : pair.durableSeq,
     durableTime: rolledBack ? null : pair.durableTime,

@@ -95,13 +95,17 @@ export class IngestPath {
    */
   async journal(pairId: string, items: readonly StreamItem[], session?: number): Promise<number> {
     const pair = this.core.pairs.requireConfigured(pairId);
-    while (!pair.state.paused && !pair.state.refusesItems && pair.lagBytes > this.core.sizes.maxApplyLagBytes && !this.core.closed) {
+    const waitFrom = performance.now();
+    let waited = false;
+    while (!pair.state.paused && !pair.state.refusesItems && this.behind(pair) && !this.core.closed) {
+      waited = true;
       await new Promise<void>((resolve) => {
         const list = this.lagWaiters.get(pairId) ?? [];
         list.push(resolve);
         this.lagWaiters.set(pairId, list);
       });
     }
+    if (waited) this.core.applier.timings.lagWaitSeconds += (performance.now() - waitFrom) / 1000;
     const firstSeq = items[0]?.seq ?? null;
     // A session superseded meanwhile (what it accepted is the new one's to resend), or a failover begun.
     if (session !== undefined && session !== pair.session) throw new EngineError('superseded', `pair ${pairId} was opened on another connection`, pairId, firstSeq);
@@ -160,6 +164,20 @@ export class IngestPath {
       else if (r.item.kind === 'resync-end') this.core.log.info({ pair: pair.pairId, seq: r.item.seq }, 'resync ended: the target matches the source again');
     }
     this.core.applier.enqueue(fromWrittenBatch(batch));
+  }
+
+  /** Whether the pair is too far behind, alone or with the others, to accept more now. */
+  behind(pair: PairRuntime): boolean {
+    const { maxApplyLagBytes, maxTotalApplyLagBytes } = this.core.sizes;
+    if (pair.lagBytes > maxApplyLagBytes) return true;
+    return pair.lagBytes > 0 && this.totalLagBytes() > maxTotalApplyLagBytes;
+  }
+
+  /** Durable write bytes not yet applied, over the pairs that apply (a paused one journals on, and does not count). */
+  totalLagBytes(): number {
+    let total = 0;
+    for (const p of this.core.pairs.all()) if (!p.state.paused) total += p.lagBytes;
+    return total;
   }
 
   /** Whether appends of any pair wait for its applier to catch up. */

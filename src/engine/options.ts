@@ -49,8 +49,18 @@ export const ENGINE_DEFAULTS = {
   pruneIntervalMs: 10_000,
   /** How long appends wait for room on the retention volume before `retention-full` (ms). */
   spaceWaitMs: 30_000,
-  /** An active pair further behind than this (durable, unapplied write bytes) waits before accepting more. */
-  maxApplyLagBytes: 1024 * 1024 * 1024,
+  /**
+   * An active pair further behind than this (durable, unapplied write bytes)
+   * waits before accepting more, and is let go a step of the applier at a
+   * time: ingest then runs at the rate the target takes.
+   */
+  maxApplyLagBytes: 256 * 1024 * 1024,
+  /**
+   * The same over all pairs: a pair behind at all waits while they are this
+   * far behind together, so a failover to latest, or a stop, waits for a
+   * bounded catch-up however many pairs stream.
+   */
+  maxTotalApplyLagBytes: 512 * 1024 * 1024,
   /** Less than a cycle of durable items waits this long (ms) for more before it is applied, while nobody needs it sooner. */
   applyGatherMs: 50,
 } as const;

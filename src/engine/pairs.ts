@@ -6,6 +6,8 @@ import type { ItemPoint, UndoLog } from '../journal/undo-log';
 import { EngineError } from './errors';
 import type { EnginePairConfig } from './options';
 import { PairState } from './pair-state';
+import { PairResyncCapture } from './resync-capture';
+import type { ResyncWindowRow } from '../store/catalog';
 
 export interface PairRuntime extends ApplierPair {
   config: EnginePairConfig | null;
@@ -24,6 +26,9 @@ export interface PairRuntime extends ApplierPair {
   inResync: boolean;
   /** The oldest state the undo log can roll back to. */
   oldest: ItemPoint;
+  /** A commit dropped the history up to this seq (0: none): no recovery point at or before it. */
+  historyFloor: number;
+  resync: PairResyncCapture;
   /** Readers holding the history from being pruned. */
   pins: number;
   /** Bumped by every open: an older session's appends are refused as superseded. */
@@ -55,6 +60,8 @@ export interface NewPair {
     historyFloor: number;
   };
   inResync: boolean;
+  /** The pair's resync windows as the catalog has them. */
+  windows: () => readonly ResyncWindowRow[];
 }
 
 export class PairRegistry {
@@ -82,12 +89,15 @@ export class PairRegistry {
       needsResync: p.row.needsResync,
       inResync: p.inResync,
       oldest: p.oldest,
+      historyFloor: p.row.historyFloor,
+      resync: new PairResyncCapture(() => pair, p.windows),
       pins: 0,
       session: 0,
       lagBytes: 0,
       rate: { since: Date.now(), bytes: 0, perSecond: 0 },
       unrecordedMarkers: [],
     };
+    pair.resync.resume();
     this.byId.set(p.pairId, pair);
     return pair;
   }

@@ -81,7 +81,7 @@ export async function openPairHistory(core: EngineCore, hooks: Pick<StartupHooks
   });
   const windows = catalog.resyncWindows(pairId);
   const inResync = windows.length > 0 && (windows[windows.length - 1] as { endSeq: number | null }).endSeq === null;
-  return core.pairs.add({ pairId, config, undo, oldest, row, inResync });
+  return core.pairs.add({ pairId, config, undo, oldest, row, inResync, windows: () => catalog.resyncWindows(pairId) });
 }
 
 /** The applied item's seq and time, as far as the logs know it (time 0 when not known). */

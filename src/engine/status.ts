@@ -20,7 +20,7 @@ export interface PairStatus {
   rpoHealth: 'ok' | 'warning' | 'critical' | null;
   journalBytes: number;
   ingestBytesPerSecond: number;
-  /** Write bytes durable in the ingest log and not yet on the target; ingest waits while it is above maxApplyLagBytes. */
+  /** Write bytes durable in the ingest log and not yet on the target; ingest waits while it is above maxApplyLagBytes (or all pairs together above maxTotalApplyLagBytes). */
   applyLagBytes: number;
   needsResync: boolean;
   lastError: string | null;

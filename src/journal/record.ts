@@ -29,10 +29,15 @@ export const RecordKind = {
    * Undo log: the before-image of the write with this seq is `count` zero
    * bytes, and the record has no payload. A kind of its own, not a flag, so
    * that a reader that does not know it refuses it rather than reading an
-   * empty before-image.
+   * empty before-image. `count` 0 (BEFORE_IMAGE_NOT_KEPT): the write's
+   * before-image was not kept, as the write is in a resync window with no
+   * recovery point before it; nothing is ever rolled back through it.
    */
   UndoZero: 19,
 } as const;
+
+/** The `count` of an UndoZero record whose write kept no before-image (every real write has a length). */
+export const BEFORE_IMAGE_NOT_KEPT = 0;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 
 /** An undo log's before-image of a write, as bytes or as a length of zeros. */

@@ -436,8 +436,9 @@ export class SegmentLogWriter {
    * Writes records as one batch and makes it durable. `segmentHeader` is put
    * first when the batch opens a new segment (the undo log's SegmentStart).
    */
-  async append<R extends PendingRecord>(records: readonly R[], segmentHeader?: () => PendingRecord): Promise<WrittenBatch<R>> {
-    return this.commit(this.encode(records, segmentHeader));
+  /** `memory`: where this one batch is encoded (the caller's, held until the append settles) instead of the writer's own buffer. */
+  async append<R extends PendingRecord>(records: readonly R[], segmentHeader?: () => PendingRecord, memory?: StagingSource): Promise<WrittenBatch<R>> {
+    return this.commit(this.encode(records, segmentHeader, memory));
   }
 
   /**
@@ -445,7 +446,7 @@ export class SegmentLogWriter {
    * without I/O, so it can be prepared while the previous batch is flushed.
    * Batches must be committed in the order they were encoded.
    */
-  encode<R extends PendingRecord>(records: readonly R[], segmentHeader?: () => PendingRecord): EncodedBatch<R> {
+  encode<R extends PendingRecord>(records: readonly R[], segmentHeader?: () => PendingRecord, memory?: StagingSource): EncodedBatch<R> {
     let all: readonly (R | PendingRecord)[] = records;
     let bytes = batchBytesFor(all);
     const rolls = this.reservedPosition === 0 || this.reservedPosition + bytes > this.segmentBytes;
@@ -457,7 +458,7 @@ export class SegmentLogWriter {
     const segment = rolls && this.reservedPosition > 0 ? this.reservedSegment + 1 : this.reservedSegment;
     const fileOffset = rolls ? 0 : this.reservedPosition;
     const staged = this.stagingSource?.take(bytes) ?? null;
-    const buf = staged ?? this.stagingBuffer(bytes);
+    const buf = staged ?? memory?.take(bytes).subarray(0, bytes) ?? this.stagingBuffer(bytes);
     let pos = RECORD_HEADER_BYTES;
     for (const r of all) {
       const payloadAt = pos + RECORD_HEADER_BYTES;

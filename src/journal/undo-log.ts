@@ -20,6 +20,7 @@ import {
   type LogPosition,
   type PendingRecord,
   type ScanSummary,
+  type StagingSource,
   type WrittenBatch,
 } from './segment-log';
 
@@ -223,11 +224,14 @@ export class UndoLog {
   /**
    * Appends records for consecutive items and makes them durable. `before`
    * is the item just before the first of them: it opens a new segment.
+   * `memory` (the applier's cycle) holds the encoded batch; without it the
+   * log keeps a buffer of its own, as big as its biggest batch, for good.
    */
-  async append(records: readonly PendingRecord[], before: ItemPoint): Promise<WrittenBatch> {
-    const batch = await this.writer.append(records, () => ({
+  async append(records: readonly PendingRecord[], before: ItemPoint, memory?: StagingSource): Promise<WrittenBatch> {
+    const segmentStart = (): PendingRecord => ({
       fields: { kind: RecordKind.SegmentStart, flags: 0, pairId: this.pairId, seq: before.seq, time: before.time, offset: 0 },
-    }));
+    });
+    const batch = await this.writer.append(records, segmentStart, memory);
     let s = this.summaries.get(batch.segment);
     for (const { fields: r } of batch.records) {
       if (r.kind === RecordKind.SegmentStart) {

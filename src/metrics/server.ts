@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { StatusReport } from '../control/operations';
 import type { Logger } from '../log';
+import { APPLY_PHASES, type ApplyTimings } from '../apply/apply-timings';
 
 export interface MetricsSources {
   status: () => Promise<StatusReport>;
@@ -12,6 +13,8 @@ export interface MetricsSources {
   /** Received over the endpoint and not yet durable, all connections; connections not reading because of it. */
   arrivals: () => { heldBytes: number; stoppedConnections: number };
   retentionPolicySeconds: number;
+  /** Where the applier's time goes. */
+  applyTimings: () => ApplyTimings;
 }
 
 /** Upper bounds (seconds) of the ack latency histogram: fine below 20 ms, where a healthy agent on a local disk answers. */
@@ -85,6 +88,32 @@ export class AgentMetrics {
         this.set(sources.arrivals().heldBytes);
       },
     });
+    new Counter({
+      name: 'mtagent_apply_phase_seconds_total',
+      help: "Seconds the applier spent in each phase of its steps (read: before-images from the targets, undo: making them durable, write and flush: the targets), summed over pairs applied at once",
+      labelNames: ['phase'],
+      registers: [r],
+      collect() {
+        const t = sources.applyTimings();
+        this.reset();
+        for (const phase of APPLY_PHASES) this.inc({ phase }, t.seconds[phase]);
+      },
+    });
+    const timing = (name: string, help: string, pick: (t: ApplyTimings) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.reset();
+          this.inc(pick(sources.applyTimings()));
+        },
+      });
+    };
+    timing('mtagent_apply_busy_seconds_total', 'Seconds the applier was at work', (t) => t.busySeconds);
+    timing('mtagent_apply_lag_wait_seconds_total', "Seconds appends waited for a pair's applier to come within the apply lag limit, summed over appends", (t) => t.lagWaitSeconds);
+    timing('mtagent_apply_before_image_read_bytes_total', 'Bytes read from the targets before writing them: before-images, and what writes leave of an aligned block', (t) => t.beforeImageBytesRead);
+    timing('mtagent_apply_uncaptured_bytes_total', 'Bytes of resync data applied without before-images: the pair had no recovery point before the resync to roll back to', (t) => t.uncapturedBytes);
     new Gauge({
       name: 'mtagent_connections_not_reading',
       help: 'Replication connections whose sockets are not read now: the agent is pushing back (journal or applier behind)',

@@ -3,7 +3,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MtagentError } from '../errors';
 import type { HistorySource } from './history';
-import { PointRefusedError, checkValid, parseTime, resolvePoint, windowAt, type ResolvedPoint } from './points';
+import { PointRefusedError, checkValid, firstCandidate, parseTime, resolvePoint, windowAt, type ResolvedPoint } from './points';
 import { catchUp, rebuildAt, timelineOf, type RebuildOptions, type RebuildResult } from './rebuild';
 
 export function groupMembers(source: HistorySource, group: string): string[] {
@@ -24,7 +24,7 @@ export async function resolveGroupPoint(source: HistorySource, group: string, sp
     const perMember = timelines.map((t) => {
       const byGroup = new Map<string, { seq: number; time: number; name: string }>();
       for (const tag of t.tags) {
-        if (tag.group === null || tag.seq < t.oldest.seq || tag.seq > t.latestSeq || windowAt(t.windows, tag.seq)) continue;
+        if (tag.group === null || tag.seq < firstCandidate(t.oldest.seq, t.historyFloor, t.windows) || tag.seq > t.latestSeq || windowAt(t.windows, tag.seq)) continue;
         byGroup.set(tag.group, { seq: tag.seq, time: tag.time, name: tag.name });
       }
       return byGroup;

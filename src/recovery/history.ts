@@ -22,6 +22,8 @@ export interface PairHistory {
    */
   rollbackFromSeq: number;
   oldest: ItemPoint;
+  /** A commit dropped the history up to this seq (0: none). */
+  historyFloor: number;
   undo: UndoLog;
   /** The newest durable item: past targetSeq while the applier has not caught up. */
   durableSeq: number;

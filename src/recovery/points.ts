@@ -10,6 +10,8 @@ export interface Timeline {
   pairId: string;
   /** The oldest state the retained history reaches. */
   oldest: ItemPoint;
+  /** A commit dropped the history up to this seq (0: none): the target matched no state of the source there. */
+  historyFloor: number;
   /** The newest state that can be rebuilt (what the target holds). */
   latestSeq: number;
   /** The newest durable item; past latestSeq until the applier catches up. */
@@ -56,6 +58,28 @@ export function parseTime(spec: string): number | null {
   return ms * 1000 + extraUs;
 }
 
+/**
+ * The first seq that may be a recovery point: in the retained history, and
+ * after any history a commit dropped. The disk before a pair's first item
+ * (seq 0) is one only while no resync opens on item 1: a new pair's initial
+ * copy keeps no before-images, so nothing before its end can be rebuilt.
+ */
+export function firstCandidate(oldestSeq: number, historyFloor: number, windows: readonly ResyncWindowRow[]): number {
+  const first = historyFloor > 0 ? Math.max(oldestSeq, historyFloor + 1) : oldestSeq;
+  return first === 0 && windowAt(windows, 1) !== null ? 1 : first;
+}
+
+/** The first seq at or after `from` outside every resync window; null when an open window covers all after it. */
+export function firstOutsideWindows(from: number, windows: readonly ResyncWindowRow[]): number | null {
+  let seq = from;
+  for (;;) {
+    const w = windowAt(windows, seq);
+    if (w === null) return seq;
+    if (w.endSeq === null) return null;
+    seq = w.endSeq;
+  }
+}
+
 export function windowAt(windows: readonly ResyncWindowRow[], seq: number): ResyncWindowRow | null {
   for (const w of windows) if (w.startSeq <= seq && (w.endSeq === null || seq < w.endSeq)) return w;
   return null;
@@ -97,15 +121,19 @@ function describe(seq: number, time: number | null): string {
   return iso ? `seq:${seq} (${iso})` : `seq:${seq}`;
 }
 
+/** The oldest recovery point of the timeline; null when it has none yet (an initial copy under way). */
+export function oldestPoint(t: Timeline): number | null {
+  const seq = firstOutsideWindows(firstCandidate(t.oldest.seq, t.historyFloor, t.windows), t.windows);
+  return seq !== null && seq <= t.latestSeq ? seq : null;
+}
+
 /** The newest and oldest valid points, for refusals. */
 export async function validBounds(t: Timeline): Promise<string[]> {
   const out: string[] = [];
   let newest = t.latestSeq;
   const w = windowAt(t.windows, newest);
   if (w) newest = w.startSeq - 1;
-  let oldest = t.oldest.seq;
-  const w2 = windowAt(t.windows, oldest);
-  if (w2) oldest = w2.endSeq ?? Number.POSITIVE_INFINITY;
+  const oldest = oldestPoint(t) ?? Number.POSITIVE_INFINITY;
   if (oldest <= newest) {
     out.push(`oldest ${describe(oldest, await timeOf(t, oldest))}`);
     if (newest !== oldest) out.push(`latest ${describe(newest, await timeOf(t, newest))}`);
@@ -118,7 +146,7 @@ export async function validBounds(t: Timeline): Promise<string[]> {
 function newestAppTag(t: Timeline): TagRow | null {
   for (let i = t.tags.length - 1; i >= 0; i--) {
     const tag = t.tags[i] as TagRow;
-    if (tag.kind === 'app' && tag.seq <= t.latestSeq && tag.seq >= t.oldest.seq && windowAt(t.windows, tag.seq) === null) return tag;
+    if (tag.kind === 'app' && tag.seq <= t.latestSeq && tag.seq >= firstCandidate(t.oldest.seq, t.historyFloor, t.windows) && windowAt(t.windows, tag.seq) === null) return tag;
   }
   return null;
 }
@@ -131,13 +159,16 @@ export async function checkValid(t: Timeline, seq: number, spec: string): Promis
       await validBounds(t),
     );
   }
-  if (seq < t.oldest.seq || seq > t.latestSeq) {
-    throw new PointRefusedError(`${spec} (seq ${seq}) is outside the retained history of ${t.pairId} (seq ${t.oldest.seq}..${t.latestSeq})`, await validBounds(t));
+  const first = firstCandidate(t.oldest.seq, t.historyFloor, t.windows);
+  if (seq < first || seq > t.latestSeq) {
+    const why = seq === 0 ? 'the disk before the first item was not kept: the pair began with an initial copy' : t.historyFloor >= seq ? `the history up to seq ${t.historyFloor} was dropped by a commit` : `seq ${first}..${t.latestSeq}`;
+    throw new PointRefusedError(`${spec} (seq ${seq}) is outside the retained history of ${t.pairId} (${why})`, await validBounds(t));
   }
   const w = windowAt(t.windows, seq);
   if (w) {
     const nearest: string[] = [];
-    if (w.startSeq - 1 >= t.oldest.seq) nearest.push(`before the resync ${describe(w.startSeq - 1, await timeOf(t, w.startSeq - 1))}`);
+    const before = w.startSeq - 1;
+    if (before >= first && windowAt(t.windows, before) === null) nearest.push(`before the resync ${describe(before, await timeOf(t, before))}`);
     if (w.endSeq !== null && w.endSeq <= t.latestSeq) nearest.push(`after the resync ${describe(w.endSeq, w.endTime)}`);
     throw new PointRefusedError(`${spec} (seq ${seq}) of ${t.pairId} is inside a resync window, where the target matched no state of the source`, nearest);
   }

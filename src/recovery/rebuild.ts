@@ -35,6 +35,7 @@ export function timelineOf(source: HistorySource, pairId: string): Timeline {
   return {
     pairId,
     oldest: h.oldest,
+    historyFloor: h.historyFloor,
     latestSeq: h.targetSeq,
     durableSeq: h.durableSeq,
     durableTime: h.durableTime,

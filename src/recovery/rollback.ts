@@ -4,7 +4,8 @@
 import { EarliestWins, type Extent } from '../apply/overlay';
 import { zeroImage } from '../apply/zeros';
 import { JournalCorruptError } from '../journal/errors';
-import { RecordKind, isBeforeImage } from '../journal/record';
+import { BEFORE_IMAGE_NOT_KEPT, RecordKind, isBeforeImage } from '../journal/record';
+import { MtagentError } from '../errors';
 import type { UndoLog } from '../journal/undo-log';
 
 export interface ExtentSink {
@@ -42,6 +43,10 @@ export async function rollBack(undo: UndoLog, sink: ExtentSink, toSeq: number, f
         if (r.kind === RecordKind.SegmentStart || r.seq <= toSeq || r.seq > fromSeq) continue;
         seen++;
         if (!isBeforeImage(r.kind)) continue;
+        if (r.kind === RecordKind.UndoZero && r.count === BEFORE_IMAGE_NOT_KEPT) {
+          // Points refuses every state this would reach: reaching it is a bug, never a wrong image.
+          throw new MtagentError('point-refused', `seq ${r.seq} of ${undo.pairId} kept no before-image (resync data with no recovery point before it): no state at or before seq ${toSeq} can be rebuilt`);
+        }
         const data = r.kind === RecordKind.UndoZero ? zeroImage(r.count) : batch.buffer.subarray(r.payloadStart, r.payloadStart + r.payloadLength);
         for (const p of resolver.add(r.offset, data)) pieces.push(p);
         stats.records++;

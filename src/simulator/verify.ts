@@ -40,7 +40,8 @@ export function choosePoints(model: SourceModel, count: number, seed: number, ol
  */
 export async function oldestRetainedSeq(cli: string[], configPath: string, pairId: string): Promise<number> {
   const { stdout } = await run(cli[0] as string, [...cli.slice(1), 'points', pairId, '--config', configPath, '--json']);
-  return (JSON.parse(stdout) as { oldest: { seq: number } }).oldest.seq;
+  const r = JSON.parse(stdout) as { oldest: { seq: number } | null; latest: { seq: number } };
+  return r.oldest?.seq ?? r.latest.seq;
 }
 
 /** Rebuilds one point with `mtagent recover … --json` and compares hashes. */

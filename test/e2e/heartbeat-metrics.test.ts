@@ -132,6 +132,10 @@ describe('heartbeat', () => {
       // Everything sent is acked: nothing held, every connection reading.
       expect(metrics).toContain('mtagent_arrival_held_bytes 0\n');
       expect(metrics).toContain('mtagent_connections_not_reading 0\n');
+      // Where the applier's time goes: the two writes were applied, so it read their before-images and wrote the target.
+      expect(metrics).toMatch(/^mtagent_apply_phase_seconds_total\{phase="write"\} 0\.\d*[1-9]/m);
+      expect(metrics).toMatch(/^mtagent_apply_before_image_read_bytes_total (8192|4096)\n/m);
+      expect(metrics).toMatch(/^mtagent_apply_busy_seconds_total 0\.\d*[1-9]/m);
       // The process figures carry the agent's prefix once.
       expect(metrics).toMatch(/^mtagent_process_resident_memory_bytes \d+/m);
       expect(metrics).not.toMatch(/mtagent_process_process_|mtagent_process_nodejs_/);

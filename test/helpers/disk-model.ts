@@ -31,6 +31,19 @@ export class DiskModel {
     return createHash('sha256').update(this.imageAt(seq)).digest('hex');
   }
 
+  /**
+   * Whether the state after `seq` can be rebuilt (a pair whose history was
+   * neither pruned nor committed): not inside a resync window, nor before the
+   * end of one that opens on item 1 (a new pair's initial copy keeps no
+   * before-images; seq 0 is the disk before the first item).
+   */
+  isPoint(seq: number): boolean {
+    if (this.inResync(seq)) return false;
+    if (this.items[0]?.kind !== 'resync-start') return true;
+    const end = this.items.find((it) => it.kind === 'resync-end');
+    return end !== undefined && seq >= end.seq;
+  }
+
   /** Whether the state after `seq` lies inside a resync window. */
   inResync(seq: number): boolean {
     let open = false;

@@ -106,7 +106,7 @@ describe('rebuild (property)', () => {
               const t = seq > 0 ? (items[seq - 1] as StreamItem).time : null;
               if (t !== null && (seq === last || (items[seq] as StreamItem).time > t)) specs.push(isoTime(t)?.replace('Z', '').concat(`${String(t % 1000).padStart(3, '0')}Z`) ?? '');
               for (const spec of specs) {
-                if (model.inResync(seq)) {
+                if (!model.isPoint(seq)) {
                   await expect(rebuild(e, 'p', spec, out, { force: true })).rejects.toBeInstanceOf(PointRefusedError);
                   continue;
                 }
@@ -117,7 +117,7 @@ describe('rebuild (property)', () => {
                 expect(createHash('sha256').update(readFileSync(out)).digest('hex')).toBe(expected);
               }
             }
-            const app = [...items].reverse().find((it) => it.kind === 'tag' && it.tagKind === 'app' && !model.inResync(it.seq));
+            const app = [...items].reverse().find((it) => it.kind === 'tag' && it.tagKind === 'app' && model.isPoint(it.seq));
             if (app) {
               const r = await rebuild(e, 'p', 'latest-app', join(root, `app-${run++}.img`));
               expect(r.seq).toBe(app.seq);
