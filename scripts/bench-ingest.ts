@@ -23,6 +23,8 @@ import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BlockFile, alignedBuffer } from '../src/native';
+import { imageOf } from '../src/recovery/image';
+import { blockChecksums } from '../src/server/checksums';
 import { ACK_LATENCY_BUCKETS } from '../src/metrics/server';
 import { Simulator, type SimulateOptions, type SimulateReport } from '../src/simulator/simulator';
 import type { WorkloadName } from '../src/simulator/workload';
@@ -233,6 +235,16 @@ function removeTargets(pairs: readonly BenchPair[]): void {
   }
 }
 
+/** The agent's own part of a delta resync, alone: SHA-256 per 64 KiB block of a target, as it answers a checksum request (MB/s). */
+async function checksumRate(path: string, bytes: number): Promise<number> {
+  const f = await BlockFile.open(path, { direct: true });
+  const t = performance.now();
+  for (let at = 0; at < bytes; at += 64 * MiB) await blockChecksums(imageOf(f), bytes, at, Math.min(64 * MiB, bytes - at), 64 * KiB);
+  const s = (performance.now() - t) / 1000;
+  await f.close();
+  return bytes / s / MB;
+}
+
 /** Sequential O_DIRECT reads of a file in 8 MiB pieces: how fast a target can be read (MB/s). */
 async function readRate(path: string, bytes: number): Promise<number> {
   const f = await BlockFile.open(path, { direct: true });
@@ -434,12 +446,13 @@ function changeBlocks(path: string, bytes: number, share: number, seed: number):
 async function resyncSuite(): Promise<void> {
   const share = 0.1;
   console.log(`\n## resync: a delta resync of ${formatBytes(copyBytes)} of targets over all pairs, ${share * 100} % of their 64 KiB blocks changed (after an initial copy, so the pairs have history to keep)`);
-  const rows: string[][] = [['pairs', 'disk compared', 'blocks sent', 'made equal MB/s', 'target read MB/s', 'x read', 'ack p99 ms', 'agent CPU %', 'agent peak RSS']];
+  const rows: string[][] = [['pairs', 'disk compared', 'blocks sent', 'made equal MB/s', 'target read MB/s', 'x read', 'agent sums MB/s', 'x agent sums', 'ack p99 ms', 'agent CPU %', 'agent peak RSS']];
   const phases: string[][] = [PHASE_HEADER];
   for (const n of casePairs !== null ? [casePairs] : [1, 8]) {
     const pairs = benchPairs(n, Math.floor(copyBytes / n / MiB) * MiB, 'r');
     const agent: Outcome[] = [];
     const reads: number[] = [];
+    const sums: number[] = [];
     let sent = 0;
     for (let r = 0; r < runs; r++) {
       removeTargets(pairs);
@@ -452,6 +465,7 @@ async function resyncSuite(): Promise<void> {
         await daemon.stop();
         for (const [i, p] of pairs.entries()) changeBlocks(p.target, p.sizeBytes, share, 7 + i + r);
         reads.push(await readRate((pairs[0] as BenchPair).target, (pairs[0] as BenchPair).sizeBytes));
+        sums.push(await checksumRate((pairs[0] as BenchPair).target, (pairs[0] as BenchPair).sizeBytes));
         await daemon.start();
         for (const p of pairs) sim.requestResync(p.id);
         const o = outcome(await measureDaemon(daemon, () => sim.run(), () => copyBytes, false));
@@ -464,11 +478,24 @@ async function resyncSuite(): Promise<void> {
       }
     }
     const readMbps = median(reads);
-    rows.push([String(n), formatBytes(copyBytes), String(sent), m(agent, 'appliedMbps').toFixed(0), readMbps.toFixed(0), (m(agent, 'appliedMbps') / readMbps).toFixed(2), m(agent, 'p99All').toFixed(1), m(agent, 'cpuPct').toFixed(0), mib(agent)]);
+    const sumsMbps = median(sums);
+    rows.push([
+      String(n),
+      formatBytes(copyBytes),
+      String(sent),
+      m(agent, 'appliedMbps').toFixed(0),
+      readMbps.toFixed(0),
+      (m(agent, 'appliedMbps') / readMbps).toFixed(2),
+      sumsMbps.toFixed(0),
+      (m(agent, 'appliedMbps') / sumsMbps).toFixed(2),
+      m(agent, 'p99All').toFixed(1),
+      m(agent, 'cpuPct').toFixed(0),
+      mib(agent),
+    ]);
     phases.push(phaseRow(`resync:${n}`, agent, copyBytes));
   }
   console.log(table(rows));
-  console.log('made equal: the disk compared by checksums (computed by the agent from the target) and the changed blocks sent and applied, over the time from the request to the targets holding them; target read: sequential O_DIRECT reads of one target in 8 MiB pieces, in the same run');
+  console.log('made equal: the disk compared by checksums (computed by the agent from the target) and the changed blocks sent and applied, over the time from the request to the targets holding them; target read: sequential O_DIRECT reads of one target in 8 MiB pieces; agent sums: the agent\'s checksum code alone over one target (read and SHA-256 per 64 KiB block, one core), both in the same run. The simulator, on the same two cores, builds its source and hashes it too');
   console.log(table(phases));
   console.log(PHASE_NOTE);
 }

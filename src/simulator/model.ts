@@ -80,15 +80,30 @@ export class SourceModel {
 
   /** The payload of a generated write: a slice of the pair's pool with seq and pair stamped in every sector. */
   payload(seq: number, length: number): Buffer {
+    const out = Buffer.allocUnsafe(length);
+    this.payloadInto(out, 0, seq, length);
+    return out;
+  }
+
+  /** Writes the payload of (seq, length) into `into` at `at`: an image is built without a copy per write. */
+  private payloadInto(into: Buffer, at: number, seq: number, length: number): void {
     const span = POOL_BYTES - length;
     const start = (Math.imul(seq, 2654435761) >>> 0) % Math.max(1, span) & ~7;
-    const out = Buffer.allocUnsafe(length);
-    this.pool.copy(out, 0, start, start + length);
-    for (let s = 0; s + 8 <= length; s += 512) {
-      out.writeUInt32LE(seq >>> 0, s);
-      out.writeUInt32LE(this.pairHash, s + 4);
+    this.pool.copy(into, at, start, start + length);
+    const stamp = seq >>> 0;
+    if ((into.byteOffset + at) % 4 === 0) {
+      // Little-endian words in place (x86 and arm64 Linux are little-endian, as the records are).
+      const words = new Uint32Array(into.buffer, into.byteOffset + at, length >>> 2);
+      for (let w = 0; w + 2 <= words.length; w += 128) {
+        words[w] = stamp;
+        words[w + 1] = this.pairHash;
+      }
+      return;
     }
-    return out;
+    for (let s = 0; s + 8 <= length; s += 512) {
+      into.writeUInt32LE(stamp, at + s);
+      into.writeUInt32LE(this.pairHash, at + s + 4);
+    }
   }
 
   /** The data a write item carries: generated, or (delta resync) the image's own content at that moment. */
@@ -104,9 +119,27 @@ export class SourceModel {
     for (const it of this.items) {
       if (it.seq > seq) break;
       // A write copied from the image does not change it.
-      if (it.kind === 'write' && !it.fromImage) this.payload(it.seq, it.length).copy(img, it.offset);
+      if (it.kind === 'write' && !it.fromImage) this.payloadInto(img, it.offset, it.seq, it.length);
     }
     return img;
+  }
+
+  /** The bytes [offset, offset + length) of the source disk after `seq`, in `into` when given (its first `length` bytes). */
+  imageRange(seq: number, offset: number, length: number, into?: Buffer): Buffer {
+    const out = into ? into.subarray(0, length).fill(0) : Buffer.alloc(length);
+    const end = offset + length;
+    for (const it of this.items) {
+      if (it.seq > seq) break;
+      if (it.kind !== 'write' || it.fromImage || it.offset >= end || it.offset + it.length <= offset) continue;
+      if (it.offset >= offset && it.offset + it.length <= end) {
+        this.payloadInto(out, it.offset - offset, it.seq, it.length);
+        continue;
+      }
+      const from = Math.max(offset, it.offset);
+      const to = Math.min(end, it.offset + it.length);
+      this.payload(it.seq, it.length).copy(out, from - offset, from - it.offset, to - it.offset);
+    }
+    return out;
   }
 
   sha256At(seq: number): string {
