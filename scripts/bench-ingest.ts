@@ -70,6 +70,8 @@ const casePairs = only ? Number(only[3]) : null;
 // ---- outcomes ---------------------------------------------------------------
 
 interface ApplyPhases {
+  log: number;
+  logRead: number;
   read: number;
   undo: number;
   write: number;
@@ -107,6 +109,8 @@ function heldQuantiles(counts: number[] | null): { heldP50: number; heldP99: num
 function phasesBetween(after: Scrape, before: Scrape): ApplyPhases {
   const d = (k: string): number => scrapeDelta(after, before, k);
   return {
+    log: d('mtagent_apply_phase_seconds_total{phase="log"}'),
+    logRead: d('mtagent_apply_log_read_bytes_total'),
     read: d('mtagent_apply_phase_seconds_total{phase="read"}'),
     undo: d('mtagent_apply_phase_seconds_total{phase="undo"}'),
     write: d('mtagent_apply_phase_seconds_total{phase="write"}'),
@@ -270,6 +274,8 @@ function phaseRow(label: string, xs: readonly Outcome[], bytesPerRun: number): s
   const wall = bytesPerRun / (o.appliedMbps * MB);
   return [
     label,
+    perGiB(p.log),
+    formatBytes(Math.round(p.logRead / MiB) * MiB),
     perGiB(p.read),
     perGiB(p.undo),
     perGiB(p.write),
@@ -280,9 +286,9 @@ function phaseRow(label: string, xs: readonly Outcome[], bytesPerRun: number): s
     formatBytes(Math.round(p.uncaptured / MiB) * MiB),
   ];
 }
-const PHASE_HEADER = ['case', 'read s/GiB', 'undo s/GiB', 'write s/GiB', 'flush s/GiB', 'applier busy', 'lag wait s', 'before-images read', 'applied without'];
+const PHASE_HEADER = ['case', 'log s/GiB', 'read back', 'read s/GiB', 'undo s/GiB', 'write s/GiB', 'flush s/GiB', 'applier busy', 'lag wait s', 'before-images read', 'applied without'];
 const PHASE_NOTE =
-  'applier phases of the median run, seconds per GiB moved, summed over pairs applied at once: read = before-images from the target, undo = making them durable, write and flush = the target; busy = share of the run and catch-up the applier worked; lag wait = seconds appends waited on the apply lag limit (summed over appends); applied without = resync data with no before-image (no point before the resync)';
+  'applier phases of the median run, seconds per GiB moved, summed over pairs applied at once: log = batches read back from the ingest log (read back: how much), read = before-images from the target, undo = making them durable, write and flush = the target; busy = share of the run and catch-up the applier worked; lag wait = seconds appends waited on the apply lag limit (summed over appends); applied without = resync data with no before-image (no point before the resync)';
 
 // ---- suites -------------------------------------------------------------
 

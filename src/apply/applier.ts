@@ -395,7 +395,8 @@ export class Applier<P extends ApplierPair = ApplierPair> {
     for (let attempts = 0; attempts < 2; attempts++) {
       if (comparePositions(pos, until) >= 0) return null;
       const file = await this.readerFor(pos.segment);
-      const r = await readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen, { head: this.batchHead, take: (bytes) => memory.take(bytes) });
+      const r = await this.timings.time('log', () => readBatchAt(file, pos.segment, pos.fileOffset, file.sizeAtOpen, { head: this.batchHead, take: (bytes) => memory.take(bytes) }));
+      if (r.ok) this.timings.logBytesRead += r.batch.bytes;
       if (r.ok) return r.batch;
       pos = { segment: pos.segment + 1, fileOffset: 0 };
       this.cursor = pos;

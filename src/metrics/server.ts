@@ -90,7 +90,7 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'mtagent_apply_phase_seconds_total',
-      help: "Seconds the applier spent in each phase of its steps (read: before-images from the targets, undo: making them durable, write and flush: the targets), summed over pairs applied at once",
+      help: "Seconds the applier spent in each phase of its steps (log: batches read back from the ingest log, read: before-images from the targets, undo: making them durable, write and flush: the targets), summed over pairs applied at once",
       labelNames: ['phase'],
       registers: [r],
       collect() {
@@ -110,6 +110,7 @@ export class AgentMetrics {
         },
       });
     };
+    timing('mtagent_apply_log_read_bytes_total', 'Bytes of batches the applier read back from the ingest log (they no longer fitted its memory)', (t) => t.logBytesRead);
     timing('mtagent_apply_busy_seconds_total', 'Seconds the applier was at work', (t) => t.busySeconds);
     timing('mtagent_apply_lag_wait_seconds_total', "Seconds appends waited for a pair's applier to come within the apply lag limit, summed over appends", (t) => t.lagWaitSeconds);
     timing('mtagent_apply_before_image_read_bytes_total', 'Bytes read from the targets before writing them: before-images, and what writes leave of an aligned block', (t) => t.beforeImageBytesRead);
