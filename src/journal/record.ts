@@ -185,3 +185,29 @@ export function decodeRecord(buf: Buffer, pos: number, segment: number): DecodeR
     },
   };
 }
+
+/**
+ * A record's header alone, its payload neither read nor checked (the view of
+ * a test failover indexes before-images without reading them; the log was
+ * checked whole when the agent opened it). Null when it is no record.
+ */
+export function decodeRecordHeader(buf: Buffer, pos: number, segment: number): Omit<DecodedRecord, 'pairId'> | null {
+  if (pos + RECORD_HEADER_BYTES > buf.length) return null;
+  if (buf.readUInt32LE(pos + O_MAGIC) !== RECORD_MAGIC || buf.readUInt32LE(pos + O_SEGMENT) !== segment >>> 0) return null;
+  if (buf.readUInt8(pos + O_VERSION) !== FORMAT_VERSION) return null;
+  const kind = buf.readUInt8(pos + O_KIND);
+  if (!KNOWN_KINDS.has(kind)) return null;
+  const payloadLength = buf.readUInt32LE(pos + O_PAYLOAD_LEN);
+  return {
+    kind: kind as RecordKind,
+    flags: buf.readUInt8(pos + O_FLAGS),
+    seq: readU64(buf, pos + O_SEQ),
+    time: readU64(buf, pos + O_TIME),
+    offset: readU64(buf, pos + O_OFFSET),
+    count: buf.readUInt32LE(pos + O_COUNT),
+    segment,
+    payloadLength,
+    payloadStart: pos + RECORD_HEADER_BYTES,
+    size: recordSize(payloadLength),
+  };
+}

@@ -8,7 +8,8 @@ import { BACKGROUND_IO_PIECE_BYTES, type IoPriority } from '../native';
 import { PAIR_ID } from '../protocol/constants';
 import { JournalCorruptError } from './errors';
 import { isItemRecord } from './items';
-import { RecordKind, isBeforeImage, type DecodedRecord } from './record';
+import { BATCH_ALIGNMENT, RECORD_HEADER_BYTES, RecordKind, decodeRecordHeader, isBeforeImage, recordSize, type DecodedRecord } from './record';
+import { alignedBuffer, type BlockFile } from '../native';
 import {
   SegmentLogWriter,
   listSegments,
@@ -39,6 +40,18 @@ export interface UndoSegmentSummary {
 export interface ItemPoint {
   seq: number;
   time: number;
+}
+
+/** A before-image where it lies in the log, without its bytes. */
+export interface BeforeImageRef {
+  seq: number;
+  /** The disk range it is the before-image of. */
+  offset: number;
+  length: number;
+  /** Zeros (UndoZero), or bytes in `segment` from `fileOffset` on. */
+  zero: boolean;
+  segment: number;
+  fileOffset: number;
 }
 
 export function undoDir(retentionDir: string, pairId: string): string {
@@ -96,6 +109,18 @@ export class UndoLog {
     this.dir = dir;
     this.writer = writer;
     this.last = last;
+  }
+
+  private readonly appendListeners = new Set<(refs: readonly BeforeImageRef[]) => void>();
+
+  /**
+   * Calls `listener` with the before-images of every batch made durable from
+   * now on, before append() returns: so before the applier writes the target
+   * over them. Returns the unsubscribe.
+   */
+  onBeforeImages(listener: (refs: readonly BeforeImageRef[]) => void): () => void {
+    this.appendListeners.add(listener);
+    return () => this.appendListeners.delete(listener);
   }
 
   /** Opens the log, reading it through; a torn tail is dropped (and said in `repairs`). */
@@ -232,6 +257,19 @@ export class UndoLog {
       fields: { kind: RecordKind.SegmentStart, flags: 0, pairId: this.pairId, seq: before.seq, time: before.time, offset: 0 },
     });
     const batch = await this.writer.append(records, segmentStart, memory);
+    if (this.appendListeners.size > 0) {
+      const refs: BeforeImageRef[] = [];
+      let pos = batch.fileOffset + RECORD_HEADER_BYTES;
+      for (const { fields: r, payload } of batch.records) {
+        const payloadLength = payload?.length ?? 0;
+        if (isBeforeImage(r.kind)) {
+          const zero = r.kind === RecordKind.UndoZero;
+          refs.push({ seq: r.seq, offset: r.offset, length: zero ? (r.count ?? 0) : payloadLength, zero, segment: batch.segment, fileOffset: pos + RECORD_HEADER_BYTES });
+        }
+        pos += recordSize(payloadLength);
+      }
+      for (const l of this.appendListeners) l(refs);
+    }
     let s = this.summaries.get(batch.segment);
     for (const { fields: r } of batch.records) {
       if (r.kind === RecordKind.SegmentStart) {
@@ -315,6 +353,30 @@ export class UndoLog {
     return out;
   }
 
+  /**
+   * Every before-image of an item after `afterSeq`, in seq order, read from
+   * the record headers alone (a 4 KiB block holds the header; the payloads
+   * are skipped). The log up to its durable end at the call.
+   */
+  async beforeImagesAfter(afterSeq: number, visit: (ref: BeforeImageRef) => void, signal?: AbortSignal): Promise<void> {
+    const writtenTo = this.durableEnd;
+    for (const seg of this.segments()) {
+      if (seg.lastSeq === null || seg.lastSeq <= afterSeq) continue;
+      signal?.throwIfAborted();
+      const file = await openForReading(this.segmentPath(seg.segment));
+      try {
+        const end = seg.segment === writtenTo.segment ? Math.min(writtenTo.fileOffset, file.sizeAtOpen) : file.sizeAtOpen;
+        await walkHeaders(file, seg.segment, end, (r, payloadFileOffset) => {
+          if (r.seq <= afterSeq || !isBeforeImage(r.kind)) return;
+          const zero = r.kind === RecordKind.UndoZero;
+          visit({ seq: r.seq, offset: r.offset, length: zero ? r.count : r.payloadLength, zero, segment: seg.segment, fileOffset: payloadFileOffset });
+        });
+      } finally {
+        await file.close();
+      }
+    }
+  }
+
   segmentPath(segment: number): string {
     return join(this.dir, segmentFileName(segment, 'undo'));
   }
@@ -329,5 +391,39 @@ export class UndoLog {
     for (const n of listSegments(this.dir, 'undo')) rmSync(join(this.dir, segmentFileName(n, 'undo')), { force: true });
     rmSync(this.dir, { recursive: true, force: true });
     this.summaries.clear();
+  }
+}
+
+/**
+ * Calls `visit` with every record header of a segment up to `end`, batch by
+ * batch, reading the 4 KiB blocks that hold headers and none that hold only
+ * payload. A batch whose header does not decode ends the walk: the log was
+ * checked when the agent opened it, and what follows is past its end.
+ */
+async function walkHeaders(file: BlockFile, segment: number, end: number, visit: (r: NonNullable<ReturnType<typeof decodeRecordHeader>>, payloadFileOffset: number) => void): Promise<void> {
+  const block = alignedBuffer(2 * BATCH_ALIGNMENT, false);
+  let blockAt = -1;
+  /** The header at `pos`, from the two blocks read around it. */
+  const headerAt = async (pos: number): Promise<Buffer> => {
+    const start = Math.floor(pos / BATCH_ALIGNMENT) * BATCH_ALIGNMENT;
+    if (blockAt !== start || pos + RECORD_HEADER_BYTES > start + block.length) {
+      const got = await file.read(block, start);
+      if (got < block.length) block.fill(0, got);
+      blockAt = start;
+    }
+    return block.subarray(pos - start, pos - start + RECORD_HEADER_BYTES);
+  };
+  let pos = 0;
+  while (pos + RECORD_HEADER_BYTES <= end) {
+    const head = decodeRecordHeader(await headerAt(pos), 0, segment);
+    if (head === null || head.kind !== RecordKind.Batch || head.offset < BATCH_ALIGNMENT || pos + head.offset > end) return;
+    let at = pos + RECORD_HEADER_BYTES;
+    for (let i = 0; i < head.count; i++) {
+      const r = decodeRecordHeader(await headerAt(at), 0, segment);
+      if (r === null) return;
+      visit(r, at + RECORD_HEADER_BYTES);
+      at += r.size;
+    }
+    pos += head.offset;
   }
 }
