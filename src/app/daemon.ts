@@ -12,11 +12,13 @@ import { ControlServer, controlSocketPath } from '../control/socket';
 import { status, type AgentContext, type StatusReport } from '../control/operations';
 import { Heartbeat, heartbeatBody } from '../heartbeat/client';
 import { AgentMetrics, startMetricsServer } from '../metrics/server';
+import { TestFailovers } from '../testfailover/manager';
 
 export interface Daemon {
   /** The configuration in force (replaced on SIGHUP). */
   config: AgentConfig;
   engine: Engine;
+  tests: TestFailovers;
   server: ReplicationServer;
   control: ControlServer;
   startedAt: Date;
@@ -71,6 +73,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   await assertRetentionVolume(config);
   mkdirDurable(config.dataDir, 0o750);
   const engine = await Engine.open(engineOptionsFor(config, log));
+  const tests = TestFailovers.open({ engine, dataDir: config.dataDir, tls: { cert, key, clientCa }, log });
   let metrics: AgentMetrics | null = null;
   let server: ReplicationServer;
   try {
@@ -90,6 +93,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       },
     });
   } catch (err) {
+    await tests.close();
     await engine.close();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
@@ -105,6 +109,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
     startedAt,
     processServers: () => server.processServers(),
     heartbeat: () => (heartbeat ? { ...heartbeat.state } : null),
+    tests,
   };
   // Status is what the heartbeat, the metrics and `mtagent status` all report; computed at most once a second.
   let cached: { at: number; value: Promise<StatusReport> } | null = null;
@@ -116,6 +121,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   try {
     control = await ControlServer.start(config.dataDir, context, log);
   } catch (err) {
+    await tests.close();
     await server.close();
     await engine.close();
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
@@ -138,6 +144,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       metricsServer = await startMetricsServer(config.metrics.listen, metrics, sources, log);
     } catch (err) {
       await control.close();
+      await tests.close();
       await server.close();
       await engine.close();
       throw new ConfigError(`cannot serve metrics on ${config.metrics.listen} (${(err as NodeJS.ErrnoException).code ?? String(err)}): change metrics.listen in ${config.configPath}, or set it to null`);
@@ -162,6 +169,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
   return {
     config,
     engine,
+    tests,
     server,
     control,
     startedAt,
@@ -172,6 +180,8 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
         heartbeat?.stop();
         await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
         await control.close();
+        // Tests are kept on the volume, and served again at the next start.
+        await tests.close();
         await server.close();
         await engine.close();
         log.info('stopped');
@@ -251,6 +261,10 @@ export async function reload(daemon: Daemon, log: Logger): Promise<void> {
     if (JSON.stringify(get(old)) !== JSON.stringify(get(next))) log.warn({ key }, 'SIGHUP: this setting changed and takes effect after a restart');
   }
   const opts = engineOptionsFor(next, log);
+  // A test's pair going from the configuration ends the test first: its target is let go.
+  for (const id of daemon.engine.pairIds()) {
+    if (!next.pairs.some((p) => p.id === id)) await daemon.tests.endFor(id, 'the pair was removed from the configuration');
+  }
   let r: Awaited<ReturnType<Engine['reconfigure']>>;
   try {
     r = await daemon.engine.reconfigure(opts.pairs, opts.policy, next.retention.maxBytes);

@@ -119,7 +119,7 @@ export async function withAgent(config: AgentConfig, op: string, args: Record<st
   if (viaDaemon !== undefined) return viaDaemon.result;
   const engine = await Engine.open({ ...engineOptionsFor(config, silentLogger()), pruneIntervalMs: 3_600_000 });
   try {
-    const ctx: AgentContext = { engine, agentId: config.agentId, startedAt: new Date(), processServers: () => [], heartbeat: () => null };
+    const ctx: AgentContext = { engine, agentId: config.agentId, startedAt: new Date(), processServers: () => [], heartbeat: () => null, tests: null };
     return await runOperation(ctx, false, op, args, progress, signal);
   } finally {
     await engine.close();

@@ -10,6 +10,7 @@ import { registerRun } from './run';
 import { registerSimulate } from './simulate';
 import { registerStart } from './start';
 import { registerSupportBundle } from './support-bundle';
+import { registerTestFailover } from './test-failover';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -37,6 +38,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration,
   registerRun(program);
   registerStart(program);
   registerOperations(program);
+  registerTestFailover(program);
   registerCheckRetention(program);
   registerDisks(program);
   registerSupportBundle(program);

@@ -34,6 +34,12 @@ export function printStatus(r: StatusReport): void {
   process.stdout.write(`${table(rows)}\n`);
   // Why each pair that is not protected is not, on a line of its own: the reasons are long.
   for (const p of r.pairs) if (p.why !== null) process.stdout.write(`${p.pair}: ${p.why}\n`);
+  for (const p of r.pairs) {
+    const t = p.testFailover;
+    if (t !== null) process.stdout.write(`${p.pair}: test failover at seq ${t.seq} (${t.time ?? 'no time'}) since ${t.since}, ${t.uri}, scratch ${formatBytes(t.scratchBytes)} of ${formatBytes(t.quotaBytes)}, ${t.clients} client(s)\n`);
+  }
+  const ended = r.events.filter((e) => e.kind === 'test-failover-ended');
+  for (const e of ended) process.stdout.write(`${e.pair ?? '-'}: ${e.message} (${e.time})\n`);
 }
 
 function rmdirQuietly(dir: string): void {

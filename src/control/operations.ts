@@ -10,6 +10,8 @@ import { rebuildGroup, resolveGroupPoint } from '../recovery/groups';
 import { isoTime, oldestPoint, resolvePoint, timeOf, windowAt } from '../recovery/points';
 import { catchUp, rebuild, timelineOf, type RebuildResult } from '../recovery/rebuild';
 import { verifyPair, type VerifyResult } from '../recovery/verify';
+import type { StartOptions, TestFailovers, TestInfo } from '../testfailover/manager';
+import { discardTest } from '../testfailover/test-record';
 
 export type Progress = (phase: string, done: number, total: number) => void;
 
@@ -21,6 +23,8 @@ export interface AgentContext {
   processServers: () => Array<{ id: string; address: string; connectedSince: string }>;
   /** Heartbeat state (the daemon's), null offline. */
   heartbeat: () => HeartbeatState | null;
+  /** Test failovers (the daemon's), null offline. */
+  tests: TestFailovers | null;
 }
 
 export interface HeartbeatState {
@@ -47,6 +51,8 @@ export interface PairRow {
   lastError: string | null;
   /** Why the pair is not protected, and what it waits for; null when it is. */
   why: string | null;
+  /** The test failover running, null when none. */
+  testFailover: TestInfo | null;
 }
 
 export interface StatusReport {
@@ -66,7 +72,7 @@ export interface StatusReport {
   events: Array<{ time: string; pair: string | null; kind: string; message: string }>;
 }
 
-function pairRow(engine: Engine, s: PairStatus): PairRow {
+function pairRow(engine: Engine, s: PairStatus, tests: TestFailovers | null): PairRow {
   const tags = engine.catalog.tags(s.pair);
   const windows = engine.catalog.resyncWindows(s.pair);
   let app: (typeof tags)[number] | null = null;
@@ -92,6 +98,7 @@ function pairRow(engine: Engine, s: PairStatus): PairRow {
     ingestBytesPerSecond: Math.round(s.ingestBytesPerSecond),
     lastError: s.lastError,
     why: s.why,
+    testFailover: tests?.of(s.pair) ?? null,
   };
 }
 
@@ -120,7 +127,7 @@ export async function status(ctx: AgentContext, daemon: boolean): Promise<Status
     historyShortened: engine.catalog.eventCount('history-shortened'),
     processServers: ctx.processServers(),
     heartbeat: ctx.heartbeat(),
-    pairs: rows.filter((id) => { try { engine.status(id); return true; } catch { return false; } }).map((id) => pairRow(engine, engine.status(id))),
+    pairs: rows.filter((id) => { try { engine.status(id); return true; } catch { return false; } }).map((id) => pairRow(engine, engine.status(id), ctx.tests)),
     events: engine.catalog.events(20).map((e) => ({ time: e.time, pair: e.pairId, kind: e.kind, message: e.message })),
   };
 }
@@ -172,8 +179,16 @@ export async function recoverGroup(ctx: AgentContext, group: string, at: string,
   return (await rebuildGroup(ctx.engine, group, at, outDir, { force, onProgress: progress, ...(signal ? { signal } : {}) })).map(recoverRow);
 }
 
+/** A test of the pair ends before its history changes under it. */
+async function endTest(ctx: AgentContext, pairId: string, why: string): Promise<void> {
+  if (ctx.tests) await ctx.tests.endFor(pairId, why);
+  else discardTest(ctx.engine.retentionDir, pairId);
+}
+
 export async function failover(ctx: AgentContext, pairId: string, at: string): Promise<{ pair: string; seq: number; time: string | null }> {
   const { engine } = ctx;
+  engine.status(pairId);
+  await endTest(ctx, pairId, 'the pair is failed over');
   await catchUp(engine, pairId);
   const unpin = engine.pin(pairId);
   try {
@@ -186,6 +201,7 @@ export async function failover(ctx: AgentContext, pairId: string, at: string): P
 }
 
 export async function commit(ctx: AgentContext, pairId: string): Promise<{ pair: string }> {
+  await endTest(ctx, pairId, 'the pair is committed');
   await ctx.engine.commit(pairId);
   return { pair: pairId };
 }
@@ -195,6 +211,7 @@ export async function verify(ctx: AgentContext, pairId: string, progress?: Progr
 }
 
 export async function purge(ctx: AgentContext, pairId: string): Promise<{ pair: string }> {
+  await endTest(ctx, pairId, 'the pair is purged');
   await ctx.engine.purge(pairId);
   return { pair: pairId };
 }
@@ -203,7 +220,24 @@ export async function groupPoint(ctx: AgentContext, group: string, at: string): 
   return (await resolveGroupPoint(ctx.engine, group, at)).map((p) => ({ pair: p.pairId, seq: p.seq, time: isoTime(p.time) }));
 }
 
-export const OPERATIONS = ['status', 'points', 'recover', 'recover-group', 'failover', 'commit', 'verify', 'purge'] as const;
+function testsOf(ctx: AgentContext): TestFailovers {
+  if (ctx.tests === null) {
+    throw new MtagentError('daemon-not-running', "test-failover is served by the running daemon, and none runs: start it (systemctl start mtagent, or 'mtagent run'), then try again");
+  }
+  return ctx.tests;
+}
+
+function startOptions(args: Record<string, unknown>): StartOptions {
+  const n = args.scratchBytes;
+  if (n !== undefined && n !== null && (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0)) throw new MtagentError('bad-usage', 'scratchBytes must be a whole number of bytes');
+  return {
+    listen: typeof args.listen === 'string' && args.listen.length > 0 ? args.listen : null,
+    readOnly: args.readOnly === true,
+    scratchBytes: typeof n === 'number' ? n : null,
+  };
+}
+
+export const OPERATIONS = ['status', 'points', 'recover', 'recover-group', 'failover', 'commit', 'verify', 'purge', 'test-failover-start', 'test-failover-stop', 'test-failover-list'] as const;
 export type OperationName = (typeof OPERATIONS)[number];
 
 /**
@@ -233,6 +267,14 @@ export async function runOperation(ctx: AgentContext, daemon: boolean, name: str
       return verify(ctx, str('pair'), progress, signal);
     case 'purge':
       return purge(ctx, str('pair'));
+    case 'test-failover-start':
+      if (typeof args.group === 'string') return testsOf(ctx).startGroup(str('group'), str('at'), startOptions(args));
+      return testsOf(ctx).start(str('pair'), str('at'), startOptions(args));
+    case 'test-failover-stop':
+      if (typeof args.group === 'string') return testsOf(ctx).stopGroup(str('group'));
+      return testsOf(ctx).stop(str('pair'));
+    case 'test-failover-list':
+      return testsOf(ctx).list();
     default:
       throw new MtagentError('bad-usage', `unknown operation ${name}`);
   }

@@ -14,7 +14,7 @@ import { silentLogger, type Logger } from '../log';
 import { IoPriority } from '../native';
 import type { HistorySource, PairHistory, ReadHold } from '../recovery/history';
 import { RetentionLock } from '../retention/lock';
-import { Pruner } from '../retention/pruner';
+import { Pruner, type PointHold } from '../retention/pruner';
 import type { SpaceAccount } from '../retention/space';
 import { Catalog, type ResyncWindowRow, type TagRow, type UndoSegmentRow } from '../store/catalog';
 import { ApplyControl } from './applying';
@@ -268,6 +268,25 @@ export class Engine implements HistorySource {
         pair.pins--;
       }
     };
+  }
+
+  /**
+   * Keeps the state after `seq` recoverable (a test failover's point): history
+   * is pruned only up to it. When the volume runs short of space and nothing
+   * else is left to drop, the hold is revoked (`onRevoked`) instead of
+   * replication waiting. Call the result to release it.
+   */
+  holdPoint(pairId: string, seq: number, o: { scratchBytes: () => number; onRevoked: (reason: string) => void }): () => void {
+    const pair = this.core.pairs.require(pairId);
+    const hold: PointHold = {
+      seq,
+      scratchBytes: o.scratchBytes,
+      revoke: (reason) => {
+        if (pair.holds.delete(hold)) o.onRevoked(reason);
+      },
+    };
+    pair.holds.add(hold);
+    return () => void pair.holds.delete(hold);
   }
 
   history(pairId: string): PairHistory {

@@ -11,6 +11,7 @@ export function historyOf(pair: PairRuntime): PairHistory {
   return {
     pairId: pair.pairId,
     diskBytes: pair.diskBytes ?? pair.target?.sizeBytes ?? 0,
+    sectorBytes: pair.sectorBytes ?? 512,
     target: pair.target,
     targetSeq: rolledBack ? failoverSeq : pair.appliedSeq,
     rollbackFromSeq: rolledBack ? failoverSeq : Math.max(pair.appliedSeq, pair.undo.maxSeq),

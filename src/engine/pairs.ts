@@ -1,5 +1,6 @@
 // The engine's pairs: what it holds of each one while it runs, and the
 // registry that finds them.
+import type { PointHold } from '../retention/pruner';
 import type { ApplierPair } from '../apply/applier';
 import type { StreamItem } from '../journal/items';
 import type { ItemPoint, UndoLog } from '../journal/undo-log';
@@ -31,6 +32,8 @@ export interface PairRuntime extends ApplierPair {
   resync: PairResyncCapture;
   /** Readers holding the history from being pruned. */
   pins: number;
+  /** Points kept recoverable (test failovers): history is pruned only up to the oldest. */
+  holds: Set<PointHold>;
   /** Bumped by every open: an older session's appends are refused as superseded. */
   session: number;
   /** Durable write bytes not yet applied. */
@@ -92,6 +95,7 @@ export class PairRegistry {
       historyFloor: p.row.historyFloor,
       resync: new PairResyncCapture(() => pair, p.windows),
       pins: 0,
+      holds: new Set(),
       session: 0,
       lagBytes: 0,
       rate: { since: Date.now(), bytes: 0, perSecond: 0 },

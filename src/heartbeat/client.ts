@@ -139,6 +139,7 @@ export function heartbeatBody(s: import('../control/operations').StatusReport): 
       journalBytes: p.journalBytes,
       ingestBytesPerSecond: p.ingestBytesPerSecond,
       lastError: p.lastError,
+      testFailover: p.testFailover === null ? null : { seq: p.testFailover.seq, time: p.testFailover.time, since: p.testFailover.since, scratchBytes: p.testFailover.scratchBytes },
     })),
   };
 }

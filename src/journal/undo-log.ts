@@ -360,20 +360,39 @@ export class UndoLog {
    */
   async beforeImagesAfter(afterSeq: number, visit: (ref: BeforeImageRef) => void, signal?: AbortSignal): Promise<void> {
     const writtenTo = this.durableEnd;
-    for (const seg of this.segments()) {
-      if (seg.lastSeq === null || seg.lastSeq <= afterSeq) continue;
+    const segs = this.segments().filter((seg) => seg.lastSeq !== null && seg.lastSeq > afterSeq);
+    // Header reads are small and one per record: several segments are walked at
+    // once, and their references handed on in log order (the view keeps the earliest).
+    const walk = async (seg: (typeof segs)[number]): Promise<BeforeImageRef[]> => {
       signal?.throwIfAborted();
+      const refs: BeforeImageRef[] = [];
       const file = await openForReading(this.segmentPath(seg.segment));
       try {
         const end = seg.segment === writtenTo.segment ? Math.min(writtenTo.fileOffset, file.sizeAtOpen) : file.sizeAtOpen;
         await walkHeaders(file, seg.segment, end, (r, payloadFileOffset) => {
           if (r.seq <= afterSeq || !isBeforeImage(r.kind)) return;
           const zero = r.kind === RecordKind.UndoZero;
-          visit({ seq: r.seq, offset: r.offset, length: zero ? r.count : r.payloadLength, zero, segment: seg.segment, fileOffset: payloadFileOffset });
+          refs.push({ seq: r.seq, offset: r.offset, length: zero ? r.count : r.payloadLength, zero, segment: seg.segment, fileOffset: payloadFileOffset });
         });
       } finally {
         await file.close();
       }
+      return refs;
+    };
+    const inFlight: Array<Promise<BeforeImageRef[]>> = [];
+    let next = 0;
+    const launch = (): void => {
+      while (inFlight.length < HEADER_WALKS_AT_ONCE && next < segs.length) {
+        const p = walk(segs[next++] as (typeof segs)[number]);
+        p.catch(() => undefined);
+        inFlight.push(p);
+      }
+    };
+    launch();
+    while (inFlight.length > 0) {
+      const refs = await (inFlight.shift() as Promise<BeforeImageRef[]>);
+      launch();
+      for (const r of refs) visit(r);
     }
   }
 
@@ -400,6 +419,9 @@ export class UndoLog {
  * payload. A batch whose header does not decode ends the walk: the log was
  * checked when the agent opened it, and what follows is past its end.
  */
+/** Segments whose headers are read at once while a view's index is built. */
+const HEADER_WALKS_AT_ONCE = 8;
+
 async function walkHeaders(file: BlockFile, segment: number, end: number, visit: (r: NonNullable<ReturnType<typeof decodeRecordHeader>>, payloadFileOffset: number) => void): Promise<void> {
   const block = alignedBuffer(2 * BATCH_ALIGNMENT, false);
   let blockAt = -1;

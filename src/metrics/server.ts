@@ -61,6 +61,8 @@ export class AgentMetrics {
     perPair('mtagent_pair_history_seconds', 'How far back the retained history reaches', (p) =>
       p.oldestPoint && p.latestPoint ? (Date.parse(p.latestPoint) - Date.parse(p.oldestPoint)) / 1000 : null,
     );
+    perPair('mtagent_test_failover_active', '1 while a test failover of the pair runs, else 0', (p) => (p.testFailover === null ? 0 : 1));
+    perPair('mtagent_test_failover_scratch_bytes', "Bytes the running test failover's own writes hold on the retention volume", (p) => p.testFailover?.scratchBytes ?? null);
     perPair('mtagent_pair_state_ok', '1 when the pair is protected or resyncing, else 0', (p) => (p.state === 'protected' || p.state === 'resyncing' ? 1 : 0));
     new Gauge({
       name: 'mtagent_pair_apply_lag_bytes',

@@ -10,6 +10,8 @@ import type { ResyncWindowRow, TagRow, UndoSegmentRow } from '../store/catalog';
 export interface PairHistory {
   pairId: string;
   diskBytes: number;
+  /** The smallest block the source addresses (512 until the process server said). */
+  sectorBytes: number;
   target: TargetDisk | null;
   /** The state the target holds: the applied seq, or the failover point. */
   targetSeq: number;

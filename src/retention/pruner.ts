@@ -9,12 +9,22 @@ import type { Logger } from '../log';
 import type { Catalog } from '../store/catalog';
 import { measureSpace, type SpaceAccount } from './space';
 
+/** A point kept recoverable (a test failover's), with the scratch space it takes on the volume. */
+export interface PointHold {
+  readonly seq: number;
+  scratchBytes(): number;
+  /** Ends the hold at once (it is gone from the pair's holds when this returns), saying why. */
+  revoke(reason: string): void;
+}
+
 /** What the pruner reads and shortens of a pair. */
 export interface PrunablePair {
   readonly pairId: string;
   readonly undo: UndoLog;
   readonly durableTime: number | null;
   oldest: ItemPoint;
+  /** Points held recoverable: no segment is dropped that the oldest of them needs. */
+  readonly holds: ReadonlySet<PointHold>;
 }
 
 /** The ingest log as space: its spares and what it occupies. */
@@ -62,11 +72,13 @@ export class Pruner<P extends PrunablePair = PrunablePair> {
 
   async space(): Promise<SpaceAccount> {
     let undoBytes = 0;
+    let scratchBytes = 0;
     for (const p of this.host.pairs()) {
       for (const s of p.undo.segments()) undoBytes += s.bytes;
       undoBytes += p.undo.spareBytes;
+      for (const h of p.holds) scratchBytes += h.scratchBytes();
     }
-    this.lastSpace = await measureSpace(this.host.retentionDir, this.host.ingest()?.usedBytes() ?? 0, undoBytes, this.host.maxBytes(), this.host.reserveBytes);
+    this.lastSpace = await measureSpace(this.host.retentionDir, this.host.ingest()?.usedBytes() ?? 0, undoBytes, scratchBytes, this.host.maxBytes(), this.host.reserveBytes);
     return this.lastSpace;
   }
 
@@ -100,6 +112,8 @@ export class Pruner<P extends PrunablePair = PrunablePair> {
       for (const p of this.host.pairs()) sparesFreed += p.undo.dropSpares();
       if (sparesFreed > 0) continue;
       if (this.pruneForSpace(bytes - account.availableBytes) > 0) continue;
+      // Replication never waits on a test failover: the one whose point holds the oldest history ends.
+      if (this.revokeOldestHold()) continue;
       if (Date.now() >= deadline || this.host.closed()) {
         if (mayWait) this.volumeFull = true;
         throw new MtagentError(
@@ -130,7 +144,7 @@ export class Pruner<P extends PrunablePair = PrunablePair> {
     for (const c of candidates) {
       if (freed >= need) break;
       // Segments of a pair go oldest first only.
-      if (c.pair.undo.segments()[0]?.segment !== c.segment) continue;
+      if (c.pair.undo.segments()[0]?.segment !== c.segment || !this.mayDropOldest(c.pair)) continue;
       this.dropOldestSegment(c.pair, 'space');
       freed += c.bytes;
     }
@@ -146,12 +160,39 @@ export class Pruner<P extends PrunablePair = PrunablePair> {
       for (;;) {
         const segs = pair.undo.segments();
         const oldest = segs[0];
-        if (segs.length < 2 || !oldest || oldest.lastTime === null || oldest.lastTime >= cutoff) break;
+        if (segs.length < 2 || !oldest || oldest.lastTime === null || oldest.lastTime >= cutoff || !this.mayDropOldest(pair)) break;
         this.dropOldestSegment(pair, 'time');
         dropped++;
       }
     }
     return dropped;
+  }
+
+  /** Whether the pair's oldest segment may go: every held point stays recoverable after it. */
+  private mayDropOldest(pair: P): boolean {
+    const next = pair.undo.segments()[1];
+    if (!next) return false;
+    for (const h of pair.holds) if (next.prevSeq > h.seq) return false;
+    return true;
+  }
+
+  /** Ends the hold that keeps the oldest droppable segment, when nothing else can be dropped. */
+  private revokeOldestHold(): boolean {
+    let victim: { hold: PointHold; time: number } | null = null;
+    for (const pair of this.host.pairs()) {
+      const segs = pair.undo.segments();
+      const oldest = segs[0];
+      if (segs.length < 2 || !oldest || !this.host.mayPrune(pair)) continue;
+      const next = segs[1] as { prevSeq: number };
+      for (const hold of pair.holds) {
+        if (next.prevSeq <= hold.seq) continue;
+        const time = oldest.lastTime ?? 0;
+        if (victim === null || time < victim.time) victim = { hold, time };
+      }
+    }
+    if (victim === null) return false;
+    victim.hold.revoke('the retention volume ran short of space and only the history this test holds was left to drop');
+    return true;
   }
 
   private dropOldestSegment(pair: P, reason: 'time' | 'space'): void {

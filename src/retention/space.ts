@@ -7,6 +7,8 @@ export interface SpaceAccount {
   usedBytes: number;
   ingestBytes: number;
   undoBytes: number;
+  /** Test failovers' scratch areas. */
+  scratchBytes: number;
   /** capacity - used, never below 0. */
   availableBytes: number;
   volumeCapacityBytes: number;
@@ -17,11 +19,12 @@ export async function measureSpace(
   retentionDir: string,
   ingestBytes: number,
   undoBytes: number,
+  scratchBytes: number,
   maxBytes: number | null,
   reserveBytes: number,
 ): Promise<SpaceAccount> {
   const fs = await statfs(retentionDir);
-  const used = ingestBytes + undoBytes;
+  const used = ingestBytes + undoBytes + scratchBytes;
   const byVolume = used + Math.max(0, fs.availableBytes - reserveBytes);
   const capacity = maxBytes === null ? byVolume : Math.min(maxBytes, byVolume);
   return {
@@ -29,6 +32,7 @@ export async function measureSpace(
     usedBytes: used,
     ingestBytes,
     undoBytes,
+    scratchBytes,
     availableBytes: Math.max(0, capacity - used),
     volumeCapacityBytes: fs.capacityBytes,
     volumeFreeBytes: fs.availableBytes,

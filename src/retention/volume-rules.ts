@@ -22,7 +22,7 @@ export interface VolumeContext {
 }
 
 /** The only entries an agent puts on its retention volume (and ext4's own). */
-export const AGENT_ENTRIES = new Set([LOCK_FILE, 'ingest', 'pairs', 'lost+found']);
+export const AGENT_ENTRIES = new Set([LOCK_FILE, 'ingest', 'pairs', 'tests', 'lost+found']);
 const FAT_TYPES = new Set(['vfat', 'exfat', 'msdos']);
 const VOLATILE_TYPES = new Set(['tmpfs', 'ramfs']);
 

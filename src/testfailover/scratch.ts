@@ -1,0 +1,183 @@
+// A test's own writes, copy-on-write in 4 KiB blocks on the retention
+// volume: a sparse data file as big as the disk, and an allocation map
+// that is a log of block ranges. A flush makes the data durable, then
+// appends the ranges allocated since and makes them durable: after a crash
+// a block is the test's only if the flush that covered it finished; any
+// other reads as the point again, as an unflushed write may.
+//
+// Map entries are 16 bytes: first block (u64), block count (u32, bit 31 set
+// for blocks that read as zeros), CRC-32C of the twelve before it.
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fsyncDir } from '../durable-files';
+import { BlockFile, crc32c } from '../native';
+
+export const SCRATCH_BLOCK = 4096;
+const ENTRY = 16;
+const ZERO_FLAG = 0x80000000;
+/** Blocks per bitmap page: a page is 8 KiB and maps 256 MiB of disk. */
+const PAGE_BLOCKS = 65536;
+
+export class ScratchFullError extends Error {
+  readonly code = 'scratch-full';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ScratchFullError';
+  }
+}
+
+export class Scratch {
+  /** Which blocks hold the test's bytes (data or zeros), by bitmap page. */
+  private readonly pages = new Map<number, Uint8Array>();
+  private used = 0;
+  /** Allocated since the last flush: [first block, count, zero]. */
+  private pending: Array<[number, number, boolean]> = [];
+
+  private constructor(
+    readonly dir: string,
+    private readonly data: BlockFile,
+    private readonly map: BlockFile,
+    private mapBytes: number,
+    readonly sizeBytes: number,
+    public quotaBytes: number,
+  ) {}
+
+  static async open(dir: string, sizeBytes: number, quotaBytes: number): Promise<Scratch> {
+    mkdirSync(dir, { recursive: true });
+    const fresh = !existsSync(join(dir, 'scratch.map'));
+    const data = await BlockFile.open(join(dir, 'scratch.img'), { create: true, size: sizeBytes });
+    const map = await BlockFile.open(join(dir, 'scratch.map'), { create: true });
+    if (fresh) {
+      await Promise.all([data.sync(), map.sync()]);
+      fsyncDir(dir);
+    }
+    const entries = readFileSync(join(dir, 'scratch.map'));
+    const s = new Scratch(dir, data, map, 0, sizeBytes, quotaBytes);
+    // A torn last entry (a crash while it was appended) and anything after it never counted.
+    let at = 0;
+    for (; at + ENTRY <= entries.length; at += ENTRY) {
+      if (crc32c(entries.subarray(at, at + 12)) !== entries.readUInt32LE(at + 12)) break;
+      const first = Number(entries.readBigUInt64LE(at));
+      const raw = entries.readUInt32LE(at + 8);
+      s.mark(first, raw & 0x7fffffff);
+    }
+    s.mapBytes = at;
+    return s;
+  }
+
+  /** Bytes the test's writes hold (blocks of zeros count too: a test could zero a disk it then rewrites). */
+  get usedBytes(): number {
+    return this.used * SCRATCH_BLOCK;
+  }
+
+  has(block: number): boolean {
+    const page = this.pages.get(Math.floor(block / PAGE_BLOCKS));
+    if (page === undefined) return false;
+    const i = block % PAGE_BLOCKS;
+    return ((page[i >> 3] as number) & (1 << (i & 7))) !== 0;
+  }
+
+  /** Blocks in [first, first+count) not the test's yet. */
+  newBlocks(first: number, count: number): number {
+    let n = 0;
+    for (let b = first; b < first + count; b++) if (!this.has(b)) n++;
+    return n;
+  }
+
+  private mark(first: number, count: number): void {
+    for (let b = first; b < first + count; b++) {
+      const key = Math.floor(b / PAGE_BLOCKS);
+      let page = this.pages.get(key);
+      if (page === undefined) {
+        page = new Uint8Array(PAGE_BLOCKS / 8);
+        this.pages.set(key, page);
+      }
+      const i = b % PAGE_BLOCKS;
+      const bit = 1 << (i & 7);
+      if (((page[i >> 3] as number) & bit) === 0) {
+        page[i >> 3] = (page[i >> 3] as number) | bit;
+        this.used++;
+      }
+    }
+  }
+
+  /** Refuses `count` more blocks past the quota. */
+  reserve(count: number): void {
+    if ((this.used + count) * SCRATCH_BLOCK > this.quotaBytes) {
+      throw new ScratchFullError(`the test's scratch would hold ${(this.used + count) * SCRATCH_BLOCK} bytes, past its quota of ${this.quotaBytes} (--scratch-bytes)`);
+    }
+  }
+
+  /** Whole blocks of the test's data at a block boundary (the disk's last one may be short). */
+  async write(offset: number, data: Buffer, durable: boolean): Promise<void> {
+    const first = offset / SCRATCH_BLOCK;
+    // The disk's last block may be short.
+    const count = Math.ceil(data.length / SCRATCH_BLOCK);
+    this.reserve(this.newBlocks(first, count));
+    await this.data.write(data, offset);
+    this.noteAllocated(first, count, false);
+    if (durable) await this.flush();
+  }
+
+  /** Whole blocks that read as zeros: the data file's hole punched there. */
+  async zero(offset: number, length: number, durable: boolean): Promise<void> {
+    const first = offset / SCRATCH_BLOCK;
+    const count = Math.ceil(length / SCRATCH_BLOCK);
+    this.reserve(this.newBlocks(first, count));
+    await this.data.punchHole(offset, length);
+    this.noteAllocated(first, count, true);
+    if (durable) await this.flush();
+  }
+
+  private noteAllocated(first: number, count: number, zero: boolean): void {
+    const before = this.used;
+    this.mark(first, count);
+    if (this.used !== before || zero) this.pending.push([first, count, zero]);
+  }
+
+  async read(buf: Buffer, offset: number): Promise<void> {
+    const got = await this.data.read(buf, offset);
+    if (got < buf.length) buf.fill(0, got);
+  }
+
+  /** The data first, then the map of what it holds. One flush at a time: the map is appended in order. */
+  flush(): Promise<void> {
+    const next = this.flushing.then(() => this.flushNow());
+    this.flushing = next.catch(() => undefined);
+    return next;
+  }
+
+  private flushing: Promise<void> = Promise.resolve();
+
+  private async flushNow(): Promise<void> {
+    const pending = this.pending;
+    this.pending = [];
+    await this.data.datasync();
+    if (pending.length === 0) return;
+    const out = Buffer.alloc(pending.length * ENTRY);
+    pending.forEach(([first, count, zero], i) => {
+      const at = i * ENTRY;
+      out.writeBigUInt64LE(BigInt(first), at);
+      out.writeUInt32LE((count | (zero ? ZERO_FLAG : 0)) >>> 0, at + 8);
+      out.writeUInt32LE(crc32c(out.subarray(at, at + 12)), at + 12);
+    });
+    try {
+      await this.map.write(out, this.mapBytes);
+      await this.map.datasync();
+      this.mapBytes += out.length;
+    } catch (err) {
+      this.pending.unshift(...pending);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.data.close(), this.map.close()]);
+  }
+
+  /** Closes and deletes the scratch. */
+  async destroy(): Promise<void> {
+    await this.close().catch(() => undefined);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
