@@ -202,4 +202,51 @@ describe('retention window', () => {
       await e.close();
     }
   });
+
+  it('prunes by time only up to a held point, and then on past it once released', async () => {
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { policy: { retentionSeconds: 2 * 3600, rpoThresholdSeconds: 900 } });
+    const model = new DiskModel(DISK, targetInUse(f, 'p', DISK));
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p', DISK, 512);
+      const t0 = 1_764_000_000_000_000;
+      await stream(e, model, 1, 100, (s) => t0 + s * (HOUR / 10));
+      await e.settle();
+      const release = e.holdPoint('p', 30, { scratchBytes: () => 12345, onRevoked: () => undefined });
+      await e.pruneByTime();
+      expect(e.status('p').oldestSeq).toBeLessThanOrEqual(30);
+      expect((await rebuild(e, 'p', 'seq:30', join(f.root, 'held.img'))).sha256).toBe(model.sha256At(30));
+      // The hold's scratch counts as used space.
+      expect((await e.space()).scratchBytes).toBe(12345);
+      release();
+      await e.pruneByTime();
+      expect(e.status('p').oldestSeq).toBeGreaterThan(40);
+      expect((await e.space()).scratchBytes).toBe(0);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('revokes a held point, not replication, when space runs short and only its history is left', async () => {
+    const f = fixture(tempDir(), [{ id: 'p', sizeBytes: DISK }], { maxBytes: 4 * MiB });
+    const model = new DiskModel(DISK);
+    const e = await openEngine(f);
+    try {
+      await e.openPair('p', DISK, 512);
+      await stream(e, model, 1, 20, (s) => 1_764_000_000_000_000 + s * 1_000_000);
+      await e.settle();
+      const revoked: string[] = [];
+      e.holdPoint('p', 10, { scratchBytes: () => 0, onRevoked: (why) => revoked.push(why) });
+      await stream(e, model, 21, 400, (s) => 1_764_000_000_000_000 + s * 1_000_000);
+      await e.settle();
+      expect(revoked).toHaveLength(1);
+      expect(revoked[0]).toMatch(/short of space/);
+      const s = e.status('p');
+      expect(s.durableSeq).toBe(400);
+      expect(s.oldestSeq).toBeGreaterThan(10);
+      expect((await rebuild(e, 'p', 'latest', join(f.root, 'latest.img'))).sha256).toBe(model.sha256At(400));
+    } finally {
+      await e.close();
+    }
+  });
 });
