@@ -4,12 +4,13 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReplicationClient } from '../../src/simulator/client';
 import type { TestInfo } from '../../src/testfailover/manager';
-import { RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
+import { RunningDaemon, cli, makeInstallation, rssOf, sampleRss } from '../helpers/daemon';
 
 const run = promisify(execFile);
 const KiB = 1024;
@@ -201,6 +202,66 @@ describe('test failover', () => {
     const none = await cli(['test-failover', 'stop', 'p', '--config', configPath]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no test failover of p runs/);
+  }, 60_000);
+
+  it('lets hostile clients harm neither the export, the daemon\'s memory, nor replication', async () => {
+    const t = await start('p', '--at', 'seq:250');
+    const socket = join(root, 'data', 'nbd', 'p.sock');
+    const pid = daemon.proc?.pid as number;
+    const rss = sampleRss(pid, 50);
+    const before = rssOf(pid);
+    const ackedBefore = streamer.acked;
+    const hello = (s: Socket, opt: Buffer): void => {
+      const flags = Buffer.alloc(4);
+      flags.writeUInt32BE(3, 0);
+      s.write(Buffer.concat([flags, opt]));
+    };
+    const option = (code: number, data: Buffer): Buffer => {
+      const b = Buffer.alloc(16);
+      b.writeBigUInt64BE(0x49484156454f5054n, 0);
+      b.writeUInt32BE(code, 8);
+      b.writeUInt32BE(data.length, 12);
+      return Buffer.concat([b, data]);
+    };
+    const request = (type: number, offset: bigint, length: number, handle: bigint): Buffer => {
+      const b = Buffer.alloc(28);
+      b.writeUInt32BE(0x25609513, 0);
+      b.writeUInt16BE(0, 4);
+      b.writeUInt16BE(type, 6);
+      b.writeBigUInt64BE(handle, 8);
+      b.writeBigUInt64BE(offset, 16);
+      b.writeUInt32BE(length, 24);
+      return b;
+    };
+    const clients: Socket[] = [];
+    const open = (): Socket => {
+      const s = connect(socket);
+      s.on('error', () => undefined);
+      clients.push(s);
+      return s;
+    };
+    // Bad magic in an option; an unknown option; then a client that never reads its replies.
+    hello(open(), Buffer.from('not an option at all, just noise'));
+    hello(open(), option(0x7777, Buffer.alloc(8)));
+    for (let i = 0; i < 4; i++) {
+      const s = open();
+      s.pause();
+      hello(s, option(1, Buffer.from('p')));
+      const reqs: Buffer[] = [];
+      for (let h = 0; h < 2000; h++) reqs.push(request(0, 0n, 4 * 1024 * 1024, BigInt(h)));
+      // Past the end, a 4 GiB length, unaligned writes with no payload following.
+      reqs.push(request(0, BigInt(DISK), 4096, 9001n), request(0, 0n, 0xffffffff, 9002n), request(1, 3n, 5, 9003n));
+      s.write(Buffer.concat(reqs));
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    await streamer.until(ackedBefore + 50);
+    // A well-behaved client is still served exactly.
+    expect((await nbdcopy(t.uri, join(root, 'served.img'))).equals(imageAt(250))).toBe(true);
+    rss.stop();
+    for (const s of clients) s.destroy();
+    // 4 clients × 32 MiB in flight at most, and what node keeps besides.
+    expect(rss.peak - before).toBeLessThan(256 * 1024 * 1024);
+    await stop('p');
   }, 60_000);
 
   it('starts a group at one group point, one export each, and stops it', async () => {
