@@ -307,17 +307,23 @@ export class NbdConnection {
     this.inflight.add(p);
   }
 
+  /** Replies waiting for the socket to drain: one listener serves them all. */
+  private drainWaiters: Array<() => void> = [];
+
   /** Resolves once the socket has taken a reply it buffered (a client not reading keeps the bytes counted). */
   private whenSent(buffered: number): Promise<void> {
     if (buffered === 0 || this.closed) return Promise.resolve();
     return new Promise((resolve) => {
+      this.drainWaiters.push(resolve);
+      if (this.drainWaiters.length > 1) return;
+      const stream = this.stream;
       const done = (): void => {
-        this.stream.off('drain', done);
-        this.stream.off('close', done);
-        resolve();
+        stream.off('drain', done);
+        stream.off('close', done);
+        for (const w of this.drainWaiters.splice(0)) w();
       };
-      this.stream.on('drain', done);
-      this.stream.on('close', done);
+      stream.on('drain', done);
+      stream.on('close', done);
     });
   }
 
