@@ -99,6 +99,7 @@ async function main(): Promise<void> {
   for (let pass = 0; pass < runs; pass++) {
     // 1. Time to the first byte: no history after the point, on a small and a large sparse disk.
     for (const disk of [GiB, 64 * GiB]) {
+      process.stderr.write(`pass ${pass + 1}: first byte, ${disk / GiB} GiB disk\n`);
       const b = await benchEngine(join(dir, 'export'), 1, disk);
       await stream(b, MiB, 16 * MiB, Math.min(disk, GiB));
       await b.engine.settle();
@@ -111,6 +112,7 @@ async function main(): Promise<void> {
 
     // 2. 1 GiB of history after the point, then reading that point.
     for (const writeBytes of [MiB, 64 * KiB]) {
+      process.stderr.write(`pass ${pass + 1}: 1 GiB of history after the point in ${writeBytes / KiB} KiB writes\n`);
       const b = await benchEngine(join(dir, 'export'), 1, GiB);
       await stream(b, MiB, GiB, GiB);
       await b.engine.settle();
@@ -151,8 +153,9 @@ async function main(): Promise<void> {
           return (JSON.parse(outText) as { jobs: Array<{ read: { iops: number } }> }).jobs[0]?.read.iops ?? 0;
         };
         read.fuseIops.push(await fio(join(fuseDir, 'disk')));
-        spawnSync('fusermount3', ['-u', fuseDir]);
-        await new Promise((r) => fuse.once('exit', r));
+        const exited = new Promise((r) => fuse.once('exit', r));
+        await run('fusermount3', ['-u', fuseDir]);
+        await exited;
         read.fileIops.push(await fio(b.targetPath(PAIR)));
 
         // 5. Acked ingest with no test, and with the test being read from end to end meanwhile.

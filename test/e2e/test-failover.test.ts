@@ -2,7 +2,7 @@
 // (nbdcopy, qemu-io), while a process server keeps streaming into the pair.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReplicationClient } from '../../src/simulator/client';
 import type { TestInfo } from '../../src/testfailover/manager';
-import { RunningDaemon, cli, makeInstallation, rssOf, sampleRss } from '../helpers/daemon';
+import { RunningDaemon, cli, freePort, makeInstallation, rssOf, sampleRss } from '../helpers/daemon';
 
 const run = promisify(execFile);
 const KiB = 1024;
@@ -202,6 +202,18 @@ describe('test failover', () => {
     const none = await cli(['test-failover', 'stop', 'p', '--config', configPath]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no test failover of p runs/);
+  }, 60_000);
+
+  it('serves over TCP with TLS at the address asked, and only with TLS', async () => {
+    const port = await freePort();
+    const t = await start('p', '--at', 'seq:199', '--read-only', '--listen', `127.0.0.1:${port}`);
+    expect(t.uri).toBe(`nbds://127.0.0.1:${port}/p`);
+    const certs = join(root, 'certs');
+    mkdirSync(certs, { recursive: true });
+    copyFileSync(daemon.config.tls.cert, join(certs, 'ca-cert.pem'));
+    expect((await nbdcopy(`${t.uri}?tls-certificates=${certs}`, join(root, 'served.img'))).equals(imageAt(199))).toBe(true);
+    await expect(run('nbdinfo', [`nbd://127.0.0.1:${port}/p`])).rejects.toThrow();
+    await stop('p');
   }, 60_000);
 
   it('lets hostile clients harm neither the export, the daemon\'s memory, nor replication', async () => {
