@@ -168,21 +168,21 @@ export function decodeRecord(buf: Buffer, pos: number, segment: number): DecodeR
   if (pos + RECORD_HEADER_BYTES + payloadLength > buf.length) return { ok: false, reason: 'short' };
   const crc = crc32c(buf.subarray(pos + O_MAGIC, pos + RECORD_HEADER_BYTES + payloadLength));
   if (maskCrc(crc) !== buf.readUInt32LE(pos + O_CRC)) return { ok: false, reason: 'crc' };
+  return { ok: true, record: { ...headerFields(buf, pos, kind as RecordKind, segment, payloadLength), pairId: buf.toString('utf8', pos + O_PAIR, pos + O_PAIR + pairLen) } };
+}
+
+function headerFields(buf: Buffer, pos: number, kind: RecordKind, segment: number, payloadLength: number): Omit<DecodedRecord, 'pairId'> {
   return {
-    ok: true,
-    record: {
-      kind: kind as RecordKind,
-      flags: buf.readUInt8(pos + O_FLAGS),
-      pairId: buf.toString('utf8', pos + O_PAIR, pos + O_PAIR + pairLen),
-      seq: readU64(buf, pos + O_SEQ),
-      time: readU64(buf, pos + O_TIME),
-      offset: readU64(buf, pos + O_OFFSET),
-      count: buf.readUInt32LE(pos + O_COUNT),
-      segment,
-      payloadLength,
-      payloadStart: pos + RECORD_HEADER_BYTES,
-      size: recordSize(payloadLength),
-    },
+    kind,
+    flags: buf.readUInt8(pos + O_FLAGS),
+    seq: readU64(buf, pos + O_SEQ),
+    time: readU64(buf, pos + O_TIME),
+    offset: readU64(buf, pos + O_OFFSET),
+    count: buf.readUInt32LE(pos + O_COUNT),
+    segment,
+    payloadLength,
+    payloadStart: pos + RECORD_HEADER_BYTES,
+    size: recordSize(payloadLength),
   };
 }
 
@@ -197,17 +197,5 @@ export function decodeRecordHeader(buf: Buffer, pos: number, segment: number): O
   if (buf.readUInt8(pos + O_VERSION) !== FORMAT_VERSION) return null;
   const kind = buf.readUInt8(pos + O_KIND);
   if (!KNOWN_KINDS.has(kind)) return null;
-  const payloadLength = buf.readUInt32LE(pos + O_PAYLOAD_LEN);
-  return {
-    kind: kind as RecordKind,
-    flags: buf.readUInt8(pos + O_FLAGS),
-    seq: readU64(buf, pos + O_SEQ),
-    time: readU64(buf, pos + O_TIME),
-    offset: readU64(buf, pos + O_OFFSET),
-    count: buf.readUInt32LE(pos + O_COUNT),
-    segment,
-    payloadLength,
-    payloadStart: pos + RECORD_HEADER_BYTES,
-    size: recordSize(payloadLength),
-  };
+  return headerFields(buf, pos, kind as RecordKind, segment, buf.readUInt32LE(pos + O_PAYLOAD_LEN));
 }

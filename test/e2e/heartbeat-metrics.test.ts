@@ -106,6 +106,7 @@ describe('heartbeat', () => {
         journalBytes: expect.any(Number),
         ingestBytesPerSecond: expect.any(Number),
         lastError: null,
+        testFailover: null,
       });
       const before = cs.received.length;
       await until(() => cs.received.length >= before + 2, 5000);
@@ -147,6 +148,18 @@ describe('heartbeat', () => {
         const out = statusJson(configPath);
         return (JSON.parse(out) as { heartbeat: { consecutiveFailures: number } }).heartbeat.consecutiveFailures === 0;
       });
+      // A test failover shows in the heartbeat's pair entry and in the metrics.
+      const drill = await cli(['test-failover', 'start', 'h1', '--at', 'seq:2', '--config', configPath]);
+      expect(drill.code, drill.stderr).toBe(0);
+      const seen = cs.received.length;
+      const withTest = await until(() =>
+        cs.received.slice(seen).map((r) => (JSON.parse(r.raw.toString()) as { pairs: Array<{ testFailover: unknown }> }).pairs[0]?.testFailover).find((t) => t != null),
+      );
+      expect(withTest).toEqual({ seq: 2, time: expect.any(String), since: expect.any(String), scratchBytes: 0 });
+      const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      expect(scraped).toContain('mtagent_test_failover_active{pair="h1"} 1\n');
+      expect(scraped).toContain('mtagent_test_failover_scratch_bytes{pair="h1"} 0\n');
+      expect((await cli(['test-failover', 'stop', 'h1', '--config', configPath])).code).toBe(0);
       await c.close();
     } finally {
       expect(await daemon.stop()).toBe(0);
