@@ -92,12 +92,7 @@ export class NbdConnection {
       const exp = await this.handshake();
       if (exp === null) return;
       this.exportName = exp.name;
-      exp.clientsChanged?.(1);
-      try {
-        await this.transmission(exp);
-      } finally {
-        exp.clientsChanged?.(-1);
-      }
+      await this.transmission(exp);
     } catch (err) {
       if (!(err instanceof StreamEnded) && !(err instanceof ProtocolViolation) && !this.closed) this.o.onError(err, 'NBD connection failed');
     } finally {

@@ -14,8 +14,6 @@ export interface NbdExport {
   writeZeroes(offset: number, length: number, fua: boolean): Promise<void>;
   /** Every write answered before it is durable when it resolves. */
   flush(): Promise<void>;
-  /** A client connected to it (true) or went (false). */
-  clientsChanged?(delta: 1 | -1): void;
 }
 
 /** An error an export answers with a particular errno (ENOSPC past a quota, EPERM on a read-only export). */

@@ -10,7 +10,6 @@ import { SCRATCH_BLOCK, Scratch, ScratchFullError } from './scratch';
 
 export class TestExport implements NbdExport {
   private writing: Promise<unknown> = Promise.resolve();
-  clients = 0;
 
   constructor(
     readonly name: string,
@@ -74,9 +73,6 @@ export class TestExport implements NbdExport {
     await this.scratch.flush();
   }
 
-  clientsChanged(delta: 1 | -1): void {
-    this.clients += delta;
-  }
 
   private async writeNow(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const end = offset + data.length;
@@ -96,12 +92,14 @@ export class TestExport implements NbdExport {
     await this.guard(() => this.scratch.write(from, blocks, fua));
   }
 
-  /** The scratch's quota, said as NBD says it. */
+  /** The scratch's quota, or the volume, full: said as NBD says it. */
   private async guard(work: () => Promise<void>): Promise<void> {
     try {
       await work();
     } catch (err) {
       if (err instanceof ScratchFullError) throw new NbdError(Errno.ENOSPC, err.message);
+      // The retention volume itself full, before the quota was.
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new NbdError(Errno.ENOSPC, `the retention volume is full: ${(err as Error).message}`);
       throw err;
     }
   }

@@ -158,19 +158,27 @@ describe('test failover', () => {
     await daemon.kill();
     await daemon.start();
     // Served again in the background once the daemon runs.
-    let tests: TestInfo[] = [];
-    for (let i = 0; i < 100 && tests.length === 0; i++) {
-      const list = await cli(['test-failover', 'list', '--json', '--config', configPath]);
-      expect(list.code, list.stderr).toBe(0);
-      tests = JSON.parse(list.stdout) as TestInfo[];
-      if (tests.length === 0) await new Promise((r) => setTimeout(r, 100));
-    }
+    const served = async (): Promise<TestInfo[]> => {
+      let tests: TestInfo[] = [];
+      for (let i = 0; i < 100 && tests.length === 0; i++) {
+        const list = await cli(['test-failover', 'list', '--json', '--config', configPath]);
+        expect(list.code, list.stderr).toBe(0);
+        tests = JSON.parse(list.stdout) as TestInfo[];
+        if (tests.length === 0) await new Promise((r) => setTimeout(r, 100));
+      }
+      return tests;
+    };
+    expect(await served()).toMatchObject([{ pair: 'p', seq: 301, uri: t.uri }]);
+    // And after a stop with SIGTERM too.
+    expect(await daemon.stop()).toBe(0);
+    await daemon.start();
+    const tests = await served();
     expect(tests).toMatchObject([{ pair: 'p', seq: 301, uri: t.uri }]);
     expect(tests[0]?.scratchBytes).toBeGreaterThanOrEqual(65536);
-    const served = await nbdcopy(t.uri, join(root, 'served.img'));
+    const copied = await nbdcopy(t.uri, join(root, 'served.img'));
     const expected = imageAt(301);
     expected.fill(0xab, 4096, 4096 + 65536);
-    expect(served.equals(expected)).toBe(true);
+    expect(copied.equals(expected)).toBe(true);
     const rec = await cli(['recover', 'p', '--at', 'seq:301', '--out', join(root, 'recovered.img'), '--force', '--config', configPath]);
     expect(rec.code, rec.stderr).toBe(0);
     expect(readFileSync(join(root, 'recovered.img')).equals(imageAt(301))).toBe(true);

@@ -5,7 +5,6 @@ import { Errno } from '../../src/nbd/protocol';
 export class MemoryExport implements NbdExport {
   readonly data: Buffer;
   flushes = 0;
-  clients = 0;
   /** Writes past this many bytes written in all are answered ENOSPC. */
   quotaBytes = Number.POSITIVE_INFINITY;
   private written = 0;
@@ -37,7 +36,4 @@ export class MemoryExport implements NbdExport {
     this.flushes++;
   }
 
-  clientsChanged(delta: 1 | -1): void {
-    this.clients += delta;
-  }
 }
