@@ -56,6 +56,8 @@ export interface TestInfo {
 interface Hold {
   scratch: Scratch | null;
   release: () => void;
+  /** Why the point was let go while the test was still being opened; null while it is held. */
+  revoked: string | null;
 }
 
 interface RunningTest {
@@ -115,11 +117,6 @@ export class TestFailovers {
     return m;
   }
 
-  /** Resolves once every test the volume held is served again (or given up). */
-  restored(): Promise<void> {
-    return this.restoring;
-  }
-
   private async restore(): Promise<void> {
     const { log } = this.host;
     const toServe: Array<{ record: TestRecord; dir: string; hold: Hold }> = [];
@@ -148,6 +145,12 @@ export class TestFailovers {
         log.info({ pair: r.pair, seq: r.seq, uri: t.uri, scratchBytes: t.scratch.usedBytes, indexMs: Math.round(t.view.built.ms) }, 'test failover restored');
       } catch (err) {
         hold.release();
+        if (hold.revoked !== null) {
+          log.warn({ pair: r.pair, seq: r.seq, reason: hold.revoked }, 'test failover ended: the retention volume is short of space');
+          this.event(r.pair, `test failover at seq ${r.seq} ended: ${hold.revoked}`, 'test-failover-ended');
+          discardTest(this.retentionDir, r.pair);
+          continue;
+        }
         // Kept for the next start: the address may be taken for now, the scratch holds the test's writes.
         if (!this.closed) log.error({ pair: r.pair, err: err instanceof Error ? err.message : String(err) }, 'test failover could not be served again; kept for the next start (mtagent test-failover stop ends it)');
       } finally {
@@ -158,10 +161,13 @@ export class TestFailovers {
 
   /** Holds a test's point; the scratch it counts is set once the scratch is open. */
   private hold(pairId: string, seq: number): Hold {
-    const h: Hold = { scratch: null, release: () => undefined };
+    const h: Hold = { scratch: null, release: () => undefined, revoked: null };
     h.release = this.host.engine.holdPoint(pairId, seq, {
       scratchBytes: () => h.scratch?.usedBytes ?? 0,
-      onRevoked: (reason) => void this.end(pairId, reason, 'space', true),
+      onRevoked: (reason) => {
+        h.revoked = reason;
+        void this.end(pairId, reason, 'space', true);
+      },
     });
     return h;
   }
@@ -297,12 +303,17 @@ export class TestFailovers {
       server = await this.serverFor(record);
       server.server.add(exp);
       const uri = record.listen === null ? `nbd+unix:///${pairId}?socket=${this.socketPath(pairId)}` : `nbds://${hostForUri(record.listen.host)}:${server.server.port ?? record.listen.port}/${pairId}`;
+      // Space ran short while the index was built: the test never starts.
+      if (hold.revoked !== null) throw new MtagentError('test-ended', `the test failover of ${pairId} was ended before it was served: ${hold.revoked}`);
       const t: RunningTest = { record, dir, view, scratch, exp, server: server.server, serverKey: server.key, uri, releaseHold, ending: null };
       this.tests.set(pairId, t);
       return t;
     } catch (err) {
       releaseHold();
-      if (server) this.releaseServer(server.key);
+      if (server) {
+        server.server.remove(pairId);
+        this.releaseServer(server.key);
+      }
       await view?.close();
       await scratch?.close();
       throw err;

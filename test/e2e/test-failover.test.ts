@@ -305,6 +305,13 @@ describe('test failover', () => {
     const stopped = await cli(['test-failover', 'stop', '--group', 'g', '--config', configPath]);
     expect(stopped.code, stopped.stderr).toBe(0);
     expect((JSON.parse((await cli(['test-failover', 'list', '--json', '--config', configPath])).stdout) as TestInfo[]).length).toBe(0);
+    // A failover of the pair ends its test first.
+    await start('g1', '--at', 'latest');
+    const failover = await cli(['failover', 'g1', '--at', 'latest', '--config', configPath]);
+    expect(failover.code, failover.stderr).toBe(0);
+    expect((JSON.parse((await cli(['test-failover', 'list', '--json', '--config', configPath])).stdout) as TestInfo[]).length).toBe(0);
+    expect(existsSync(join(root, 'data', 'nbd', 'g1.sock'))).toBe(false);
+    expect(existsSync(join(root, 'retention', 'tests', 'g1'))).toBe(false);
   }, 60_000);
 });
 
