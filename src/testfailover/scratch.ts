@@ -26,10 +26,40 @@ export class ScratchFullError extends Error {
   }
 }
 
-export class Scratch {
-  /** Which blocks hold the test's bytes (data or zeros), by bitmap page. */
+/** One bit per block, by pages allocated as blocks are first set. */
+class BlockBitmap {
   private readonly pages = new Map<number, Uint8Array>();
-  private used = 0;
+  count = 0;
+
+  has(block: number): boolean {
+    const page = this.pages.get(Math.floor(block / PAGE_BLOCKS));
+    if (page === undefined) return false;
+    const i = block % PAGE_BLOCKS;
+    return ((page[i >> 3] as number) & (1 << (i & 7))) !== 0;
+  }
+
+  set(block: number, on: boolean): void {
+    const key = Math.floor(block / PAGE_BLOCKS);
+    let page = this.pages.get(key);
+    if (page === undefined) {
+      if (!on) return;
+      page = new Uint8Array(PAGE_BLOCKS / 8);
+      this.pages.set(key, page);
+    }
+    const i = block % PAGE_BLOCKS;
+    const bit = 1 << (i & 7);
+    const was = ((page[i >> 3] as number) & bit) !== 0;
+    if (was === on) return;
+    page[i >> 3] = on ? (page[i >> 3] as number) | bit : (page[i >> 3] as number) & ~bit;
+    this.count += on ? 1 : -1;
+  }
+}
+
+export class Scratch {
+  /** Blocks that are the test's: they read from the scratch, not the point. */
+  private readonly owned = new BlockBitmap();
+  /** Of those, the ones that read as zeros (trimmed or zeroed): a hole in the data file, no bytes stored. */
+  private readonly zeroed = new BlockBitmap();
   /** Allocated since the last flush: [first block, count, zero]. */
   private pending: Array<[number, number, boolean]> = [];
 
@@ -43,7 +73,7 @@ export class Scratch {
   ) {}
 
   static async open(dir: string, sizeBytes: number, quotaBytes: number): Promise<Scratch> {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     const fresh = !existsSync(join(dir, 'scratch.map'));
     const data = await BlockFile.open(join(dir, 'scratch.img'), { create: true, size: sizeBytes });
     const map = await BlockFile.open(join(dir, 'scratch.map'), { create: true });
@@ -59,52 +89,39 @@ export class Scratch {
       if (crc32c(entries.subarray(at, at + 12)) !== entries.readUInt32LE(at + 12)) break;
       const first = Number(entries.readBigUInt64LE(at));
       const raw = entries.readUInt32LE(at + 8);
-      s.mark(first, raw & 0x7fffffff);
+      s.mark(first, raw & 0x7fffffff, (raw & ZERO_FLAG) !== 0);
     }
     s.mapBytes = at;
     return s;
   }
 
-  /** Bytes the test's writes hold (blocks of zeros count too: a test could zero a disk it then rewrites). */
+  /** Bytes the test's writes store: trimmed and zeroed blocks hold none, and count for nothing. */
   get usedBytes(): number {
-    return this.used * SCRATCH_BLOCK;
+    return (this.owned.count - this.zeroed.count) * SCRATCH_BLOCK;
   }
 
   has(block: number): boolean {
-    const page = this.pages.get(Math.floor(block / PAGE_BLOCKS));
-    if (page === undefined) return false;
-    const i = block % PAGE_BLOCKS;
-    return ((page[i >> 3] as number) & (1 << (i & 7))) !== 0;
+    return this.owned.has(block);
   }
 
-  /** Blocks in [first, first+count) not the test's yet. */
-  newBlocks(first: number, count: number): number {
+  /** Blocks in [first, first+count) that would store data anew: not the test's yet, or the test's zeros. */
+  newDataBlocks(first: number, count: number): number {
     let n = 0;
-    for (let b = first; b < first + count; b++) if (!this.has(b)) n++;
+    for (let b = first; b < first + count; b++) if (!this.owned.has(b) || this.zeroed.has(b)) n++;
     return n;
   }
 
-  private mark(first: number, count: number): void {
+  private mark(first: number, count: number, zero: boolean): void {
     for (let b = first; b < first + count; b++) {
-      const key = Math.floor(b / PAGE_BLOCKS);
-      let page = this.pages.get(key);
-      if (page === undefined) {
-        page = new Uint8Array(PAGE_BLOCKS / 8);
-        this.pages.set(key, page);
-      }
-      const i = b % PAGE_BLOCKS;
-      const bit = 1 << (i & 7);
-      if (((page[i >> 3] as number) & bit) === 0) {
-        page[i >> 3] = (page[i >> 3] as number) | bit;
-        this.used++;
-      }
+      this.owned.set(b, true);
+      this.zeroed.set(b, zero);
     }
   }
 
-  /** Refuses `count` more blocks past the quota. */
+  /** Refuses `count` more blocks of data past the quota. */
   reserve(count: number): void {
-    if ((this.used + count) * SCRATCH_BLOCK > this.quotaBytes) {
-      throw new ScratchFullError(`the test's scratch would hold ${(this.used + count) * SCRATCH_BLOCK} bytes, past its quota of ${this.quotaBytes} (--scratch-bytes)`);
+    if (count > 0 && this.usedBytes + count * SCRATCH_BLOCK > this.quotaBytes) {
+      throw new ScratchFullError(`the test's scratch would hold ${this.usedBytes + count * SCRATCH_BLOCK} bytes, past its quota of ${this.quotaBytes} (--scratch-bytes)`);
     }
   }
 
@@ -113,26 +130,27 @@ export class Scratch {
     const first = offset / SCRATCH_BLOCK;
     // The disk's last block may be short.
     const count = Math.ceil(data.length / SCRATCH_BLOCK);
-    this.reserve(this.newBlocks(first, count));
+    this.reserve(this.newDataBlocks(first, count));
     await this.data.write(data, offset);
     this.noteAllocated(first, count, false);
     if (durable) await this.flush();
   }
 
-  /** Whole blocks that read as zeros: the data file's hole punched there. */
+  /** Whole blocks that read as zeros: the data file's hole punched there; no bytes stored, nothing counted. */
   async zero(offset: number, length: number, durable: boolean): Promise<void> {
     const first = offset / SCRATCH_BLOCK;
     const count = Math.ceil(length / SCRATCH_BLOCK);
-    this.reserve(this.newBlocks(first, count));
     await this.data.punchHole(offset, length);
     this.noteAllocated(first, count, true);
     if (durable) await this.flush();
   }
 
   private noteAllocated(first: number, count: number, zero: boolean): void {
-    const before = this.used;
-    this.mark(first, count);
-    if (this.used !== before || zero) this.pending.push([first, count, zero]);
+    let changed = false;
+    for (let b = first; b < first + count && !changed; b++) changed = !this.owned.has(b) || this.zeroed.has(b) !== zero;
+    this.mark(first, count, zero);
+    // The map replays in order: a change of kind (data over zeros, zeros over data) is logged too.
+    if (changed) this.pending.push([first, count, zero]);
   }
 
   async read(buf: Buffer, offset: number): Promise<void> {

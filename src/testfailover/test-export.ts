@@ -56,15 +56,27 @@ export class TestExport implements NbdExport {
     return this.serialized(() => this.writeNow(offset, data, fua));
   }
 
+  /**
+   * TRIM and WRITE_ZEROES: whole blocks become holes over the point (no bytes
+   * stored, nothing counted against the quota); the partial blocks at either
+   * end are written. The quota is checked for those ends before anything
+   * changes, so a request refused changes nothing.
+   */
   writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
     return this.serialized(async () => {
       const end = offset + length;
       const innerFrom = Math.ceil(offset / SCRATCH_BLOCK) * SCRATCH_BLOCK;
       const innerTo = Math.min(end, Math.floor(end / SCRATCH_BLOCK) * SCRATCH_BLOCK);
-      // The whole blocks read as zeros without being written; the ends of the range are written.
+      const head: [number, number] | null = innerFrom > offset ? [offset, Math.min(innerFrom, end)] : null;
+      const tailFrom = Math.max(innerTo, innerFrom);
+      const tail: [number, number] | null = end > tailFrom ? [tailFrom, end] : null;
+      const edgeBlocks = new Set([head, tail].filter((r): r is [number, number] => r !== null).map(([from]) => Math.floor(from / SCRATCH_BLOCK)));
+      let newBlocks = 0;
+      for (const b of edgeBlocks) newBlocks += this.scratch.newDataBlocks(b, 1);
+      await this.guard(async () => this.scratch.reserve(newBlocks));
+      if (head) await this.writeNow(head[0], Buffer.alloc(head[1] - head[0]), false);
+      if (tail) await this.writeNow(tail[0], Buffer.alloc(tail[1] - tail[0]), false);
       if (innerTo > innerFrom) await this.guard(() => this.scratch.zero(innerFrom, innerTo - innerFrom, false));
-      if (innerFrom > offset) await this.writeNow(offset, Buffer.alloc(Math.min(innerFrom, end) - offset), false);
-      if (end > Math.max(innerTo, innerFrom)) await this.writeNow(Math.max(innerTo, innerFrom), Buffer.alloc(end - Math.max(innerTo, innerFrom)), false);
       if (fua) await this.scratch.flush();
     });
   }
@@ -72,7 +84,6 @@ export class TestExport implements NbdExport {
   async flush(): Promise<void> {
     await this.scratch.flush();
   }
-
 
   private async writeNow(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const end = offset + data.length;

@@ -99,6 +99,11 @@ describe('test failover', () => {
     const r = await cli(['test-failover', 'stop', pair, '--config', configPath]);
     expect(r.code, r.stderr).toBe(0);
   };
+  const list = async (): Promise<TestInfo[]> => {
+    const r = await cli(['test-failover', 'list', '--json', '--config', configPath]);
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as TestInfo[];
+  };
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'mtagent-drill-'));
@@ -199,6 +204,17 @@ describe('test failover', () => {
     await expect(run('qemu-io', ['-f', 'raw', t.uri, '-c', 'write -P 1 0 1M'])).rejects.toThrow();
     const small = await run('qemu-io', ['-f', 'raw', t.uri, '-c', 'write -P 1 0 128k']);
     expect(small.stdout).toContain('wrote 131072');
+    // TRIM and WRITE_ZEROES store nothing: a whole-disk discard (16 x the quota) is taken,
+    // frees what the test had written there, and leaves the quota for data.
+    await run('qemu-io', ['-f', 'raw', t.uri, '-c', `discard 0 ${DISK}`, '-c', 'write -z 64k 2M', '-c', 'flush']);
+    expect((await list()).find((x) => x.pair === 'p')?.scratchBytes).toBe(0);
+    const after = await run('qemu-io', ['-f', 'raw', t.uri, '-c', 'write -P 3 0 192k', '-c', 'read -P 0 192k 3M']);
+    expect(after.stdout).toContain('wrote 196608');
+    expect(after.stdout).not.toMatch(/Pattern verification failed/);
+    expect((await list()).find((x) => x.pair === 'p')?.scratchBytes).toBe(192 * KiB);
+    // A write refused for the quota changes nothing: the blocks still read as before.
+    await expect(run('qemu-io', ['-f', 'raw', t.uri, '-c', 'write -P 4 0 1M'])).rejects.toThrow();
+    expect((await run('qemu-io', ['-f', 'raw', t.uri, '-c', 'read -P 3 0 192k'])).stdout).not.toMatch(/Pattern verification failed/);
     const again = await cli(['test-failover', 'start', 'p', '--at', 'latest', '--config', configPath]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/runs already.*test-failover stop p/);
