@@ -27,9 +27,16 @@ export function printStatus(r: StatusReport): void {
     const h = r.heartbeat;
     process.stdout.write(`heartbeat: last success ${h.lastSuccess ?? 'never'}${h.consecutiveFailures > 0 ? `, ${h.consecutiveFailures} failing in a row: ${h.lastError}` : ''}\n`);
   }
-  const rows = [['pair', 'group', 'state', 'durable', 'applied', 'oldest point', 'latest point', 'latest app point', 'RPO', 'journal']];
+  const w = r.window;
+  const hours = (s: number): string => `${(s / 3600).toFixed(s < 36_000 ? 1 : 0)} h`;
+  process.stdout.write(
+    `window: ${w.heldSeconds === null ? 'no history yet' : `${hours(w.heldSeconds)} held`} of ${hours(w.policySeconds)}; at the peak hourly churn it needs ${formatBytes(w.neededBytes)} of ${formatBytes(w.capacityBytes)}: ${w.fits ? 'fits' : 'WILL NOT FIT (give the retention volume more space, or shorten policy.retentionSeconds)'}${w.shortenedForSpaceAt ? `; history last shortened for space ${w.shortenedForSpaceAt}` : ''}\n`,
+  );
+  const rate = (n: number): string => `${formatBytes(n)}/s`;
+  const rows = [['pair', 'group', 'state', 'durable', 'applied', 'oldest point', 'latest point', 'latest app point', 'RPO', 'journal', 'churn 1 min / 1 h / peak h']];
   for (const p of r.pairs) {
-    rows.push([p.pair, p.group ?? '-', p.state, String(p.durableSeq), String(p.appliedSeq), p.oldestPoint ?? '-', p.latestPoint ?? '-', p.latestAppPoint ?? '-', rpo(p.rpoSeconds, p.rpoHealth), formatBytes(p.journalBytes)]);
+    const c = p.churn;
+    rows.push([p.pair, p.group ?? '-', p.state, String(p.durableSeq), String(p.appliedSeq), p.oldestPoint ?? '-', p.latestPoint ?? '-', p.latestAppPoint ?? '-', rpo(p.rpoSeconds, p.rpoHealth), formatBytes(p.journalBytes), `${rate(c.lastMinuteBytesPerSecond)} / ${rate(c.lastHourBytesPerSecond)} / ${rate(c.peakHourBytesPerSecond)}`]);
   }
   process.stdout.write(`${table(rows)}\n`);
   // Why each pair that is not protected is not, on a line of its own: the reasons are long.
@@ -115,10 +122,10 @@ export function registerOperations(program: Command): void {
         if (o.json) printJson(r);
         else process.stdout.write(`${r.pair} at seq ${r.seq} (${r.time ?? 'no time'}) written to ${r.path}\nsha256 ${r.sha256}\n`);
       } catch (err) {
+        // The folder a group recovery made for its images goes with them, whatever stopped it.
+        if (o.group && !outWasThere) rmdirQuietly(out);
         if (!wasCancelled(err, interrupt.signal)) throw err;
         bar.stop();
-        // The folder a group recovery made for its images goes with them.
-        if (o.group && !outWasThere) rmdirQuietly(out);
         const left = outWasThere ? (o.group ? '' : `; ${out} was being overwritten and is not whole`) : existsSync(out) ? `; ${out} is left` : '; nothing was left behind';
         process.stderr.write(`mtagent: recover cancelled${left}\n`);
         process.exitCode = EXIT_INTERRUPTED;

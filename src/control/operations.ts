@@ -2,12 +2,14 @@
 // (README, Commands): run against an engine, in the daemon (through the control
 // socket) or in the command's own process when no daemon runs.
 import { hostname } from 'node:os';
+import type { Churn } from '../retention/churn';
+import type { WindowReport } from '../retention/window-forecast';
 import type { Engine, PairStatus } from '../engine/engine';
 import { MtagentError } from '../errors';
 import { packageVersion } from '../package-root';
 import { PROTOCOL_VERSION } from '../protocol/constants';
 import { rebuildGroup, resolveGroupPoint } from '../recovery/groups';
-import { isoTime, oldestPoint, resolvePoint, timeOf, windowAt } from '../recovery/points';
+import { isoTime, oldestPoint, resolvePoint, timeOf, windowAt, type Timeline } from '../recovery/points';
 import { catchUp, rebuild, timelineOf, type RebuildResult } from '../recovery/rebuild';
 import { verifyPair, type VerifyResult } from '../recovery/verify';
 import type { StartOptions, TestFailovers, TestInfo } from '../testfailover/manager';
@@ -44,6 +46,10 @@ export interface PairRow {
   oldestPoint: string | null;
   latestPoint: string | null;
   latestAppPoint: string | null;
+  /** How much history the pair holds: its latest point minus its oldest, seconds; null without both. */
+  historySeconds: number | null;
+  /** The source's writes per second over the last minute and hour, and the peak hour of the last day (resync data left out). */
+  churn: Churn;
   rpoSeconds: number | null;
   rpoHealth: PairStatus['rpoHealth'];
   journalBytes: number;
@@ -69,17 +75,40 @@ export interface StatusReport {
   processServers: Array<{ id: string; address: string; connectedSince: string }>;
   heartbeat: HeartbeatState | null;
   pairs: PairRow[];
+  /** Whether the policy's window fits the retention volume at the peak churn. */
+  window: WindowReport;
   events: Array<{ time: string; pair: string | null; kind: string; message: string }>;
 }
 
-function pairRow(engine: Engine, s: PairStatus, tests: TestFailovers | null): PairRow {
-  const tags = engine.catalog.tags(s.pair);
-  const windows = engine.catalog.resyncWindows(s.pair);
+/** Source times of points by pair: a seq's time never changes, and reading it may read an undo segment. */
+const pointTimes = new Map<string, { seq: number; time: number | null }>();
+
+async function pointTime(t: Timeline, seq: number, slot: string): Promise<number | null> {
+  if (seq === t.oldest.seq) return t.oldest.time > 0 ? t.oldest.time : null;
+  const end = t.windows.find((w) => w.endSeq === seq && w.endTime !== null);
+  if (end) return end.endTime;
+  const key = `${t.pairId}\0${slot}`;
+  const known = pointTimes.get(key);
+  if (known && known.seq === seq) return known.time;
+  const time = await timeOf(t, seq);
+  pointTimes.set(key, { seq, time });
+  return time;
+}
+
+async function pairRow(engine: Engine, s: PairStatus, tests: TestFailovers | null): Promise<PairRow> {
+  // The points as `mtagent points` gives them: the oldest recovery point (not the
+  // undo log's first state, which an initial copy leaves unrecoverable), and the
+  // state the target holds (a failed-over pair's is its failover point).
+  const t = timelineOf(engine, s.pair);
+  const oldestSeq = oldestPoint(t);
+  const oldestTime = oldestSeq === null ? null : await pointTime(t, oldestSeq, 'oldest');
+  const latestTime = t.latestSeq === s.appliedSeq && s.latestTime !== null ? s.latestTime : t.latestSeq > 0 ? await pointTime(t, t.latestSeq, 'latest') : null;
+  const tags = t.tags;
   let app: (typeof tags)[number] | null = null;
   for (let i = tags.length - 1; i >= 0; i--) {
-    const t = tags[i];
-    if (t && t.kind === 'app' && t.seq >= s.oldestSeq && t.seq <= s.appliedSeq && windowAt(windows, t.seq) === null) {
-      app = t;
+    const x = tags[i];
+    if (x && x.kind === 'app' && oldestSeq !== null && x.seq >= oldestSeq && x.seq <= t.latestSeq && windowAt(t.windows, x.seq) === null) {
+      app = x;
       break;
     }
   }
@@ -88,10 +117,16 @@ function pairRow(engine: Engine, s: PairStatus, tests: TestFailovers | null): Pa
     group: s.group,
     state: s.state,
     durableSeq: s.durableSeq,
-    appliedSeq: s.appliedSeq,
-    oldestPoint: isoTime(s.oldestTime),
-    latestPoint: isoTime(s.latestTime),
+    appliedSeq: t.latestSeq,
+    oldestPoint: oldestSeq === null ? null : isoTime(oldestTime),
+    latestPoint: isoTime(latestTime),
     latestAppPoint: app ? isoTime(app.time) : null,
+    historySeconds: oldestTime !== null && latestTime !== null && oldestSeq !== null ? Math.max(0, Math.round((latestTime - oldestTime) / 1e4) / 100) : null,
+    churn: {
+      lastMinuteBytesPerSecond: Math.round(s.churn.lastMinuteBytesPerSecond),
+      lastHourBytesPerSecond: Math.round(s.churn.lastHourBytesPerSecond),
+      peakHourBytesPerSecond: Math.round(s.churn.peakHourBytesPerSecond),
+    },
     rpoSeconds: s.rpoSeconds === null ? null : Math.round(s.rpoSeconds * 10) / 10,
     rpoHealth: s.rpoHealth,
     journalBytes: s.journalBytes,
@@ -108,6 +143,10 @@ export async function status(ctx: AgentContext, daemon: boolean): Promise<Status
   const problems: string[] = [];
   if (space.availableBytes < 0.05 * space.capacityBytes) problems.push(`retention volume nearly full: ${space.availableBytes} of ${space.capacityBytes} bytes left`);
   const rows = engine.pairIds().concat(engine.catalog.pairs().map((p) => p.pairId).filter((id) => !engine.pairIds().includes(id)));
+  const configured = new Set(engine.pairIds());
+  const pairs = await Promise.all(rows.filter((id) => { try { engine.status(id); return true; } catch { return false; } }).map((id) => pairRow(engine, engine.status(id), ctx.tests)));
+  const held = pairs.filter((p) => configured.has(p.pair) && p.historySeconds !== null).map((p) => p.historySeconds as number);
+  const window = await engine.window(held.length > 0 ? Math.min(...held) : null);
   return {
     agentId: ctx.agentId,
     hostname: hostname(),
@@ -127,7 +166,8 @@ export async function status(ctx: AgentContext, daemon: boolean): Promise<Status
     historyShortened: engine.catalog.eventCount('history-shortened'),
     processServers: ctx.processServers(),
     heartbeat: ctx.heartbeat(),
-    pairs: rows.filter((id) => { try { engine.status(id); return true; } catch { return false; } }).map((id) => pairRow(engine, engine.status(id), ctx.tests)),
+    pairs,
+    window,
     events: engine.catalog.events(20).map((e) => ({ time: e.time, pair: e.pairId, kind: e.kind, message: e.message })),
   };
 }

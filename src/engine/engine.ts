@@ -16,6 +16,7 @@ import type { HistorySource, PairHistory, ReadHold } from '../recovery/history';
 import { RetentionLock } from '../retention/lock';
 import { Pruner, type PointHold } from '../retention/pruner';
 import type { SpaceAccount } from '../retention/space';
+import { WindowWatch, forecastWindow, type WindowReport } from '../retention/window-forecast';
 import { Catalog, type ResyncWindowRow, type TagRow, type UndoSegmentRow } from '../store/catalog';
 import { ApplyControl } from './applying';
 import { EngineCore } from './core';
@@ -52,6 +53,7 @@ export class Engine implements HistorySource {
   private readonly applying: ApplyControl;
   private readonly failovers: Failovers;
   private readonly hooks: StartupHooks;
+  private readonly windowWatch: WindowWatch;
   private timers: NodeJS.Timeout[] = [];
   private started = false;
 
@@ -62,19 +64,21 @@ export class Engine implements HistorySource {
     this.lock = lock;
     // Background I/O gives way only once start-up is done and while acknowledgements come first.
     this.io = new IoPriority(() => this.started && this.applying.acksComeFirst());
+    const now = options.now ?? (() => Date.now() * 1000);
     const core = new EngineCore(
       { agentId: options.agentId, configPath: options.configPath ?? null, retentionDir: options.retentionDir, dataDir: options.dataDir },
       sizes,
       { pairs: options.pairs, policy: options.policy, maxBytes: options.maxBytes ?? null },
       this.log,
       catalog,
-      new PairRegistry(),
+      new PairRegistry(now),
       this.io,
-      options.now ?? (() => Date.now() * 1000),
+      now,
     );
     this.core = core;
     this.stoppedOnError = core.stoppedOnError;
     this.ingestDir = join(options.retentionDir, 'ingest');
+    this.windowWatch = new WindowWatch(this.log, catalog);
     this.pruner = new Pruner({
       retentionDir: options.retentionDir,
       reserveBytes: sizes.reserveBytes,
@@ -157,7 +161,7 @@ export class Engine implements HistorySource {
     const every = (ms: number, fn: () => void): void => void this.timers.push(setInterval(fn, ms).unref());
     every(this.core.sizes.targetRetryMs, () => this.targets.retryPaused());
     every(RATE_WINDOW_MS, () => rollRates(this.core));
-    every(SPACE_INTERVAL_MS, () => void this.space().catch(() => undefined));
+    every(SPACE_INTERVAL_MS, () => void this.window(null).then((w) => this.windowWatch.check(w), () => undefined));
     every(this.core.sizes.pruneIntervalMs, () => void this.pruneByTime().catch((err: unknown) => this.log.error({ err }, 'pruning failed')));
     this.log.info({ pairs: [...this.core.pairs.all()].map((p) => p.pairId), ...recovered }, 'engine recovered');
   }
@@ -239,6 +243,23 @@ export class Engine implements HistorySource {
 
   space(): Promise<SpaceAccount> {
     return this.pruner.space();
+  }
+
+  /** Whether the policy's window fits the volume at the pairs' peak churn (retention/window-forecast.ts); `heldSeconds` as the caller measured it. */
+  async window(heldSeconds: number | null): Promise<WindowReport> {
+    const space = await this.space();
+    // An undo segment is closed when the next cycle's batch does not fit: on average half a cycle of it is left unused.
+    const { undoSegmentBytes: segment, cycleBytes: cycle } = this.core.sizes;
+    const fill = segment / Math.max(1, segment - cycle / 2);
+    const pairs = [...this.core.pairs.all()].filter((p) => p.config !== null).map((p) => ({ churn: p.churn.churn(), undoBytesPerByte: p.churn.undoBytesPerByte * fill }));
+    return forecastWindow({
+      pairs,
+      policySeconds: this.core.config.policy.retentionSeconds,
+      fixedBytes: retentionNeeded(this.core.sizes, pairs.length),
+      capacityBytes: space.capacityBytes,
+      heldSeconds,
+      shortenedForSpaceAt: this.catalog.lastEventTime('history-shortened'),
+    });
   }
 
   pruneByTime(): Promise<number> {

@@ -160,6 +160,7 @@ export class IngestPath {
       const pair = this.core.pairs.get(r.fields.pairId);
       if (!pair) continue;
       this.noteDurable(pair, r.fields.kind, r.item.seq, r.item.time, r.item.kind === 'write' ? r.item.data.length : 0);
+      if (r.item.kind === 'write' && !r.item.resync) pair.churn.add(r.item.data.length);
       if (r.item.kind === 'resync-start') this.core.log.info({ pair: pair.pairId, seq: r.item.seq }, 'resync started: points from here are refused until it ends');
       else if (r.item.kind === 'resync-end') this.core.log.info({ pair: pair.pairId, seq: r.item.seq }, 'resync ended: the target matches the source again');
     }

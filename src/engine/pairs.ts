@@ -9,6 +9,7 @@ import type { EnginePairConfig } from './options';
 import { PairState } from './pair-state';
 import { PairResyncCapture } from './resync-capture';
 import type { ResyncWindowRow } from '../store/catalog';
+import { ChurnMeter } from '../retention/churn';
 
 export interface PairRuntime extends ApplierPair {
   config: EnginePairConfig | null;
@@ -39,6 +40,8 @@ export interface PairRuntime extends ApplierPair {
   /** Durable write bytes not yet applied. */
   lagBytes: number;
   rate: { since: number; bytes: number; perSecond: number };
+  /** What the source writes per second (resync data left out). */
+  churn: ChurnMeter;
   /**
    * Tags and resync markers applied but not yet in the catalog: its last
    * write failed (a full dataDir). Kept until a write takes them, so points
@@ -70,6 +73,9 @@ export interface NewPair {
 export class PairRegistry {
   private readonly byId = new Map<string, PairRuntime>();
 
+  /** `now`: the engine's clock (µs), which churn is measured on. */
+  constructor(private readonly now: () => number) {}
+
   /** A pair as start-up or a reload finds it: its undo log read, its catalog row taken. */
   add(p: NewPair): PairRuntime {
     const last = p.undo.lastItem;
@@ -99,6 +105,7 @@ export class PairRegistry {
       session: 0,
       lagBytes: 0,
       rate: { since: Date.now(), bytes: 0, perSecond: 0 },
+      churn: new ChurnMeter(this.now),
       unrecordedMarkers: [],
     };
     pair.resync.resume();

@@ -3,6 +3,7 @@
 import type { EngineCore } from './core';
 import type { PairStateName } from './pair-state';
 import type { PairRuntime } from './pairs';
+import type { Churn } from '../retention/churn';
 
 export interface PairStatus {
   pair: string;
@@ -22,6 +23,9 @@ export interface PairStatus {
   ingestBytesPerSecond: number;
   /** Write bytes durable in the ingest log and not yet on the target; ingest waits while it is above maxApplyLagBytes (or all pairs together above maxTotalApplyLagBytes). */
   applyLagBytes: number;
+  /** The source's writes per second (resync data left out), and the retention each byte of it takes. */
+  churn: Churn;
+  undoBytesPerByte: number;
   needsResync: boolean;
   lastError: string | null;
   /** Why the pair is not protected, in a phrase an operator can act on; null when it is. */
@@ -81,6 +85,8 @@ export function pairStatus(core: EngineCore, pair: PairRuntime): PairStatus {
     journalBytes,
     ingestBytesPerSecond: pair.rate.perSecond,
     applyLagBytes: pair.lagBytes,
+    churn: pair.churn.churn(),
+    undoBytesPerByte: pair.churn.undoBytesPerByte,
     needsResync: pair.needsResync,
     lastError: pair.state.alert ?? pair.state.lastError,
     why: whyNot(core, pair, state),

@@ -139,7 +139,10 @@ export function heartbeatBody(s: import('../control/operations').StatusReport): 
       journalBytes: p.journalBytes,
       ingestBytesPerSecond: p.ingestBytesPerSecond,
       lastError: p.lastError,
+      churn: p.churn,
+      historySeconds: p.historySeconds,
       testFailover: p.testFailover === null ? null : { seq: p.testFailover.seq, time: p.testFailover.time, since: p.testFailover.since, scratchBytes: p.testFailover.scratchBytes },
     })),
+    window: s.window,
   };
 }

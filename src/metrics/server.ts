@@ -58,12 +58,40 @@ export class AgentMetrics {
     perPair('mtagent_pair_applied_seq', 'Highest seq applied to the target', (p) => p.appliedSeq);
     perPair('mtagent_pair_rpo_seconds', 'Now minus the source time of the newest durable item', (p) => p.rpoSeconds);
     perPair('mtagent_pair_journal_bytes', "Bytes of the pair's undo history", (p) => p.journalBytes);
-    perPair('mtagent_pair_history_seconds', 'How far back the retained history reaches', (p) =>
-      p.oldestPoint && p.latestPoint ? (Date.parse(p.latestPoint) - Date.parse(p.oldestPoint)) / 1000 : null,
-    );
+    perPair('mtagent_pair_history_seconds', "How much history the pair holds: its latest recovery point's source time minus its oldest's", (p) => p.historySeconds);
     perPair('mtagent_test_failover_active', '1 while a test failover of the pair runs, else 0', (p) => (p.testFailover === null ? 0 : 1));
     perPair('mtagent_test_failover_scratch_bytes', "Bytes the running test failover's own writes hold on the retention volume", (p) => p.testFailover?.scratchBytes ?? null);
     perPair('mtagent_pair_state_ok', '1 when the pair is protected or resyncing, else 0', (p) => (p.state === 'protected' || p.state === 'resyncing' ? 1 : 0));
+    new Gauge({
+      name: 'mtagent_pair_churn_bytes_per_second',
+      help: "Bytes the pair's source writes per second (resync data left out), over the last minute, the last hour, and the peak hour of the last day",
+      labelNames: ['pair', 'over'],
+      registers: [r],
+      async collect() {
+        this.reset();
+        for (const p of (await sources.status()).pairs) {
+          this.set({ pair: p.pair, over: 'minute' }, p.churn.lastMinuteBytesPerSecond);
+          this.set({ pair: p.pair, over: 'hour' }, p.churn.lastHourBytesPerSecond);
+          this.set({ pair: p.pair, over: 'peak-hour' }, p.churn.peakHourBytesPerSecond);
+        }
+      },
+    });
+    const window = (name: string, help: string, pick: (w: StatusReport['window']) => number | null): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        async collect() {
+          this.reset();
+          const v = pick((await sources.status()).window);
+          if (v !== null) this.set(v);
+        },
+      });
+    };
+    window('mtagent_retention_window_needed_bytes', "Retention the policy's whole window needs at each pair's peak hourly churn of the last day", (w) => w.neededBytes);
+    window('mtagent_retention_window_fits', "1 when the policy's window fits what the agent may use of the retention volume at the peak churn, else 0 (history will be shortened for space)", (w) => (w.fits ? 1 : 0));
+    window('mtagent_retention_window_held_seconds', 'The least history a configured pair holds', (w) => w.heldSeconds);
+    window('mtagent_retention_shortened_for_space_timestamp_seconds', 'When history was last shortened for space (Unix time)', (w) => (w.shortenedForSpaceAt ? Date.parse(w.shortenedForSpaceAt) / 1000 : null));
     new Gauge({
       name: 'mtagent_pair_apply_lag_bytes',
       help: 'Write bytes durable in the ingest log and not yet applied to the target; ingest waits above the apply lag limit',

@@ -416,6 +416,12 @@ export class Catalog {
     return row?.n ?? 0;
   }
 
+  /** When the newest event of `kind` kept happened (ISO-8601), or null. */
+  lastEventTime(kind: string): string | null {
+    const row = this.db.prepare('SELECT time FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1').get(kind) as { time: string } | undefined;
+    return row?.time ?? null;
+  }
+
   events(limit = 100): EventRow[] {
     const rows = this.db.prepare('SELECT id, time, pair_id, kind, message FROM events ORDER BY id DESC LIMIT ?').all(limit) as Array<{
       id: number;

@@ -106,8 +106,12 @@ describe('heartbeat', () => {
         journalBytes: expect.any(Number),
         ingestBytesPerSecond: expect.any(Number),
         lastError: null,
+        churn: { lastMinuteBytesPerSecond: expect.any(Number), lastHourBytesPerSecond: expect.any(Number), peakHourBytesPerSecond: expect.any(Number) },
+        // Its oldest point is the disk before its first item, which has no time.
+        historySeconds: null,
         testFailover: null,
       });
+      expect(body.window).toEqual({ heldSeconds: null, policySeconds: 86400, neededBytes: expect.any(Number), capacityBytes: expect.any(Number), fits: expect.any(Boolean), shortenedForSpaceAt: null });
       const before = cs.received.length;
       await until(() => cs.received.length >= before + 2, 5000);
 
@@ -130,6 +134,12 @@ describe('heartbeat', () => {
       expect(metrics).toMatch(/mtagent_pair_apply_lag_bytes\{pair="h1"\} (0|4096)\n/);
       expect(metrics).toMatch(/mtagent_ack_latency_seconds_count [1-9]/);
       expect(metrics).toContain('mtagent_retention_capacity_bytes');
+      expect(metrics).toMatch(/^mtagent_pair_churn_bytes_per_second\{pair="h1",over="minute"\} [1-9]/m);
+      expect(metrics).toMatch(/^mtagent_retention_window_needed_bytes \d+/m);
+      expect(metrics).toMatch(/^mtagent_retention_window_fits [01]$/m);
+      // Every series the shipped dashboard plots is one the agent serves.
+      const dashboard = readFileSync(join(__dirname, '..', '..', 'docs', 'grafana-dashboard.json'), 'utf8');
+      for (const name of new Set(dashboard.match(/mtagent_[a-z_]+/g) ?? [])) expect(metrics, name).toContain(`# HELP ${name.replace(/_(bucket|count|sum)$/, '')} `);
       // Everything sent is acked: nothing held, every connection reading.
       expect(metrics).toContain('mtagent_arrival_held_bytes 0\n');
       expect(metrics).toContain('mtagent_connections_not_reading 0\n');
