@@ -104,9 +104,11 @@ for spec in "$INSTALL_DIR:0755" "$CONFIG_DIR:0750" "$DATA_DIR:0750" "$DATA_DIR/d
 done
 
 # 4. The application files, and the command on the PATH.
-plan="$("$NODE" "$SRC/dist/scripts/sync-app.js" --from "$SRC" --to "$(r "$INSTALL_DIR")" --dry-run)"
-if [ "${plan%% *}" = 0 ]; then say ok "application in $INSTALL_DIR (${plan#* of })"
-else act "install the application in $INSTALL_DIR (${plan})" "$NODE" "$SRC/dist/scripts/sync-app.js" --from "$SRC" --to "$(r "$INSTALL_DIR")"
+plan="$("$NODE" "$SRC/dist/scripts/sync-app.js" --from "$SRC" --to "$(r "$INSTALL_DIR")" --dry-run)"   # "N of M files would change"
+differ="${plan%% *}"; total="${plan#* of }"; total="${total%% *}"
+if [ "$differ" = 0 ]; then say ok "application in $INSTALL_DIR ($total files, as in this release)"
+elif [ "$differ" = "$total" ]; then act "install the application in $INSTALL_DIR ($total files)" "$NODE" "$SRC/dist/scripts/sync-app.js" --from "$SRC" --to "$(r "$INSTALL_DIR")"
+else act "update the application in $INSTALL_DIR ($differ of $total files differ)" "$NODE" "$SRC/dist/scripts/sync-app.js" --from "$SRC" --to "$(r "$INSTALL_DIR")"
 fi
 # A release brings its own bin/mtagent and runtime, copied with the application; a clone gets a wrapper for the node it found.
 if [ "$RELEASE" = 1 ]; then
@@ -127,6 +129,15 @@ fi
 if [ -f "$(r "$CONFIG_DIR/agent.yaml")" ]; then say ok "configuration $CONFIG_DIR/agent.yaml (kept as it is)"
 else
   act "make the configuration in $CONFIG_DIR (certificate, passphrase)" "${MTAGENT[@]}" init --dir "$(r "$CONFIG_DIR")" --no-sample-pairs --data-dir "$DATA_DIR" --retention "$RETENTION" --listen-host 0.0.0.0
+fi
+# The service runs as mtagent: what it reads and writes is its own, the files
+# made above as root included (their modes stay as narrow as they were made).
+if [ "$ROOT" = / ] && [ "$DRY" = 0 ] && id mtagent >/dev/null 2>&1; then
+  for dir in "$CONFIG_DIR" "$DATA_DIR" "$RETENTION"; do
+    if [ -n "$(find "$dir" \( ! -user mtagent -o ! -group mtagent \) -print -quit 2>/dev/null)" ]; then
+      act "give the files in $dir to mtagent" chown -R mtagent:mtagent "$dir"
+    fi
+  done
 fi
 
 # 6. The retention volume's rules and the disks' SCSI ids: reported, not changed.
@@ -150,8 +161,19 @@ unit_path="$(r /etc/systemd/system/mtagent.service)"
 if [ -f "$unit_path" ] && [ "$(cat "$unit_path")" = "$unit" ]; then say ok "systemd unit /etc/systemd/system/mtagent.service"
 else
   act "install the systemd unit /etc/systemd/system/mtagent.service" sh -c "mkdir -p '$(dirname "$unit_path")' && printf '%s\n' \"\$1\" > '$unit_path'" sh "$unit"
-  if [ "$ROOT" = / ] && [ "$SYSTEMCTL" = 1 ] && command -v systemctl >/dev/null 2>&1; then
-    act "reload systemd and enable mtagent" sh -c 'systemctl daemon-reload && systemctl enable mtagent.service'
+  unit_changed=1
+fi
+if [ "$ROOT" = / ] && [ "$SYSTEMCTL" = 1 ]; then
+  if ! command -v systemctl >/dev/null 2>&1; then
+    warn "systemctl not found: the unit is installed but not enabled (start mtagent with your service manager)"
+  elif [ ! -d /run/systemd/system ]; then
+    # An image build or a container: systemctl is there, systemd does not run.
+    warn "systemd is not running here: the unit is installed but not enabled; once it runs: systemctl daemon-reload && systemctl enable --now mtagent"
+  else
+    [ "${unit_changed:-0}" = 1 ] && act "reload systemd" systemctl daemon-reload
+    if systemctl is-enabled --quiet mtagent.service 2>/dev/null; then say ok "unit mtagent enabled"
+    else act "enable mtagent" systemctl enable mtagent.service
+    fi
   fi
 fi
 

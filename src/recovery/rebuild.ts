@@ -1,5 +1,6 @@
 // Rebuilding a pair's disk at a point: copy the target (which holds the
 // latest applied state), then lay the before-images back (rollback.ts).
+import { userInfo } from 'node:os';
 import { existsSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { runLimited } from '../apply/target';
 import { MtagentError } from '../errors';
@@ -73,7 +74,14 @@ async function openOutput(path: string, sizeBytes: number, force: boolean): Prom
     if (!st.isFile()) throw new MtagentError('output-invalid', `${path} is neither a regular file nor a block device`);
     truncateSync(path, 0);
   }
-  return BlockFile.open(path, { create: true, size: sizeBytes, mode: 0o600 });
+  try {
+    return await BlockFile.open(path, { create: true, size: sizeBytes, mode: 0o600 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM') throw err;
+    const who = process.getuid?.() === 0 ? 'root' : `user ${userInfo().username}`;
+    throw new MtagentError('output-not-writable', `cannot write ${path} (${code}): the agent writes the image as ${who}; give --out a path it may write (with the systemd unit, under its dataDir)`);
+  }
 }
 
 /** Rebuilds the pair's disk at a resolved point into `outPath` and hashes it. */

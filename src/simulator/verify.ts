@@ -1,7 +1,8 @@
 // `mtagent simulate --verify`: pick recovery points, rebuild each through the
 // agent's own CLI, and compare its SHA-256 with the simulator's model.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { loadConfig } from '../config/load';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -44,9 +45,28 @@ export async function oldestRetainedSeq(cli: string[], configPath: string, pairI
   return r.oldest?.seq ?? r.latest.seq;
 }
 
+/**
+ * Where a rebuilt image goes: the agent writes it (through the daemon, as its
+ * own user, which the unit lets write in dataDir), so a folder in dataDir
+ * given to that user; a temporary folder where there is no dataDir.
+ */
+function imageDir(configPath: string): string {
+  let dataDir: string | null = null;
+  try {
+    dataDir = loadConfig(configPath).dataDir;
+  } catch {
+    // No readable config: the command will say why.
+  }
+  if (dataDir === null || !existsSync(dataDir)) return mkdtempSync(join(tmpdir(), 'mtagent-verify-'));
+  const dir = mkdtempSync(join(dataDir, 'verify-'));
+  const owner = statSync(dataDir);
+  if (process.getuid?.() === 0 && owner.uid !== 0) chownSync(dir, owner.uid, owner.gid);
+  return dir;
+}
+
 /** Rebuilds one point with `mtagent recover … --json` and compares hashes. */
 export async function checkPoint(cli: string[], configPath: string, model: SourceModel, point: string, seq: number): Promise<PointCheck> {
-  const dir = mkdtempSync(join(tmpdir(), 'mtagent-verify-'));
+  const dir = imageDir(configPath);
   const expected = model.sha256At(seq);
   try {
     const { stdout } = await run(cli[0] as string, [...cli.slice(1), 'recover', model.pairId, '--at', point, '--out', join(dir, 'image.img'), '--config', configPath, '--json'], {
