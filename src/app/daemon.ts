@@ -1,5 +1,8 @@
 // `mtagent run`: the agent as a long-running process.
+import { createServer } from 'node:net';
 import { mkdirDurable } from '../durable-files';
+import { MtagentError } from '../errors';
+import { RetentionLock, describeHolder } from '../retention/lock';
 import { ConfigError, loadConfig, readPassphrase, readTlsFile, type AgentConfig } from '../config/load';
 import { ProtocolError } from '../protocol/errors';
 import { Engine } from '../engine/engine';
@@ -57,6 +60,9 @@ export function engineOptionsFor(config: AgentConfig, log: Logger): Parameters<t
 
 /** Checks the retention volume against its rules and refuses a path that fails, naming the rule. */
 export async function assertRetentionVolume(config: AgentConfig): Promise<void> {
+  // Another daemon on the volume, of this configuration or another: one error, an operation that failed (exit 1).
+  const lock = await RetentionLock.probe(config.retention.path);
+  if (lock.held) throw new MtagentError('retention-locked', `retention volume ${config.retention.path} is in use by ${describeHolder(lock.holder)}; stop that agent or give this one another retention path`);
   const results = await checkRetentionVolume(volumeContextFor(config, packageRoot));
   const failed = failedRules(results);
   if (failed.length > 0) {
@@ -65,12 +71,55 @@ export async function assertRetentionVolume(config: AgentConfig): Promise<void> 
   }
 }
 
-export async function startDaemon(config: AgentConfig, log: Logger): Promise<Daemon> {
-  const passphrase = readPassphrase(config);
-  const cert = readTlsFile(config, 'cert', config.tls.cert);
-  const key = readTlsFile(config, 'key', config.tls.key);
-  const clientCa = config.tls.clientCa ? readTlsFile(config, 'clientCa', config.tls.clientCa) : null;
+/** A port taken by another program, said before anything is made. */
+async function assertCanListen(host: string, port: number, what: string, fix: string): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ host, port, exclusive: true }, () => resolve());
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConfigError(`cannot ${what} on ${host}:${port} (${code}): ${fix}`);
+  } finally {
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
+}
+
+/**
+ * What `run` checks before it makes or writes anything (the log folder, the
+ * catalog, the retention layout, the targets): the files the configuration
+ * names, the retention volume and its lock, and the ports.
+ */
+export async function preflight(config: AgentConfig): Promise<DaemonSecrets> {
+  const secrets: DaemonSecrets = {
+    passphrase: readPassphrase(config),
+    cert: readTlsFile(config, 'cert', config.tls.cert),
+    key: readTlsFile(config, 'key', config.tls.key),
+    clientCa: config.tls.clientCa ? readTlsFile(config, 'clientCa', config.tls.clientCa) : null,
+    configServerCa: config.configServer?.caFile ? readTlsFile(config, 'configServer.caFile', config.configServer.caFile) : null,
+  };
   await assertRetentionVolume(config);
+  await assertCanListen(config.listen.host, config.listen.port, 'listen', `change listen in ${config.configPath} or stop what uses it`);
+  if (config.metrics) {
+    const i = config.metrics.listen.lastIndexOf(':');
+    await assertCanListen(config.metrics.listen.slice(0, i).replace(/^\[|\]$/g, ''), Number(config.metrics.listen.slice(i + 1)), 'serve metrics', `change metrics.listen in ${config.configPath}, or set it to null`);
+  }
+  return secrets;
+}
+
+export interface DaemonSecrets {
+  passphrase: Buffer;
+  cert: Buffer;
+  key: Buffer;
+  clientCa: Buffer | null;
+  configServerCa: Buffer | null;
+}
+
+export async function startDaemon(config: AgentConfig, log: Logger, checked?: DaemonSecrets): Promise<Daemon> {
+  const { passphrase, cert, key, clientCa, configServerCa } = checked ?? (await preflight(config));
   mkdirDurable(config.dataDir, 0o750);
   const engine = await Engine.open(engineOptionsFor(config, log));
   const tests = TestFailovers.open({ engine, dataDir: config.dataDir, tls: { cert, key, clientCa }, log });
@@ -157,7 +206,7 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
       agentId: config.agentId,
       passphrase,
       intervalSeconds: cs.heartbeatSeconds,
-      ca: cs.caFile ? readTlsFile(config, 'clientCa', cs.caFile) : null,
+      ca: configServerCa,
       fingerprint: cs.fingerprint,
       body: async () => heartbeatBody(await status(context, true)),
       log,
@@ -195,10 +244,13 @@ export async function startDaemon(config: AgentConfig, log: Logger): Promise<Dae
  * Runs until SIGTERM or SIGINT; resolves with the exit code. `onReady` is
  * called once recovery is done and the endpoint listens.
  */
-export async function runDaemon(config: AgentConfig, log: Logger, onReady?: (listening: { host: string; port: number }) => void): Promise<number> {
+export async function runDaemon(config: AgentConfig, makeLog: () => Promise<Logger>, onReady?: (listening: { host: string; port: number }) => void): Promise<number> {
   // Payload buffers (a message, a batch, an extent) are 64 KiB or more.
   returnFreedMemory(256 * 1024);
-  const daemon = await startDaemon(config, log);
+  const checked = await preflight(config);
+  // The log is made once nothing stands in the way: a refused start leaves nothing behind.
+  const log = await makeLog();
+  const daemon = await startDaemon(config, log, checked);
   const { host, port } = daemon.server.address();
   log.info({ version: packageVersion, agentId: config.agentId, listen: `${host}:${port}`, retention: config.retention.path, pairs: daemon.engine.pairIds() }, 'mtagent running');
   sdNotify(`READY=1\nSTATUS=listening on ${host}:${port}\nMAINPID=${process.pid}`);

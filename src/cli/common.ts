@@ -13,16 +13,17 @@ import { packageRoot } from '../package-root';
 
 /**
  * How to run this command again from where the user is: `mtagent` when it is
- * on the PATH (installed), `npx mtagent` in a clone (the package declares the
- * bin), else node and the path to this program.
+ * on the PATH (installed), a release's own bin/mtagent, `npx mtagent` in a
+ * clone where npx is there, else node and the path to this program.
  */
 export function howToRun(): string {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir && existsSync(join(dir, 'mtagent'))) return 'mtagent';
-  }
+  const onPath = (name: string): boolean => (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, name)));
+  if (onPath('mtagent')) return 'mtagent';
+  const releaseCommand = join(packageRoot, 'bin', 'mtagent');
+  if (existsSync(releaseCommand)) return releaseCommand;
   const rel = relative(packageRoot, process.cwd());
-  if (!rel.startsWith('..') && !isAbsolute(rel)) return 'npx mtagent';
-  return `node ${join(packageRoot, 'dist', 'src', 'cli', 'main.js')}`;
+  if (!rel.startsWith('..') && !isAbsolute(rel) && onPath('npx')) return 'npx mtagent';
+  return `${process.execPath} ${join(packageRoot, 'dist', 'src', 'cli', 'main.js')}`;
 }
 
 export const EXIT_OK = 0;

@@ -10,6 +10,6 @@ export function registerRun(program: Command): void {
     .option('--config <file>', 'configuration file (default /etc/mtagent/agent.yaml)')
     .action(async (opts: { config?: string }) => {
       const config = configFrom(opts);
-      process.exitCode = await runDaemon(config, await createDaemonLogger(config.dataDir));
+      process.exitCode = await runDaemon(config, () => createDaemonLogger(config.dataDir));
     });
 }

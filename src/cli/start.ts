@@ -24,7 +24,7 @@ export function registerStart(program: Command): void {
       const shown = relative(process.cwd(), configPath) || configPath;
       const cmd = howToRun();
       // Said once it is true: after recovery, with the endpoint listening.
-      process.exitCode = await runDaemon(config, await createDaemonLogger(config.dataDir), ({ host, port }) => {
+      process.exitCode = await runDaemon(config, () => createDaemonLogger(config.dataDir), ({ host, port }) => {
         process.stderr.write(
           `mtagent: listening on wss://${host}:${port}/v1/replicate with pairs ${config.pairs.map((p) => p.id).join(', ')}
   stream into it:  ${cmd} simulate --config ${shown} --workload oltp --rate 16M --tag-every 50 --duration 60 --verify 2

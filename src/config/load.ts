@@ -1,5 +1,6 @@
 // Reading agent.yaml: YAML (JSON is YAML too), validated, relative paths
 // resolved against the file's folder.
+import { userInfo } from 'node:os';
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -76,15 +77,30 @@ export function readPassphrase(config: AgentConfig): Buffer {
   if ((mode & 0o077) !== 0) {
     throw new ConfigError(`config ${config.configPath}: passphraseFile ${path} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}); run chmod 600 ${path}`);
   }
-  const text = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    const hint = code === 'EACCES' ? `: it must be readable by the user the agent runs as (${userName()}); chown it to that user, mode 0600` : '';
+    throw new ConfigError(`config ${config.configPath}: passphraseFile ${path} cannot be read (${code})${hint}`);
+  }
   if (text.length === 0) throw new ConfigError(`config ${config.configPath}: passphraseFile ${path} is empty`);
   return Buffer.from(text, 'utf8');
 }
 
-export function readTlsFile(config: AgentConfig, key: 'cert' | 'key' | 'clientCa', path: string): Buffer {
+function userName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? '?'}`;
+  }
+}
+
+export function readTlsFile(config: AgentConfig, key: 'cert' | 'key' | 'clientCa' | 'configServer.caFile', path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new ConfigError(`config ${config.configPath}: tls.${key} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new ConfigError(`config ${config.configPath}: ${key.includes('.') ? key : `tls.${key}`} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
 }

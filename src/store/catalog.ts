@@ -1,6 +1,7 @@
 // The SQLite catalog: an index over the logs, never the only copy of what is
 // durable. WAL mode with synchronous=NORMAL; the few changes that must
 // survive power loss on their own (failover, commit) call `flushDurably()`.
+import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { UndoSegmentSummary } from '../journal/undo-log';
 import { mkdirDurable } from '../durable-files';
@@ -208,7 +209,13 @@ export class Catalog {
   }
 
   static open(path: string, options: { readonly?: boolean } = {}): Catalog {
-    if (!options.readonly) mkdirDurable(dirname(path));
+    if (!options.readonly) {
+      mkdirDurable(dirname(path));
+      // SQLite gives its -wal and -shm files the database's mode: 0600, made before it opens, and narrowed if wider.
+      closeSync(openSync(path, 'a', 0o600));
+      if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+      for (const side of ['-wal', '-shm']) if (existsSync(path + side) && (statSync(path + side).mode & 0o077) !== 0) chmodSync(path + side, 0o600);
+    }
     const db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     try {
       if (!options.readonly) {

@@ -2,7 +2,7 @@
 // never a secret: no passphrase file, no private key, the config with any
 // inline secret masked.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, openSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from 'tar';
@@ -90,7 +90,11 @@ export async function writeSupportBundle(inputs: BundleInputs, outFile: string):
         files.push('catalog.db-wal');
       }
     }
+    // The catalog and the logs are the customer's: the bundle is for its owner alone.
+    closeSync(openSync(outFile, 'w', 0o600));
+    chmodSync(outFile, 0o600);
     create({ gzip: true, file: outFile, cwd: dir, prefix: 'mtagent-support', portable: true, sync: true }, files);
+    chmodSync(outFile, 0o600);
     return files;
   } finally {
     rmSync(dir, { recursive: true, force: true });

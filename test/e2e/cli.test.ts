@@ -1,15 +1,15 @@
 // What an operator meets at the command line: one line saying what is wrong
 // and what to do, the exit code the manual gives, and nothing changed that
 // the command was not asked to change.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { packageRoot, packageVersion } from '../../src/package-root';
-import { MAIN, RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
+import { MAIN, RunningDaemon, cli, freePort, makeInstallation } from '../helpers/daemon';
 
 const MiB = 1024 * 1024;
 const roots: string[] = [];
@@ -40,9 +40,58 @@ describe('the command line', () => {
       const r = await cli(['run', '--config', configPath]);
       expect(r.code).toBe(2);
       expect(r.stderr.trim().split('\n')).toEqual([`mtagent: cannot listen on 127.0.0.1:${port} (EADDRINUSE): change listen in ${configPath} or stop what uses it`]);
+      // Said before anything was made: no catalog, no log, no retention layout, no lock, no target images.
+      const dir = join(configPath, '..');
+      for (const made of ['data/catalog.db', 'data/log', 'retention/ingest', 'retention/pairs', 'retention/mtagent.lock', 'datastore/p.img']) expect(existsSync(join(dir, made)), made).toBe(false);
     } finally {
       taken.close();
     }
+  }, 30_000);
+
+  it('refuses a second daemon on a retention volume in use the same way, whatever its configuration, and leaves nothing behind', async () => {
+    const dir = root('mtagent-second-');
+    const configPath = await makeInstallation(dir, [{ id: 'p', sizeBytes: MiB }]);
+    const daemon = new RunningDaemon(configPath);
+    await daemon.start();
+    try {
+      const other = join(dir, 'other.yaml');
+      const port = await freePort();
+      writeFileSync(other, readFileSync(configPath, 'utf8').replace(/port: \d+/, `port: ${port}`).replace('dataDir: data', 'dataDir: data2').replace('retention: { path: retention,', `retention: { path: ${join(dir, 'retention')},`));
+      for (const config of [configPath, other]) {
+        const r = await cli(['run', '--config', config]);
+        expect(r.code, config).toBe(1);
+        expect(r.stderr.trim().split('\n'), config).toEqual([expect.stringMatching(/^mtagent: retention volume .* is in use by agent mt-01 \(pid \d+.*; stop that agent or give this one another retention path$/)]);
+      }
+      expect(existsSync(join(dir, 'data2'))).toBe(false);
+    } finally {
+      await daemon.stop();
+    }
+  }, 60_000);
+
+  it('makes no output folder for a group recovery it refuses', async () => {
+    const dir = root('mtagent-grp-');
+    const configPath = await makeInstallation(dir, [{ id: 'a', sizeBytes: MiB, group: 'g' }, { id: 'b', sizeBytes: MiB, group: 'g' }]);
+    const out = join(dir, 'out');
+    const r = await cli(['recover', '--group', 'g', '--at', 'latest', '--out', out, '--config', configPath]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(existsSync(out)).toBe(false);
+  }, 30_000);
+
+  it.skipIf(process.getuid?.() !== 0)('names a passphrase file the agent cannot read as a configuration error, exit 2, with the user it runs as', async () => {
+    const dir = root('mtagent-pass-');
+    chmodSync(dir, 0o755);
+    const configPath = await makeInstallation(dir, [{ id: 'p', sizeBytes: MiB }]);
+    chmodSync(configPath, 0o644);
+    for (const f of ['tls', 'tls/agent.crt', 'tls/agent.key']) chmodSync(join(dir, f), f === 'tls' ? 0o755 : 0o644);
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const p = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, MAIN, 'run', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('exit', (code) => resolve({ code, stderr }));
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([`mtagent: config ${configPath}: passphraseFile ${join(dir, 'passphrase')} cannot be read (EACCES): it must be readable by the user the agent runs as (nobody); chown it to that user, mode 0600`]);
   }, 30_000);
 
   it('never makes a retention folder for a read-only command: a missing one is named, with what to do', async () => {
@@ -70,7 +119,7 @@ describe('the command line', () => {
       await vi.waitFor(() => expect(said).toMatch(/listening on wss:\/\/127\.0\.0\.1:\d+\/v1\/replicate/), { timeout: 20_000, interval: 50 });
       expect(said).toMatch(/stream into it: {2}npx mtagent simulate --config .*agent\.yaml/);
       const second = await cli(['start', '--dir', dir]);
-      expect(second.code).not.toBe(0);
+      expect(second.code).toBe(1);
       expect(second.stderr).not.toMatch(/listening/);
       expect(second.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^mtagent: retention volume .* is in use by agent/)]);
     } finally {
@@ -149,8 +198,15 @@ describe('the command line', () => {
       p.on('exit', (code) => resolve({ code, out }));
     });
     expect(npx).toEqual({ code: 0, out: `${packageVersion}\n` });
-    const init = await cli(['init', '--dir', join(root('mtagent-init-'), 'home'), '--no-metrics', '--port', '19999'], { PATH: '/usr/bin:/bin' });
+    const init = await cli(['init', '--dir', join(root('mtagent-init-'), 'home'), '--no-metrics', '--port', '19999']);
     expect(init.stdout).toMatch(/run it: +npx mtagent run --config .*agent\.yaml/);
+    // A host without npx is told the command that works there.
+    const bare = join(root('mtagent-bare-'), 'bin');
+    mkdirSync(bare);
+    symlinkSync(process.execPath, join(bare, 'node'));
+    symlinkSync(execFileSync('sh', ['-c', 'command -v openssl'], { encoding: 'utf8' }).trim(), join(bare, 'openssl'));
+    const noNpx = await cli(['init', '--dir', join(root('mtagent-init-'), 'home'), '--no-metrics', '--port', '19999'], { PATH: bare });
+    expect(noNpx.stdout).toContain(`run it:        ${process.execPath} ${MAIN} run --config `);
     const help = await cli(['--help']);
     expect(help.stdout).toMatch(/--config FILE/);
     expect(help.stdout).toMatch(/POINT is latest, latest-app/);

@@ -76,6 +76,9 @@ describe('support bundle', () => {
       const out = join(root, 'bundle.tar.gz');
       const r = await cli(['support-bundle', '--out', out, '--config', daemon.configPath]);
       expect(r.code, r.stderr).toBe(0);
+      // It holds the catalog: for its owner alone, and so is the catalog itself.
+      expect(statSync(out).mode & 0o777).toBe(0o600);
+      expect(statSync(join(daemon.config.dataDir, 'catalog.db')).mode & 0o777).toBe(0o600);
       const where = temp('mtagent-support-x-');
       await extract({ file: out, cwd: where });
       const files = readdirSync(join(where, 'mtagent-support')).sort();

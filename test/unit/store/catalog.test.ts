@@ -1,3 +1,4 @@
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
@@ -10,6 +11,27 @@ const tempDir = useTempDir();
 /** A fresh catalog for `check`, closed after it. */
 function withCatalog(check: (c: Catalog) => void): void {
   const c = Catalog.open(join(tempDir(), 'catalog.db'));
+  try {
+    check(c);
+  } finally {
+    c.close();
+  }
+}
+
+describe('catalog file', () => {
+  it('is made 0600, and a wider one is narrowed with its -wal and -shm files', () => {
+    const path = join(tempDir(), 'catalog.db');
+    withCatalogAt(path, () => undefined);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    chmodSync(path, 0o644);
+    withCatalogAt(path, () => {
+      for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) expect(statSync(f).mode & 0o777, f).toBe(0o600);
+    });
+  });
+});
+
+function withCatalogAt(path: string, check: (c: Catalog) => void): void {
+  const c = Catalog.open(path);
   try {
     check(c);
   } finally {
