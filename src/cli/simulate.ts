@@ -109,7 +109,8 @@ export function registerSimulate(program: Command): void {
       if (f.verify) {
         const cli = [process.execPath, process.argv[1] as string];
         const chosen: Array<{ pair: string; point: string; seq: number }> = [];
-        for (const p of pairs) {
+        // A pair the agent stopped taking (failed over) is no longer the model's disk: not rebuilt against it.
+        for (const p of pairs.filter((x) => report.pairs.find((r) => r.pair === x.id)?.endedBy == null)) {
           const oldest = await oldestRetainedSeq(cli, config.configPath, p.id);
           for (const pt of choosePoints(sim.model(p.id), Number(f.verify), Number(f.seed), oldest)) chosen.push({ pair: p.id, ...pt });
         }
@@ -126,6 +127,7 @@ export function registerSimulate(program: Command): void {
         for (const p of report.pairs) rows.push([p.pair, String(p.ackedSeq), formatBytes(p.bytesAcked), (p.bytesAcked / 1e6 / report.seconds).toFixed(1)]);
         process.stdout.write(`${table(rows)}\n`);
         process.stdout.write(`${report.itemsAcked} items, ${formatBytes(report.bytesAcked)} acknowledged in ${report.seconds.toFixed(1)} s; ack latency p50 ${report.ackLatencyMs.p50.toFixed(1)} ms, p99 ${report.ackLatencyMs.p99.toFixed(1)} ms (after the first second: p50 ${report.steadyAckLatencyMs.p50.toFixed(1)} ms, p99 ${report.steadyAckLatencyMs.p99.toFixed(1)} ms); ${report.reconnects} reconnects\n`);
+        for (const p of report.pairs) if (p.endedBy !== null) process.stdout.write(`${p.pair}: stopped at acked seq ${p.ackedSeq}: ${p.endedBy}\n`);
         for (const r of sim.resyncReports) process.stdout.write(`delta resync ${r.pair}: ${r.differing}/${r.blocks} blocks differed, sent ${formatBytes(r.bytesSent)} of ${formatBytes(r.diskBytes)}\n`);
         for (const c of checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.pair} ${c.point} (seq ${c.seq}) ${c.actual ?? ''}${c.error ? `: ${c.error}` : ''}\n`);
         if (checks.length > 0) process.stdout.write(`verify: ${checks.length - failed} passed, ${failed} failed\n`);

@@ -9,6 +9,8 @@ import { AgentRefusal, ReplicationClient, type ClientOptions } from './client';
 import { SourceModel, type ModelItem } from './model';
 import { makeWorkload, rng, type Workload, type WorkloadName } from './workload';
 
+/** Refusals after which the agent takes no more of a pair until an operator acts (commit, the configuration). */
+const PAIR_ENDING = new Set(['failed-over', 'unknown-pair']);
 export interface SimPair {
   id: string;
   diskBytes: number;
@@ -54,6 +56,8 @@ export interface PairReport {
   sentSeq: number;
   ackedSeq: number;
   bytesAcked: number;
+  /** Why the agent stopped taking the pair (failed over, removed) and the simulator stopped streaming it; null if it did not. */
+  endedBy: string | null;
 }
 
 export interface LatencySummary {
@@ -103,6 +107,8 @@ interface PairState {
   reopen: boolean;
   reopenAfter: number;
   done: boolean;
+  /** Why the agent stopped taking this pair (failed over, removed), and the simulator with it; null while it streams. */
+  endedBy: string | null;
   resyncWanted: boolean;
   /** The initial full copy being streamed, ahead of the workload; null when none is. */
   initialCopy: Workload | null;
@@ -157,6 +163,7 @@ export class Simulator {
         reopen: false,
         reopenAfter: 0,
         done: false,
+        endedBy: null,
         resyncWanted: false,
         initialCopy: null,
       });
@@ -193,12 +200,30 @@ export class Simulator {
     client.on('ack', (stream, durableSeq) => this.onAck(stream, durableSeq));
     client.on('refusal', (e) => this.onStreamError(e));
     client.on('close', () => this.progress?.());
-    for (const p of this.pairs.values()) await this.openPair(p);
+    for (const p of this.pairs.values()) if (p.endedBy === null) await this.openPair(p);
+  }
+
+  /** The agent takes no more of this pair (failed over, removed from its configuration): it stops, the others go on. */
+  private endPair(p: PairState, code: string, message: string): void {
+    this.log(`stopped streaming ${p.cfg.id}: ${code}: ${message}; the other pairs go on`);
+    p.stream = null;
+    p.reopen = false;
+    p.done = true;
+    p.endedBy = `${code}: ${message}`;
+    // What the agent did not acknowledge of it will never be: nothing waits for it.
+    p.unacked = [];
+    p.unackedBytes = 0;
   }
 
   private async openPair(p: PairState): Promise<void> {
     const client = this.client as ReplicationClient;
-    const opened = await client.open(p.cfg.id, p.cfg.diskBytes, p.sector);
+    let opened: Awaited<ReturnType<ReplicationClient['open']>>;
+    try {
+      opened = await client.open(p.cfg.id, p.cfg.diskBytes, p.sector);
+    } catch (err) {
+      if (err instanceof AgentRefusal && PAIR_ENDING.has(err.code)) return this.endPair(p, err.code, err.message);
+      throw err;
+    }
     const asked = this.options.resyncWhenAsked ?? false;
     if (opened.durableSeq > p.model.lastSeq && asked && p.model.lastSeq === 0) {
       this.log(`the agent holds seq ${opened.durableSeq} of ${p.cfg.id}, which this simulator did not stream: taking the pair over with a delta resync`);
@@ -310,6 +335,10 @@ export class Simulator {
     }
     for (const p of this.pairs.values()) {
       if (p.stream !== e.stream) continue;
+      if (PAIR_ENDING.has(e.code)) {
+        this.endPair(p, e.code, e.message);
+        continue;
+      }
       this.log(`stream of ${p.cfg.id} ended: ${e.code}: ${e.message}; reopening`);
       p.stream = null;
       p.reopen = true;
@@ -429,7 +458,7 @@ export class Simulator {
       const sorted = [...xs].sort((a, b) => a - b);
       return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), samples: sorted.length };
     };
-    const pairs = [...this.pairs.values()].map((p) => ({ pair: p.cfg.id, sentSeq: p.sentSeq, ackedSeq: p.ackedSeq, bytesAcked: p.bytesAcked }));
+    const pairs = [...this.pairs.values()].map((p) => ({ pair: p.cfg.id, sentSeq: p.sentSeq, ackedSeq: p.ackedSeq, bytesAcked: p.bytesAcked, endedBy: p.endedBy }));
     return {
       seconds: (Date.now() - this.startedAt) / 1000,
       itemsAcked: pairs.reduce((n, p) => n + p.ackedSeq, 0),
@@ -541,7 +570,7 @@ export class Simulator {
       let waiting = false;
       for (const p of this.pairs.values()) {
         if (p.reopen && Date.now() >= p.reopenAfter) await this.openPair(p);
-        if (p.ackedSeq < p.model.lastSeq) waiting = true;
+        if (p.ackedSeq < p.model.lastSeq && p.endedBy === null) waiting = true;
       }
       if (!waiting) return;
       if (Date.now() > until) throw new MtagentError('timeout', 'not every item was acknowledged in time');

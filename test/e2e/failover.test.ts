@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ErrorMessage } from '../../src/protocol/messages';
-import { RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
+import { spawn } from 'node:child_process';
+import { MAIN, RunningDaemon, cli, makeInstallation } from '../helpers/daemon';
 
 const KiB = 1024;
 const DISK = 1024 * KiB;
@@ -67,6 +68,46 @@ describe('failover', () => {
       await expect(c.open('p', DISK)).rejects.toMatchObject({ code: 'failed-over' });
       await c.close();
       expect(await daemon.stop()).toBe(0);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('failover while the simulator streams', () => {
+  it('stops that pair only: the simulator streams the others to the end and exits 0', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'mtagent-failover-sim-'));
+    try {
+      const configPath = await makeInstallation(root, [{ id: 'a', sizeBytes: DISK }, { id: 'b', sizeBytes: DISK }]);
+      const daemon = new RunningDaemon(configPath);
+      await daemon.start();
+      try {
+        const sim = spawn(process.execPath, [MAIN, 'simulate', '--config', configPath, '--workload', 'random', '--io-size', '4k', '--rate', '2M', '--duration', '6'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        sim.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        sim.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        const exited = new Promise<number | null>((r) => sim.once('exit', (code) => r(code)));
+        const protectedBoth = async (): Promise<boolean> => {
+          const s = JSON.parse((await cli(['status', '--config', configPath, '--json'])).stdout) as { pairs: Array<{ pair: string; state: string }> };
+          return s.pairs.every((p) => p.state === 'protected');
+        };
+        for (let i = 0; i < 100 && !(await protectedBoth()); i++) await new Promise((r) => setTimeout(r, 100));
+        const f = await cli(['failover', 'a', '--at', 'latest', '--config', configPath, '--json']);
+        expect(f.code, f.stderr).toBe(0);
+        const failedAt = (JSON.parse(f.stdout) as { seq: number }).seq;
+        const before = JSON.parse((await cli(['status', '--config', configPath, '--json'])).stdout) as { pairs: Array<{ pair: string; durableSeq: number }> };
+        expect(await exited, out).toBe(0);
+        expect(out).toMatch(/stopped streaming a: failed-over: .*the other pairs go on/);
+        expect(out).toMatch(/^a: stopped at acked seq \d+: failed-over/m);
+        const after = JSON.parse((await cli(['status', '--config', configPath, '--json'])).stdout) as { pairs: Array<{ pair: string; state: string; durableSeq: number; appliedSeq: number }> };
+        const a = after.pairs.find((p) => p.pair === 'a');
+        const b = after.pairs.find((p) => p.pair === 'b');
+        expect(a).toMatchObject({ state: 'failed-over', appliedSeq: failedAt });
+        // b kept streaming after a was failed over.
+        expect(b?.durableSeq ?? 0).toBeGreaterThan(before.pairs.find((p) => p.pair === 'b')?.durableSeq ?? 0);
+      } finally {
+        expect(await daemon.stop()).toBe(0);
+      }
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
