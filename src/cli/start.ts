@@ -27,7 +27,7 @@ export function registerStart(program: Command): void {
       process.exitCode = await runDaemon(config, () => createDaemonLogger(config.dataDir), ({ host, port }) => {
         process.stderr.write(
           `mtagent: listening on wss://${host}:${port}/v1/replicate with pairs ${config.pairs.map((p) => p.id).join(', ')}
-  stream into it:  ${cmd} simulate --config ${shown} --workload oltp --rate 16M --tag-every 50 --duration 60 --verify 2
+  stream into it:  ${cmd} simulate --config ${shown} --workload oltp --rate 16M --tag-every 50 --group vm1 --duration 60 --verify 2
   look at it:      ${cmd} status --config ${shown}
 `,
         );

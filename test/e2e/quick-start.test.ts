@@ -43,6 +43,11 @@ describe('the quick start', () => {
       expect(first.stderr).toMatch(/is new to the agent: initial copy/);
       expect(first.stdout).toMatch(/verify: \d+ passed, 0 failed/);
       expect(await statusOf(home)).toEqual(before.map((p) => ({ pair: p.pair, state: 'protected', why: null })));
+      // The README's group recovery, on what that command streamed.
+      const restored = join(dir, 'restored');
+      const group = await cli(['recover', '--group', 'vm1', '--at', 'latest-app', '--out', restored, '--config', join(home, 'agent.yaml')]);
+      expect(group.code, group.stderr).toBe(0);
+      expect(group.stdout).toMatch(/^vm1-disk0 seq \d+ .*vm1-disk0\.img sha256 [0-9a-f]{64}\nvm1-disk1 seq \d+ .*vm1-disk1\.img sha256 [0-9a-f]{64}\n$/);
 
       const second = await cli(command);
       expect(second.code, `${second.stderr}${second.stdout}`).toBe(0);
