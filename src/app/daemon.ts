@@ -6,6 +6,7 @@ import { RetentionLock, describeHolder } from '../retention/lock';
 import { ConfigError, loadConfig, readPassphrase, readTlsFile, type AgentConfig } from '../config/load';
 import { ProtocolError } from '../protocol/errors';
 import { Engine } from '../engine/engine';
+import { ENGINE_DEFAULTS, type EngineSizes } from '../engine/options';
 import type { Logger } from '../log';
 import { returnFreedMemory, sdNotify } from '../native';
 import { packageRoot, packageVersion } from '../package-root';
@@ -31,22 +32,30 @@ export interface Daemon {
 /**
  * MTAGENT_TUNING (JSON) overrides engine sizes for tests and the soak, so a
  * short run still rotates and prunes segments. Not configuration: operators
- * never need it.
+ * never need it, and a value that is not an object of positive whole numbers
+ * of the engine's sizes is refused, naming it.
  */
-function tuning(): Partial<Parameters<typeof Engine.open>[0]> {
-  const raw = process.env.MTAGENT_TUNING;
+export function parseTuning(raw: string | undefined): Partial<EngineSizes> {
   if (!raw) return {};
-  const t = JSON.parse(raw) as Record<string, unknown>;
-  const out: Record<string, number> = {};
-  for (const key of ['ingestSegmentBytes', 'undoSegmentBytes', 'maxBatchBytes', 'cycleBytes', 'applierMemoryBytes', 'maxApplyLagBytes', 'maxTotalApplyLagBytes', 'reserveBytes', 'pruneIntervalMs', 'targetRetryMs', 'applyGatherMs', 'spaceWaitMs']) {
-    if (typeof t[key] === 'number') out[key] = t[key] as number;
+  let t: unknown;
+  try {
+    t = JSON.parse(raw);
+  } catch {
+    throw new ConfigError('MTAGENT_TUNING is not valid JSON: unset it (it is for tests only)');
+  }
+  if (typeof t !== 'object' || t === null || Array.isArray(t)) throw new ConfigError('MTAGENT_TUNING must be a JSON object of engine sizes: unset it (it is for tests only)');
+  const out: Partial<EngineSizes> = {};
+  for (const [key, value] of Object.entries(t)) {
+    if (!Object.hasOwn(ENGINE_DEFAULTS, key)) throw new ConfigError(`MTAGENT_TUNING: unknown key ${key} (known: ${Object.keys(ENGINE_DEFAULTS).join(', ')})`);
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new ConfigError(`MTAGENT_TUNING: ${key} must be a positive whole number`);
+    out[key as keyof EngineSizes] = value;
   }
   return out;
 }
 
 export function engineOptionsFor(config: AgentConfig, log: Logger): Parameters<typeof Engine.open>[0] {
   return {
-    ...tuning(),
+    ...parseTuning(process.env.MTAGENT_TUNING),
     agentId: config.agentId,
     configPath: config.configPath,
     retentionDir: config.retention.path,
@@ -266,9 +275,12 @@ export async function runDaemon(config: AgentConfig, makeLog: () => Promise<Logg
     watchdog.unref();
   }
   return new Promise<number>((resolve) => {
+    const onHangup = (): void => void reload(daemon, log);
     const shutdown = (exitCode: number): void => {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
+      // A reload during the stop would run against a closing engine.
+      process.off('SIGHUP', onHangup);
       if (watchdog) clearInterval(watchdog);
       daemon.stop().then(
         () => resolve(exitCode),
@@ -290,7 +302,7 @@ export async function runDaemon(config: AgentConfig, makeLog: () => Promise<Logg
       log.error('exiting: the engine stopped on an error (logged above)');
       shutdown(1);
     });
-    process.on('SIGHUP', () => void reload(daemon, log));
+    process.on('SIGHUP', onHangup);
   });
 }
 

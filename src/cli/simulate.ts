@@ -40,7 +40,7 @@ export function registerSimulate(program: Command): void {
     .option('--workload <name>', `one of ${WORKLOADS.join(', ')}`, 'random')
     .option('--io-size <size>', 'write size', '64k')
     .option('--rate <size>', 'target rate per second over all pairs (default: flat out)')
-    .option('--duration <time>', 'how long to stream changes (e.g. 60, 10m); an initial copy under way is finished first')
+    .option('--duration <time>', 'how long to stream changes (e.g. 60, 10m), after any initial copy')
     .option('--items <n>', 'items per pair to stream')
     .option('--tag-every <n>', 'an app-consistent tag every N items (0: none)', '0')
     .option('--group <name>', 'tags carry group values <name>-<n>, shared by the pairs')

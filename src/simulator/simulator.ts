@@ -112,6 +112,8 @@ interface PairState {
   resyncWanted: boolean;
   /** The initial full copy being streamed, ahead of the workload; null when none is. */
   initialCopy: Workload | null;
+  /** How long into the run its initial copy ended (ms; 0: none this run): the change workload's duration counts from there. */
+  copyEndedMs: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -166,6 +168,7 @@ export class Simulator {
         endedBy: null,
         resyncWanted: false,
         initialCopy: null,
+        copyEndedMs: 0,
       });
     }
   }
@@ -365,7 +368,10 @@ export class Simulator {
     const time = Math.max(now * 1000, p.model.lastSeq >= p.model.firstSeq ? p.model.item(p.model.lastSeq).time : 0);
     if (p.initialCopy !== null) {
       const copy = p.initialCopy;
-      return this.copyItem(p, copy, seq, time, () => (p.initialCopy = null));
+      return this.copyItem(p, copy, seq, time, () => {
+        p.initialCopy = null;
+        p.copyEndedMs = Date.now() - this.startedAt;
+      });
     }
     if (this.options.workload === 'fill') return this.copyItem(p, p.workload, seq, time, () => (p.done = true));
     if (p.pendingTag !== null) {
@@ -387,8 +393,9 @@ export class Simulator {
 
   private finished(p: PairState, deadline: number | null): boolean {
     if (this.stopped || p.done) return true;
-    // The duration is the change workload's: an initial copy cut short would leave the pair unprotected, to start over next run.
-    if (deadline !== null && Date.now() >= deadline && p.initialCopy === null) return true;
+    // The duration is the change workload's, counted once the pair's initial copy ends: a copy cut
+    // short would leave the pair unprotected, and one that ran long would leave it no changes (no tags).
+    if (deadline !== null && Date.now() >= deadline + p.copyEndedMs && p.initialCopy === null) return true;
     if (this.options.items !== null && p.model.lastSeq >= this.options.items) return true;
     return false;
   }
